@@ -1,0 +1,324 @@
+"""`AsyncSarvClient` and `AsyncSendCleanClient`: an account's API, as an async resource."""
+
+from __future__ import annotations
+
+import enum
+import warnings
+from types import TracebackType
+from typing import ClassVar, TypeVar
+
+import httpx
+
+from ._config import SARV, SENDCLEAN, Brand, resolve
+from ._exceptions import ValidationError
+from ._limiter import RateLimiter, SlidingWindowLimiter
+from ._pipeline import CallOptions, Pipeline
+from ._rate_spec import RateWindow, parse_rate_limit
+from ._requests import SarvRequest
+from ._resources import SmtpUsers
+from ._retry import Backoff
+from ._version import __version__
+
+__all__ = [
+    "DEFAULT_MAX_CONCURRENCY",
+    "DEFAULT_MAX_RETRIES",
+    "DEFAULT_RATE_LIMIT",
+    "DEFAULT_TIMEOUT",
+    "AsyncSarvClient",
+    "AsyncSendCleanClient",
+    "ClientState",
+]
+
+T = TypeVar("T")
+Self = TypeVar("Self", bound="AsyncSarvClient")
+
+#: Connect within 5 s; every other phase within 30 s.
+DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=5.0)
+DEFAULT_MAX_RETRIES = 2
+#: The API's published limits (api-facts): pace to them unless told otherwise.
+DEFAULT_RATE_LIMIT = "60/minute;3600/hour;50000/day"
+DEFAULT_MAX_CONCURRENCY = 10
+DEFAULT_MAX_RETRY_AFTER = 120.0
+
+
+class ClientState(enum.Enum):
+    """Where a client is in its life."""
+
+    UNOPENED = 1
+    OPENED = 2
+    CLOSED = 3
+
+
+class _Shared:
+    """What a client shares with its `with_options` copies: pipeline, pool and state."""
+
+    __slots__ = ("http", "owns_http", "pipeline", "state", "used")
+
+    def __init__(self, pipeline: Pipeline, http: httpx.AsyncClient, owns_http: bool) -> None:
+        self.pipeline = pipeline
+        self.http = http
+        self.owns_http = owns_http
+        self.state = ClientState.UNOPENED
+        self.used = False
+
+
+class AsyncSarvClient:
+    """The Sarv SMTP-user API for one account.
+
+    ::
+
+        async with AsyncSarvClient(owner_id="...", token="...", app_domain="tes.example.com") as c:
+            creds = await c.smtp_users.create(total_limit=100, hourly_limit=10)
+
+    ``owner_id``, ``token`` and the endpoint come from the ``SARV_OWNER_ID``,
+    ``SARV_TOKEN``, ``SARV_BASE_URL`` / ``SARV_APP_DOMAIN`` variables when not given.
+    ``base_url`` wins over ``app_domain`` (which gives ``https://api.{app_domain}/v1.0/``).
+    Plain ``http://`` is refused but for loopback, or with ``allow_insecure_http=True``.
+
+    ``timeout`` (seconds or an `httpx.Timeout`), ``max_retries``, ``rate_limit`` (e.g.
+    ``"60/minute;3600/hour"``, ``None`` for no pacing) and ``max_concurrency`` (requests in
+    flight) hold for every task using the client. An ``http_client`` you pass is used as
+    is and never closed by the client.
+    """
+
+    _brand: ClassVar[Brand] = SARV
+
+    smtp_users: SmtpUsers
+    _shared: _Shared
+    _options: CallOptions
+
+    def __init__(
+        self,
+        owner_id: str | None = None,
+        token: str | None = None,
+        *,
+        app_domain: str | None = None,
+        base_url: str | httpx.URL | None = None,
+        timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
+        max_retries: int = DEFAULT_MAX_RETRIES,
+        rate_limit: str | None = DEFAULT_RATE_LIMIT,
+        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+        backoff: Backoff | None = None,
+        max_retry_after: float = DEFAULT_MAX_RETRY_AFTER,
+        limiter: RateLimiter | None = None,
+        http_client: httpx.AsyncClient | None = None,
+        allow_insecure_http: bool = False,
+    ) -> None:
+        settings = resolve(
+            self._brand,
+            owner_id=owner_id,
+            token=token,
+            app_domain=app_domain,
+            base_url=base_url,
+            allow_insecure_http=allow_insecure_http,
+        )
+        if type(max_concurrency) is not int or max_concurrency < 1:
+            raise ValidationError(
+                f"max_concurrency must be a positive integer, got {max_concurrency!r}",
+                field="max_concurrency",
+            )
+        options = _call_options(
+            timeout=timeout,
+            max_retries=max_retries,
+            backoff=backoff if backoff is not None else Backoff(),
+            max_retry_after=max_retry_after,
+        )
+        if limiter is None:
+            limiter = SlidingWindowLimiter(
+                _parse_rate_limit(rate_limit), max_pause=options.max_retry_after
+            )
+
+        user_agent = f"sarv-async/{__version__}"
+        headers = {"User-Agent": user_agent, "Content-Type": "application/json"}
+        owns_http = http_client is None
+        if http_client is None:
+            http_client = httpx.AsyncClient(
+                headers=headers,
+                timeout=options.timeout,
+                limits=httpx.Limits(
+                    max_connections=max_concurrency, max_keepalive_connections=max_concurrency
+                ),
+            )
+        pipeline = Pipeline(
+            http=http_client,
+            base_url=settings.base_url,
+            owner_id=settings.owner_id,
+            token=settings.token,
+            limiter=limiter,
+            max_concurrency=max_concurrency,
+            # Our own pool carries the headers already; a borrowed one gets them per request.
+            headers=None if owns_http else headers,
+        )
+        self._shared = _Shared(pipeline, http_client, owns_http)
+        self._options = options
+        self._owner_id = settings.owner_id
+        self._base_url = settings.base_url
+        self.smtp_users = SmtpUsers(self)
+
+    # -- configuration -------------------------------------------------------------
+
+    @property
+    def base_url(self) -> httpx.URL:
+        """The URL every call path is joined to, e.g. ``https://api.example.com/v1.0/``."""
+        return self._base_url
+
+    @property
+    def owner_id(self) -> str:
+        """The account this client acts for."""
+        return self._owner_id
+
+    @property
+    def state(self) -> ClientState:
+        """`ClientState.UNOPENED`, `OPENED` or `CLOSED`."""
+        return self._shared.state
+
+    @property
+    def timeout(self) -> httpx.Timeout:
+        """The timeout of each attempt."""
+        return self._options.timeout
+
+    @property
+    def max_retries(self) -> int:
+        """How many times a failed call is repeated, when repeating is safe."""
+        return self._options.max_retries
+
+    def with_options(
+        self: Self,
+        *,
+        timeout: float | httpx.Timeout | None = None,
+        max_retries: int | None = None,
+        backoff: Backoff | None = None,
+    ) -> Self:
+        """A copy with other per-call options, sharing this client's pool, limiter and life.
+
+        ::
+
+            users = await client.with_options(timeout=60, max_retries=5).smtp_users.list()
+        """
+        copy = object.__new__(type(self))
+        copy.__dict__.update(self.__dict__)
+        copy._options = _call_options(
+            timeout=self._options.timeout if timeout is None else timeout,
+            max_retries=self._options.max_retries if max_retries is None else max_retries,
+            backoff=self._options.backoff if backoff is None else backoff,
+            max_retry_after=self._options.max_retry_after,
+        )
+        copy.smtp_users = SmtpUsers(copy)
+        return copy
+
+    def __repr__(self) -> str:
+        return (
+            f"<{type(self).__name__} base_url={str(self._base_url)!r} "
+            f"owner_id={self._owner_id!r} state={self._shared.state.name}>"
+        )
+
+    # -- calls ---------------------------------------------------------------------
+
+    async def send(self, request: SarvRequest[T]) -> T:
+        """Send a request object (e.g. `CreateSmtpUserRequest`) and return its typed answer."""
+        shared = self._shared
+        if shared.state is ClientState.CLOSED:
+            raise RuntimeError(
+                f"this {type(self).__name__} is closed; create a new client to make calls"
+            )
+        shared.used = True
+        return await shared.pipeline.send(request, self._options)
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    async def __aenter__(self: Self) -> Self:
+        shared = self._shared
+        if shared.state is not ClientState.UNOPENED:
+            raise RuntimeError(
+                f"cannot open a {type(self).__name__} that is {shared.state.name.lower()}; "
+                "a client is opened once"
+            )
+        if shared.owns_http:
+            await shared.http.__aenter__()
+        shared.state = ClientState.OPENED
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the connection pool, unless it was passed in. Calls after this fail."""
+        shared = self._shared
+        if shared.state is ClientState.CLOSED:
+            return
+        shared.state = ClientState.CLOSED
+        if shared.owns_http:
+            await shared.http.aclose()
+
+    def __del__(self) -> None:
+        shared = getattr(self, "_shared", None)
+        if (
+            shared is not None
+            and shared.owns_http
+            and (shared.state is ClientState.OPENED or shared.used)
+            and shared.state is not ClientState.CLOSED
+            and not shared.http.is_closed
+        ):
+            warnings.warn(
+                f"unclosed {self!r}: use 'async with' or await aclose()",
+                ResourceWarning,
+                stacklevel=1,
+                source=self,
+            )
+
+
+class AsyncSendCleanClient(AsyncSarvClient):
+    """The same client for the SendClean brand.
+
+    Its base URL defaults to ``https://api.sendclean.net/v1.0/``; settings are read from
+    ``SENDCLEAN_*`` variables first, then ``SARV_*``.
+    """
+
+    _brand: ClassVar[Brand] = SENDCLEAN
+
+
+def _parse_rate_limit(rate_limit: str | None) -> tuple[RateWindow, ...]:
+    if rate_limit is None:
+        return ()
+    try:
+        return parse_rate_limit(rate_limit)
+    except (TypeError, ValueError) as exc:
+        raise ValidationError(str(exc), field="rate_limit") from None
+
+
+def _call_options(
+    *, timeout: float | httpx.Timeout, max_retries: int, backoff: Backoff, max_retry_after: float
+) -> CallOptions:
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float, httpx.Timeout)):
+        raise ValidationError(
+            f"timeout must be seconds or an httpx.Timeout, got {type(timeout).__name__}",
+            field="timeout",
+        )
+    if not isinstance(timeout, httpx.Timeout):
+        if timeout <= 0:
+            raise ValidationError(f"timeout must be positive, got {timeout!r}", field="timeout")
+        timeout = httpx.Timeout(float(timeout))
+    if type(max_retries) is not int or max_retries < 0:
+        raise ValidationError(
+            f"max_retries must be a non-negative integer, got {max_retries!r}",
+            field="max_retries",
+        )
+    if not isinstance(backoff, Backoff):
+        raise ValidationError("backoff must be a sarv_async.Backoff", field="backoff")
+    if (
+        isinstance(max_retry_after, bool)
+        or not isinstance(max_retry_after, (int, float))
+        or (max_retry_after < 0)
+    ):
+        raise ValidationError(
+            f"max_retry_after must be non-negative seconds, got {max_retry_after!r}",
+            field="max_retry_after",
+        )
+    return CallOptions(
+        timeout=timeout, max_retries=max_retries, backoff=backoff, max_retry_after=max_retry_after
+    )

@@ -1,0 +1,184 @@
+"""Where a client's credentials and base URL come from, and the plain-HTTP rule."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import warnings
+from collections.abc import Mapping
+
+import attrs
+import httpx
+
+from ._exceptions import ValidationError
+
+__all__ = ["SARV", "SENDCLEAN", "Brand", "InsecureHTTPWarning", "Secret", "Settings", "resolve"]
+
+
+class InsecureHTTPWarning(UserWarning):
+    """The client was told to send the token over plain ``http://`` to a remote host."""
+
+
+class Secret:
+    """A string that never shows in a ``repr`` or ``str``; ``reveal()`` gives it back."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@attrs.frozen
+class Brand:
+    """A branding of the platform: its name, environment prefixes and default base URL."""
+
+    name: str
+    env_prefixes: tuple[str, ...]
+    default_base_url: str | None = None
+
+
+SARV = Brand("Sarv", ("SARV",))
+SENDCLEAN = Brand("SendClean", ("SENDCLEAN", "SARV"), "https://api.sendclean.net/v1.0/")
+
+
+@attrs.frozen
+class Settings:
+    """A client's resolved account and endpoint."""
+
+    owner_id: str
+    token: Secret
+    base_url: httpx.URL
+
+
+def resolve(
+    brand: Brand,
+    *,
+    owner_id: str | None,
+    token: str | None,
+    app_domain: str | None,
+    base_url: str | httpx.URL | None,
+    allow_insecure_http: bool,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Fill what was not given from the environment; refuse what is missing or unsafe.
+
+    Explicit arguments win over the environment; ``base_url`` wins over ``app_domain``.
+    """
+    env = os.environ if environ is None else environ
+
+    def from_env(name: str) -> str | None:
+        for prefix in brand.env_prefixes:
+            value = env.get(f"{prefix}_{name}", "").strip()
+            if value:
+                return value
+        return None
+
+    owner_id = _given(owner_id, "owner_id") or from_env("OWNER_ID")
+    token = _given(token, "token") or from_env("TOKEN")
+    missing = [name for name, value in (("owner_id", owner_id), ("token", token)) if not value]
+
+    url: str | httpx.URL | None = base_url
+    if url is None and app_domain is not None:
+        url = _from_app_domain(app_domain)
+    if url is None:
+        env_url, env_domain = from_env("BASE_URL"), from_env("APP_DOMAIN")
+        if env_url:
+            url = env_url
+        elif env_domain:
+            url = _from_app_domain(env_domain)
+        else:
+            url = brand.default_base_url
+    if url is None:
+        missing.append("app_domain or base_url")
+
+    if missing:
+        variables = ", ".join(
+            f"{brand.env_prefixes[0]}_{name.split()[0].upper()}" for name in missing
+        )
+        raise ValidationError(
+            f"missing {' and '.join(missing)}: pass {'it' if len(missing) == 1 else 'them'} "
+            f"to {brand.name} client or set {variables}",
+            field=missing[0].split()[0],
+        )
+    assert owner_id is not None
+    assert token is not None
+    assert url is not None
+    return Settings(
+        owner_id=owner_id,
+        token=Secret(token),
+        base_url=_check_base_url(url, allow_insecure_http=allow_insecure_http),
+    )
+
+
+def _given(value: object, field: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValidationError(
+            f"{field} must be a string, got a {type(value).__name__}", field=field
+        )
+    return value.strip() or None
+
+
+def _from_app_domain(app_domain: str) -> str:
+    domain = _given(app_domain, "app_domain")
+    if domain is None or "/" in domain or ":" in domain:
+        raise ValidationError(
+            "app_domain must be a bare domain such as 'tes.example.com' "
+            "(give a full URL as base_url instead)",
+            field="app_domain",
+        )
+    return f"https://api.{domain}/v1.0/"
+
+
+def _check_base_url(value: str | httpx.URL, *, allow_insecure_http: bool) -> httpx.URL:
+    try:
+        url = httpx.URL(value)
+    except (httpx.InvalidURL, TypeError) as exc:
+        raise ValidationError(f"base_url is not a valid URL: {exc}", field="base_url") from None
+    if url.scheme not in ("http", "https") or not url.host:
+        raise ValidationError(
+            "base_url must be an absolute http(s) URL such as 'https://api.example.com/v1.0/'",
+            field="base_url",
+        )
+    if url.query or url.fragment:
+        raise ValidationError("base_url must not carry a query or fragment", field="base_url")
+    if not url.raw_path.endswith(b"/"):
+        url = url.copy_with(raw_path=url.raw_path + b"/")
+    if url.scheme == "http" and not is_loopback(url.host):
+        if not allow_insecure_http:
+            raise ValidationError(
+                f"refusing plain http:// to {url.host}: the token travels in the request body; "
+                "use https, or pass allow_insecure_http=True if you must",
+                field="base_url",
+            )
+        warnings.warn(
+            f"sending the API token over plain http:// to {url.host}",
+            InsecureHTTPWarning,
+            stacklevel=4,
+        )
+    return url
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` names this machine (``localhost``, 127.0.0.0/8, ``::1``)."""
+    if host.lower() == "localhost" or host.lower().endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False

@@ -1,0 +1,203 @@
+"""Pace requests client-wide, before they are sent, so a client within its limits never sees 429.
+
+The invariant
+-------------
+Let ``s[1] <= s[2] <= ...`` be the clock readings at which `SlidingWindowLimiter.acquire`
+calls returned, read with nothing awaited between the check and the return. For every
+window ``limit/period`` with safety margin ``m``::
+
+    s[i] >= s[i - limit] + period + m
+
+so no span of ``period + m`` seconds, wherever it starts, holds more than ``limit`` sends:
+the stricter of a fixed and a moving window, with no burst on top of the rate. The margin
+covers what happens after ``acquire()`` returns (connecting, the network), because the
+server counts arrivals. Only sends are recorded, each when it is allowed, so a late wake-up
+never breaks the invariant and a cancelled waiter leaves nothing behind.
+
+How
+---
+A task that finds no one waiting and every window open returns at once: no lock, no
+checkpoint. Otherwise it joins a FIFO queue. Only the head of the queue watches the clock:
+it sleeps until the earliest instant the windows and any pause allow, re-checks both when it
+wakes (a `pause` wakes it early), returns, and hands the head to the next task. A pause
+longer than ``max_pause`` raises `RateLimitError` instead of being waited out.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
+
+from anyio import CancelScope, Event, current_time
+
+from ._exceptions import RateLimitError
+from ._rate_spec import RateWindow, format_rate_limit
+
+__all__ = ["RateLimiter", "SlidingWindowLimiter"]
+
+_NO_PAUSE = -math.inf
+
+
+@runtime_checkable
+class RateLimiter(Protocol):
+    """Decides when the next request of a client may go out; one instance per client."""
+
+    async def acquire(self) -> None:
+        """Wait until one more request may be sent now, and count it as sent."""
+        ...
+
+    def pause(self, seconds: float) -> None:
+        """Hold back every request for ``seconds`` from now (the server answered 429)."""
+        ...
+
+
+class _Window:
+    """One ``limit/period`` window and the times of the last ``limit`` sends."""
+
+    __slots__ = ("limit", "sends", "span")
+
+    def __init__(self, limit: int, span: float) -> None:
+        self.limit = limit
+        #: ``period + margin``: the least distance between a send and the limit-th before it.
+        self.span = span
+        self.sends: deque[float] = deque(maxlen=limit)
+
+
+class SlidingWindowLimiter:
+    """An in-process `RateLimiter`: sliding-window pacing plus a client-wide pause.
+
+    ``windows`` come from `parse_rate_limit`; with none, nothing is paced but `pause`
+    still holds every task back. ``margin`` (seconds) is added to every window's period;
+    by default it is ``min(0.25, period / 50)`` per window. Waiting tasks are served in
+    arrival order. Bound to one event loop's clock: share it among that loop's tasks only.
+    """
+
+    __slots__ = (
+        "_margin",
+        "_max_pause",
+        "_pause_until",
+        "_rate_windows",
+        "_waiters",
+        "_wakeup",
+        "_windows",
+    )
+
+    def __init__(
+        self,
+        windows: Sequence[RateWindow] = (),
+        *,
+        margin: float | None = None,
+        max_pause: float = 120.0,
+    ) -> None:
+        if margin is not None and not 0 <= margin < math.inf:
+            raise ValueError(f"margin must be a finite number of seconds >= 0, not {margin!r}")
+        if not max_pause >= 0:
+            raise ValueError(f"max_pause must be a number of seconds >= 0, not {max_pause!r}")
+        rate_windows = tuple(windows)
+        for window in rate_windows:
+            if window.limit < 1 or not 0 < window.period < math.inf:
+                raise ValueError(f"rate window {window} must allow at least one request")
+        self._rate_windows = rate_windows
+        self._margin = margin
+        self._max_pause = max_pause
+        self._windows = tuple(
+            _Window(w.limit, w.period + (min(0.25, w.period / 50) if margin is None else margin))
+            for w in rate_windows
+        )
+        self._pause_until = _NO_PAUSE
+        #: Tasks waiting their turn, oldest first; the first one is the head.
+        self._waiters: deque[Event] = deque()
+        #: Set by `pause` to wake the head early; exists only while the head sleeps.
+        self._wakeup: Event | None = None
+
+    def __repr__(self) -> str:
+        pacing = format_rate_limit(self._rate_windows) if self._rate_windows else "unpaced"
+        margin = "" if self._margin is None else f" margin={self._margin:g}s"
+        return f"<SlidingWindowLimiter {pacing}{margin} max_pause={self._max_pause:g}s>"
+
+    async def acquire(self) -> None:
+        """Return once a request may be sent now; raise `RateLimitError` on a too-long pause.
+
+        Costs no checkpoint when the request may go at once.
+        """
+        waiters = self._waiters
+        if not waiters:
+            if not self._windows and self._pause_until == _NO_PAUSE:
+                return
+            now = current_time()
+            if self._earliest(now) <= now:
+                self._record(now)
+                return
+        ticket = Event()
+        waiters.append(ticket)
+        try:
+            if waiters[0] is not ticket:
+                await ticket.wait()  # set when this task becomes the head
+            while True:
+                now = current_time()
+                when = self._earliest(now)
+                if when <= now:
+                    self._record(now)
+                    return
+                await self._sleep_until(when)
+        finally:
+            self._leave(ticket)
+
+    def pause(self, seconds: float) -> None:
+        """Hold back every task's `acquire` until ``seconds`` from now (a later pause wins)."""
+        if not seconds >= 0:
+            raise ValueError(f"pause must be a number of seconds >= 0, not {seconds!r}")
+        until = current_time() + seconds
+        if until > self._pause_until:
+            self._pause_until = until
+            if self._wakeup is not None:
+                self._wakeup.set()
+
+    def _earliest(self, now: float) -> float:
+        """The earliest instant the next send is allowed; raise on a pause over ``max_pause``."""
+        when = now
+        pause_until = self._pause_until
+        if pause_until > now:
+            remaining = pause_until - now
+            if remaining > self._max_pause:
+                raise RateLimitError(
+                    f"the API asked to pause for {remaining:.3g} s, "
+                    f"longer than max_pause ({self._max_pause:g} s)",
+                    retry_after=remaining,
+                )
+            when = pause_until
+        else:
+            self._pause_until = _NO_PAUSE
+        for window in self._windows:
+            sends = window.sends
+            if len(sends) == window.limit:
+                allowed = sends[0] + window.span
+                if allowed > when:
+                    when = allowed
+        return when
+
+    def _record(self, now: float) -> None:
+        for window in self._windows:
+            window.sends.append(now)
+
+    async def _sleep_until(self, when: float) -> None:
+        """Sleep until ``when``, or until `pause` changes the picture."""
+        wakeup = self._wakeup = Event()
+        try:
+            with CancelScope(deadline=when):
+                await wakeup.wait()
+        finally:
+            if self._wakeup is wakeup:
+                self._wakeup = None
+
+    def _leave(self, ticket: Event) -> None:
+        """Take ``ticket`` out of the queue; if it was the head, make the next task the head."""
+        waiters = self._waiters
+        if waiters[0] is ticket:
+            waiters.popleft()
+            if waiters:
+                waiters[0].set()
+        else:
+            waiters.remove(ticket)

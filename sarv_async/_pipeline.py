@@ -1,0 +1,261 @@
+"""The one road every request takes: encode, pace, post, read, retry, translate errors.
+
+httpx and cattrs exceptions become `SarvError`s here and nowhere else. Nothing
+logged here carries a body: method, path, HTTP status, duration and attempt only.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any, TypeVar
+
+import anyio
+import attrs
+import httpx
+
+from ._config import Secret
+from ._converters import structure_response, unstructure_request
+from ._exceptions import (
+    APIConnectionError,
+    APIError,
+    APITimeoutError,
+    AuthenticationError,
+    GeneralError,
+    OutcomeUnknownError,
+    RateLimitError,
+    SarvError,
+    UnexpectedResponseError,
+    ValidationError,
+)
+from ._limiter import RateLimiter
+from ._requests import SarvRequest
+from ._retry import Backoff, Failure, parse_retry_after
+
+__all__ = ["CallOptions", "Pipeline"]
+
+T = TypeVar("T")
+
+logger = logging.getLogger("sarv_async")
+
+_ERROR_KINDS: dict[str, type[APIError]] = {
+    "ValidationError": ValidationError,
+    "AuthenticationError": AuthenticationError,
+    "GeneralError": GeneralError,
+    "RateLimitError": RateLimitError,
+}
+
+
+@attrs.frozen
+class CallOptions:
+    """What may differ from call to call (see `AsyncSarvClient.with_options`)."""
+
+    timeout: httpx.Timeout
+    max_retries: int
+    backoff: Backoff
+    max_retry_after: float
+
+
+class Pipeline:
+    """Sends the requests of one client and of all its `with_options` copies."""
+
+    def __init__(
+        self,
+        *,
+        http: httpx.AsyncClient,
+        base_url: httpx.URL,
+        owner_id: str,
+        token: Secret,
+        limiter: RateLimiter,
+        max_concurrency: int,
+        headers: dict[str, str] | None,
+    ) -> None:
+        self.limiter = limiter
+        self.max_concurrency = max_concurrency
+        self._http = http
+        self._base_url = base_url
+        self._token = token
+        self._owner_id = owner_id
+        self._slots = anyio.Semaphore(max_concurrency, fast_acquire=True)
+        self._headers = headers
+        self._urls: dict[str, httpx.URL] = {}
+
+    async def send(self, request: SarvRequest[T], options: CallOptions) -> T:
+        """Send ``request``, repeating only what is safe to repeat; return its typed answer."""
+        path = request.path
+        url = self._urls.get(path)
+        if url is None:
+            url = self._urls[path] = self._base_url.join(path)
+        content = self._encode(request)
+        attempt = 0
+        while True:
+            attempt += 1
+            cause: BaseException | None = None
+            try:
+                response = await self._post(url, content, options.timeout, path, attempt)
+            except httpx.HTTPError as exc:
+                error, failure = _translate_transport_error(exc, path)
+                cause = exc
+            else:
+                try:
+                    return self._read(response, request)
+                except SarvError as exc:
+                    error, failure = exc, _classify(exc)
+
+            if failure is Failure.MAYBE_APPLIED and not request.safe_to_repeat:
+                logger.warning(
+                    "POST %s may have taken effect (%s); not repeated", path, type(error).__name__
+                )
+                raise OutcomeUnknownError(
+                    f"{type(request).__name__} may or may not have taken effect ({error}); "
+                    "it was not repeated, as a repeat could apply it twice. "
+                    "Reconcile with client.smtp_users.list().",
+                    request=request,
+                ) from error
+            if failure is Failure.FINAL or attempt > options.max_retries:
+                raise error from cause
+            delay = await self._wait_before_retry(error, failure, attempt, options)
+            logger.info(
+                "retrying POST %s after %s in %.2f s (attempt %d of %d)",
+                path,
+                type(error).__name__,
+                delay,
+                attempt + 1,
+                options.max_retries + 1,
+            )
+
+    async def _wait_before_retry(
+        self, error: SarvError, failure: Failure, attempt: int, options: CallOptions
+    ) -> float:
+        delay = options.backoff.delay(attempt)
+        if failure is Failure.THROTTLED:
+            retry_after = error.retry_after if isinstance(error, RateLimitError) else None
+            if retry_after is not None:
+                if retry_after > options.max_retry_after:
+                    self.limiter.pause(retry_after)
+                    raise error
+                delay = retry_after
+            # One 429 pauses every task of the client: the next acquire() waits it out.
+            self.limiter.pause(delay)
+        else:
+            await anyio.sleep(delay)
+        return delay
+
+    def _encode(self, request: SarvRequest[Any]) -> bytes:
+        body = unstructure_request(request)
+        body["owner_id"] = self._owner_id
+        body["token"] = self._token.reveal()
+        return json.dumps(body, separators=(",", ":")).encode()
+
+    async def _post(
+        self, url: httpx.URL, content: bytes, limits: httpx.Timeout, path: str, attempt: int
+    ) -> httpx.Response:
+        async with self._slots:
+            # The pause and the rate windows are checked now, as the request leaves.
+            await self.limiter.acquire()
+            started = time.perf_counter()
+            response = await self._http.post(
+                url, content=content, headers=self._headers, timeout=limits
+            )
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "POST %s -> HTTP %d in %.1f ms (attempt %d)",
+                path,
+                response.status_code,
+                (time.perf_counter() - started) * 1000,
+                attempt,
+            )
+        return response
+
+    def _read(self, response: httpx.Response, request: SarvRequest[T]) -> T:
+        status = response.status_code
+        if status == 429:
+            raise RateLimitError(
+                f"POST {request.path} was rate limited",
+                retry_after=parse_retry_after(response.headers.get("retry-after")),
+            )
+        try:
+            data = json.loads(response.content)
+        except ValueError:
+            raise UnexpectedResponseError(
+                f"POST {request.path} answered HTTP {status} with {_describe_body(response)}, "
+                "not JSON",
+                status_code=status,
+            ) from None
+        if not isinstance(data, dict):
+            raise UnexpectedResponseError(
+                f"POST {request.path} answered HTTP {status} with a JSON "
+                f"{type(data).__name__}, not an object",
+                status_code=status,
+            )
+        outcome = data.get("status")
+        if outcome == "error":
+            raise self._api_error(data, status)
+        if not 200 <= status < 300 or outcome != "success":
+            raise UnexpectedResponseError(
+                f"POST {request.path} answered HTTP {status} with status {_short(outcome)}, "
+                "neither a success nor an error envelope",
+                status_code=status,
+            )
+        result: T = structure_response(data, request.response_type, status_code=status)
+        return result
+
+    def _api_error(self, data: dict[str, Any], status: int) -> APIError:
+        kind = data.get("name") or data.get("type")
+        name = kind if isinstance(kind, str) and kind else "APIError"
+        message = data.get("message")
+        message = message if isinstance(message, str) else ""
+        # The server has no reason to echo the token, but if it ever does, it stops here.
+        message = message.replace(self._token.reveal(), "***") if message else "(no message)"
+        code = data.get("code")
+        code = code if isinstance(code, (int, str)) and not isinstance(code, bool) else None
+        cls = _ERROR_KINDS.get(name, APIError)
+        return cls(message, name=name, code=code, status_code=status)
+
+
+def _classify(error: SarvError) -> Failure:
+    """What an error read from an answer says about repeating the call."""
+    if isinstance(error, RateLimitError):
+        return Failure.THROTTLED
+    if isinstance(error, (GeneralError, UnexpectedResponseError)):
+        return Failure.MAYBE_APPLIED
+    return Failure.FINAL
+
+
+def _translate_transport_error(exc: httpx.HTTPError, path: str) -> tuple[SarvError, Failure]:
+    """The SDK's error for an httpx failure, and whether the request can have been seen."""
+    name = type(exc).__name__
+    if isinstance(exc, httpx.TimeoutException):
+        not_sent = isinstance(exc, (httpx.ConnectTimeout, httpx.PoolTimeout))
+        error: SarvError = APITimeoutError(
+            f"POST {path} timed out ({name}{': the request was not sent' if not_sent else ''})"
+        )
+        return error, Failure.NOT_SENT if not_sent else Failure.MAYBE_APPLIED
+    if isinstance(exc, httpx.ConnectError):
+        return APIConnectionError(f"POST {path}: could not connect ({exc})"), Failure.NOT_SENT
+    if isinstance(exc, (httpx.UnsupportedProtocol, httpx.LocalProtocolError)):
+        return APIConnectionError(f"POST {path}: cannot be sent ({name}: {exc})"), Failure.FINAL
+    if isinstance(exc, httpx.DecodingError):
+        return (
+            UnexpectedResponseError(f"POST {path}: the answer could not be decoded ({name})"),
+            Failure.MAYBE_APPLIED,
+        )
+    return APIConnectionError(f"POST {path}: connection failed ({name}: {exc})"), (
+        Failure.MAYBE_APPLIED
+    )
+
+
+def _describe_body(response: httpx.Response) -> str:
+    """The kind and size of a body, never its content (it may hold a password)."""
+    size = len(response.content)
+    if not size:
+        return "an empty body"
+    kind = response.headers.get("content-type", "no content type").split(";")[0].strip()
+    return f"a {kind} body of {size} bytes"
+
+
+def _short(value: object) -> str:
+    if isinstance(value, (str, int, float, type(None))):
+        return repr(value)[:40]
+    return "of another type"

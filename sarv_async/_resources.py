@@ -1,0 +1,66 @@
+"""``client.smtp_users``: the four SMTP-user calls as methods."""
+
+from __future__ import annotations
+
+import builtins
+from typing import TYPE_CHECKING
+
+from ._models import SmtpCredentials, SmtpUser, SmtpUserStatus, UpdateSmtpUserResponse
+from ._requests import (
+    CreateSmtpUserRequest,
+    ListSmtpUsersRequest,
+    ResetSmtpPasswordRequest,
+    UpdateSmtpUserRequest,
+)
+
+if TYPE_CHECKING:
+    from ._client import AsyncSarvClient
+
+__all__ = ["SmtpUsers"]
+
+
+class SmtpUsers:
+    """The SMTP users of the client's account. Each method builds a request and sends it."""
+
+    __slots__ = ("_client",)
+
+    def __init__(self, client: AsyncSarvClient) -> None:
+        self._client = client
+
+    def __repr__(self) -> str:
+        return f"<SmtpUsers of {self._client!r}>"
+
+    async def create(self, *, total_limit: int, hourly_limit: int) -> SmtpCredentials:
+        """Add an SMTP user with these quotas; return its name and password.
+
+        Never repeated once it may have reached the server: such a failure raises
+        `OutcomeUnknownError` (reconcile with `list`).
+        """
+        request = CreateSmtpUserRequest(total_limit=total_limit, hourly_limit=hourly_limit)
+        return await self._client.send(request)
+
+    async def update(
+        self,
+        smtp_user_name: str,
+        *,
+        total_limit: int | None = None,
+        hourly_limit: int | None = None,
+        status: SmtpUserStatus | str | None = None,
+    ) -> UpdateSmtpUserResponse:
+        """Change an SMTP user's quotas or status; what is not given stays as it is."""
+        request = UpdateSmtpUserRequest(
+            smtp_user_name,
+            total_limit=total_limit,
+            hourly_limit=hourly_limit,
+            status=status,
+        )
+        return await self._client.send(request)
+
+    async def reset_password(self, smtp_user_name: str) -> SmtpCredentials:
+        """Give an SMTP user a new password; return it."""
+        return await self._client.send(ResetSmtpPasswordRequest(smtp_user_name))
+
+    async def list(self) -> builtins.list[SmtpUser]:
+        """Every SMTP user of the account, with its password."""
+        answer = await self._client.send(ListSmtpUsersRequest())
+        return answer.smtp_list

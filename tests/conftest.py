@@ -1,0 +1,21 @@
+"""Shared fixtures: every async test runs on asyncio and on trio."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    """Run each async test once per anyio backend."""
+    return request.param  # type: ignore[no-any-return]
+
+
+@pytest.fixture(autouse=True)
+def _no_sarv_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep the developer's own SARV_* / SENDCLEAN_* variables out of every test."""
+    import os
+
+    for name in list(os.environ):
+        if name.startswith(("SARV_", "SENDCLEAN_")):
+            monkeypatch.delenv(name)
