@@ -29,6 +29,10 @@ from ._models import SmtpUser as SmtpUser
 from ._models import SmtpUserList as SmtpUserList
 from ._models import SmtpUserStatus as SmtpUserStatus
 from ._models import UpdateSmtpUserResponse as UpdateSmtpUserResponse
+from ._provision import Provisioning as Provisioning
+from ._provision import ProvisionOutcome as ProvisionOutcome
+from ._provision import ProvisionResult as ProvisionResult
+from ._provision import ProvisionSummary as ProvisionSummary
 from ._rate_spec import RateWindow as RateWindow
 from ._rate_spec import parse_rate_limit as parse_rate_limit
 from ._requests import CreateSmtpUserRequest as CreateSmtpUserRequest
@@ -54,6 +58,10 @@ __all__ = [
     "InsecureHTTPWarning",
     "ListSmtpUsersRequest",
     "OutcomeUnknownError",
+    "ProvisionOutcome",
+    "ProvisionResult",
+    "ProvisionSummary",
+    "Provisioning",
     "RateLimitError",
     "RateLimiter",
     "RateWindow",

@@ -1,11 +1,13 @@
-"""``client.smtp_users``: the four SMTP-user calls as methods."""
+"""``client.smtp_users``: the four SMTP-user calls as methods, and bulk provisioning."""
 
 from __future__ import annotations
 
 import builtins
+from collections.abc import AsyncIterable, Iterable
 from typing import TYPE_CHECKING
 
 from ._models import SmtpCredentials, SmtpUser, SmtpUserStatus, UpdateSmtpUserResponse
+from ._provision import ProgressCallback, Provisioning, ProvisionSpec
 from ._requests import (
     CreateSmtpUserRequest,
     ListSmtpUsersRequest,
@@ -64,3 +66,24 @@ class SmtpUsers:
         """Every SMTP user of the account, with its password."""
         answer = await self._client.send(ListSmtpUsersRequest())
         return answer.smtp_list
+
+    def provision(
+        self,
+        specs: Iterable[ProvisionSpec] | AsyncIterable[ProvisionSpec],
+        *,
+        concurrency: int | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> Provisioning:
+        """Create many SMTP users concurrently, exactly once, and stream what became of each.
+
+        ``specs`` are `CreateSmtpUserRequest`s or mappings with ``total_limit`` and
+        ``hourly_limit``. ``concurrency`` defaults to the client's ``max_concurrency``;
+        ``progress(done, failed, total)`` is called after each result. Creates whose
+        outcome is unknown are reconciled by listing the account (see `Provisioning`)::
+
+            async with client.smtp_users.provision(specs) as run:
+                async for result in run:
+                    print(result.index, result.outcome, result.credentials)
+            print(run.summary)
+        """
+        return Provisioning(self._client, specs, concurrency=concurrency, progress=progress)

@@ -1,0 +1,391 @@
+"""Bulk provisioning: create many SMTP users concurrently, exactly once, losing nothing.
+
+How a run goes:
+
+1. Snapshot the account's users (one list call).
+2. Create every spec through the client's limiter and concurrency bound, streaming each
+   definite result. A create that ends in `OutcomeUnknownError` is set aside, not retried.
+3. If any were set aside, list the users again. A new user (not in the snapshot, not
+   returned by a successful create) with the same limits as a set-aside spec is *adopted*
+   for it, with its credentials from the list. A set-aside spec with no such user was
+   provably not created, so it is created again, in a further round.
+4. New users that no spec explains are reported as *orphans*.
+
+The one assumption: nobody else creates users on the account during the run.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import defaultdict
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    AsyncIterator,
+    Callable,
+    Iterable,
+    Mapping,
+    Sized,
+)
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+import anyio
+import attrs
+from anyio.abc import TaskGroup
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from ._exceptions import AuthenticationError, OutcomeUnknownError, SarvError, ValidationError
+from ._models import SmtpCredentials, SmtpUser
+from ._requests import CreateSmtpUserRequest
+
+if TYPE_CHECKING:
+    from ._client import AsyncSarvClient
+
+__all__ = [
+    "ProgressCallback",
+    "ProvisionOutcome",
+    "ProvisionResult",
+    "ProvisionSpec",
+    "ProvisionSummary",
+    "Provisioning",
+]
+
+#: A spec: a `CreateSmtpUserRequest`, or a mapping with ``total_limit`` and ``hourly_limit``.
+ProvisionSpec: TypeAlias = "CreateSmtpUserRequest | Mapping[str, Any]"
+#: Called as ``progress(done, failed, total)`` after each result; ``total`` is None if unknown.
+ProgressCallback: TypeAlias = Callable[[int, int, "int | None"], None]
+
+_DEFAULT_ROUNDS = 3
+
+
+class ProvisionOutcome(str, enum.Enum):
+    """How a spec ended."""
+
+    #: A create call returned the user's credentials.
+    CREATED = "created"
+    #: The create's answer was lost; the user was found by listing and adopted.
+    ADOPTED = "adopted"
+    #: No user was created for the spec; ``error`` says why.
+    FAILED = "failed"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@attrs.frozen
+class ProvisionResult:
+    """What became of one spec: credentials, or a definite error."""
+
+    #: The spec's position in the input, from 0.
+    index: int
+    #: The input spec, as given.
+    spec: ProvisionSpec
+    outcome: ProvisionOutcome
+    credentials: SmtpCredentials | None = None
+    error: SarvError | None = None
+
+    @property
+    def ok(self) -> bool:
+        """Whether the spec has its user and credentials."""
+        return self.credentials is not None
+
+
+@attrs.frozen
+class ProvisionSummary:
+    """Counts for a whole run, and the new users no spec explains."""
+
+    total: int
+    created: int
+    adopted: int
+    failed: int
+    #: New users on the account that no spec of this run accounts for.
+    orphans: tuple[SmtpUser, ...]
+    #: Reconciliation rounds that ran (0 when no outcome was ever unknown).
+    rounds: int
+
+
+@attrs.define
+class _Pending:
+    index: int
+    spec: ProvisionSpec
+    request: CreateSmtpUserRequest
+    error: OutcomeUnknownError
+
+
+class Provisioning:
+    """A running bulk provisioning: ``async with`` it, then ``async for`` its results.
+
+    ::
+
+        async with client.smtp_users.provision(specs) as run:
+            async for result in run:
+                ...
+        print(run.summary)
+
+    Results stream as they become definite (those needing reconciliation come last), so
+    memory stays flat however many specs there are. Leaving the block early cancels the
+    run; nothing already created is lost from the account, but unread results are.
+    """
+
+    def __init__(
+        self,
+        client: AsyncSarvClient,
+        specs: Iterable[ProvisionSpec] | AsyncIterable[ProvisionSpec],
+        *,
+        concurrency: int | None,
+        progress: ProgressCallback | None,
+        max_rounds: int = _DEFAULT_ROUNDS,
+    ) -> None:
+        if concurrency is not None and (type(concurrency) is not int or concurrency < 1):
+            raise ValidationError(
+                f"concurrency must be a positive integer, got {concurrency!r}", field="concurrency"
+            )
+        self._client = client
+        self._specs = specs
+        self._workers = concurrency or client._shared.pipeline.max_concurrency
+        self._progress = progress
+        self._max_rounds = max_rounds
+        self._total: int | None = len(specs) if isinstance(specs, Sized) else None
+        self._counts = {outcome: 0 for outcome in ProvisionOutcome}
+        self._known: set[str] = set()
+        self._snapshot: set[str] = set()
+        self._pending: list[_Pending] = []
+        self._orphans: tuple[SmtpUser, ...] = ()
+        self._rounds = 0
+        self._auth_failure: AuthenticationError | None = None
+        self._failure: SarvError | None = None
+        self._summary: ProvisionSummary | None = None
+        self._task_group: TaskGroup | None = None
+        self._receive: MemoryObjectReceiveStream[ProvisionResult] | None = None
+
+    @property
+    def summary(self) -> ProvisionSummary:
+        """The run's counts and orphans; available once every result has been read."""
+        if self._summary is None:
+            raise RuntimeError("the run is not finished: read every result first")
+        return self._summary
+
+    async def __aenter__(self) -> Provisioning:
+        send, receive = anyio.create_memory_object_stream[ProvisionResult](self._workers)
+        self._receive = receive
+        self._task_group = anyio.create_task_group()
+        await self._task_group.__aenter__()
+        self._task_group.start_soon(self._run, send)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        assert self._task_group is not None
+        assert self._receive is not None
+        if exc is not None or self._summary is None:
+            self._task_group.cancel_scope.cancel()
+        self._receive.close()
+        suppress = await self._task_group.__aexit__(exc_type, exc, tb)
+        if self._failure is not None and exc is None:
+            raise self._failure
+        return suppress
+
+    def __aiter__(self) -> AsyncIterator[ProvisionResult]:
+        if self._receive is None:
+            raise RuntimeError("use 'async with client.smtp_users.provision(...) as run'")
+        return self._receive.__aiter__()
+
+    async def complete(self) -> ProvisionSummary:
+        """Read every result, dropping them, and return the summary."""
+        async for _ in self:
+            pass
+        return self.summary
+
+    # -- the run -------------------------------------------------------------------
+
+    async def _run(self, send: MemoryObjectSendStream[ProvisionResult]) -> None:
+        async with send:
+            try:
+                before = await self._client.smtp_users.list()
+            except SarvError as exc:
+                # Without a snapshot nothing could be reconciled: do not create anything.
+                self._failure = exc
+                return
+            self._snapshot = {user.smtp_user_name for user in before}
+            await self._create_all(self._numbered(), send)
+            while self._pending and self._rounds < self._max_rounds:
+                self._rounds += 1
+                retry = await self._reconcile(send)
+                if retry:
+                    await self._create_all(_iterate(retry), send)
+            if self._pending:  # the last reconciliation could not settle these
+                self._rounds += 1
+                await self._reconcile(send, final=True)
+            else:
+                await self._find_orphans()
+            self._summary = ProvisionSummary(
+                total=sum(self._counts.values()),
+                created=self._counts[ProvisionOutcome.CREATED],
+                adopted=self._counts[ProvisionOutcome.ADOPTED],
+                failed=self._counts[ProvisionOutcome.FAILED],
+                orphans=self._orphans,
+                rounds=self._rounds,
+            )
+
+    async def _numbered(self) -> AsyncGenerator[tuple[int, ProvisionSpec], None]:
+        index = 0
+        if isinstance(self._specs, AsyncIterable):
+            async for spec in self._specs:
+                yield index, spec
+                index += 1
+        else:
+            for spec in self._specs:
+                yield index, spec
+                index += 1
+
+    async def _create_all(
+        self,
+        items: AsyncGenerator[tuple[int, ProvisionSpec], None],
+        send: MemoryObjectSendStream[ProvisionResult],
+    ) -> None:
+        lock = anyio.Lock()
+
+        async def worker() -> None:
+            while True:
+                async with lock:  # one reader of the (possibly async) input at a time
+                    try:
+                        index, spec = await items.__anext__()
+                    except StopAsyncIteration:
+                        return
+                await self._create_one(index, spec, send)
+
+        try:
+            async with anyio.create_task_group() as tg:
+                for _ in range(self._workers):
+                    tg.start_soon(worker)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await items.aclose()
+
+    async def _create_one(
+        self, index: int, spec: ProvisionSpec, send: MemoryObjectSendStream[ProvisionResult]
+    ) -> None:
+        try:
+            request = _to_request(spec)
+        except ValidationError as exc:
+            await self._emit(send, index, spec, ProvisionOutcome.FAILED, error=exc)
+            return
+        if self._auth_failure is not None:
+            await self._emit(send, index, spec, ProvisionOutcome.FAILED, error=self._auth_failure)
+            return
+        try:
+            creds = await self._client.send(request)
+        except OutcomeUnknownError as exc:
+            self._pending.append(_Pending(index, spec, request, exc))
+        except AuthenticationError as exc:
+            # Every other create would fail the same way: stop sending them.
+            self._auth_failure = exc
+            await self._emit(send, index, spec, ProvisionOutcome.FAILED, error=exc)
+        except SarvError as exc:
+            await self._emit(send, index, spec, ProvisionOutcome.FAILED, error=exc)
+        else:
+            self._known.add(creds.smtp_user_name)
+            await self._emit(send, index, spec, ProvisionOutcome.CREATED, credentials=creds)
+
+    async def _reconcile(
+        self, send: MemoryObjectSendStream[ProvisionResult], *, final: bool = False
+    ) -> list[tuple[int, ProvisionSpec]]:
+        """Adopt the lost users; return the set-aside specs provably not created."""
+        pending, self._pending = self._pending, []
+        try:
+            users = await self._client.smtp_users.list()
+        except SarvError as exc:
+            for item in pending:  # still unknown: say so, with the reason
+                item.error.__context__ = exc
+                await self._emit(
+                    send, item.index, item.spec, ProvisionOutcome.FAILED, error=item.error
+                )
+            return []
+        candidates: dict[tuple[int, int], list[SmtpUser]] = defaultdict(list)
+        for user in users:
+            if user.smtp_user_name not in self._snapshot and user.smtp_user_name not in self._known:
+                candidates[(user.total_limit, user.hourly_limit)].append(user)
+        retry: list[tuple[int, ProvisionSpec]] = []
+        for item in sorted(pending, key=lambda p: p.index):
+            same_limits = candidates.get((item.request.total_limit, item.request.hourly_limit))
+            if same_limits:
+                user = same_limits.pop(0)
+                self._known.add(user.smtp_user_name)
+                creds = SmtpCredentials(
+                    user.smtp_user_name, user.smtp_password, "adopted from list"
+                )
+                await self._emit(
+                    send, item.index, item.spec, ProvisionOutcome.ADOPTED, credentials=creds
+                )
+            elif final:
+                await self._emit(
+                    send, item.index, item.spec, ProvisionOutcome.FAILED, error=item.error
+                )
+            else:
+                retry.append((item.index, item.spec))
+        self._orphans = tuple(user for group in candidates.values() for user in group)
+        return retry
+
+    async def _find_orphans(self) -> None:
+        if self._rounds:  # the last reconciliation listed the account already
+            return
+        try:
+            users = await self._client.smtp_users.list()
+        except SarvError:  # pragma: no cover - orphans are a courtesy, not a result
+            return
+        self._orphans = tuple(
+            user
+            for user in users
+            if user.smtp_user_name not in self._snapshot and user.smtp_user_name not in self._known
+        )
+
+    async def _emit(
+        self,
+        send: MemoryObjectSendStream[ProvisionResult],
+        index: int,
+        spec: ProvisionSpec,
+        outcome: ProvisionOutcome,
+        *,
+        credentials: SmtpCredentials | None = None,
+        error: SarvError | None = None,
+    ) -> None:
+        self._counts[outcome] += 1
+        if self._progress is not None:
+            done = sum(self._counts.values())
+            self._progress(done, self._counts[ProvisionOutcome.FAILED], self._total)
+        await send.send(ProvisionResult(index, spec, outcome, credentials, error))
+
+
+async def _iterate(
+    items: list[tuple[int, ProvisionSpec]],
+) -> AsyncGenerator[tuple[int, ProvisionSpec], None]:
+    for item in items:
+        yield item
+
+
+def _to_request(spec: ProvisionSpec) -> CreateSmtpUserRequest:
+    if isinstance(spec, CreateSmtpUserRequest):
+        return spec
+    if isinstance(spec, Mapping):
+        missing = [key for key in ("total_limit", "hourly_limit") if key not in spec]
+        if missing:
+            raise ValidationError(f"spec lacks {' and '.join(missing)}", field=missing[0])
+        return CreateSmtpUserRequest(
+            total_limit=_limit(spec["total_limit"]),
+            hourly_limit=_limit(spec["hourly_limit"]),
+        )
+    raise ValidationError(
+        f"a spec is a CreateSmtpUserRequest or a mapping, not a {type(spec).__name__}"
+    )
+
+
+def _limit(value: object) -> Any:
+    """Digit strings (as in CSV files) count as integers; the request checks the rest."""
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    return value

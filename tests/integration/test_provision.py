@@ -1,0 +1,205 @@
+"""Bulk provisioning against the emulator: exactly once, nothing lost, every spec accounted for."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from sarv_async import (
+    AuthenticationError,
+    Backoff,
+    CreateSmtpUserRequest,
+    ProvisionOutcome,
+    ProvisionResult,
+    ValidationError,
+)
+from sarv_async.testing import Emulator
+
+pytestmark = pytest.mark.anyio
+
+FAST = Backoff(initial=0.01, maximum=0.05, jitter=0.0)
+
+
+def _specs(count: int) -> list[dict[str, Any]]:
+    return [{"total_limit": 100 + i % 7, "hourly_limit": 10 + i % 3} for i in range(count)]
+
+
+async def _provision(
+    emu: Emulator, specs: Any, **kwargs: Any
+) -> tuple[list[ProvisionResult], Any]:
+    async with emu.client(rate_limit=None, backoff=FAST) as client:
+        async with client.smtp_users.provision(specs, **kwargs) as run:
+            results = [result async for result in run]
+    return results, run.summary
+
+
+def _assert_server_matches(emu: Emulator, results: list[ProvisionResult], before: int = 0) -> None:
+    users = {user["smtp_user_name"]: user for user in emu.users()}
+    names = [r.credentials.smtp_user_name for r in results if r.credentials is not None]
+    assert len(names) == len(set(names)), "two specs were given the same user"
+    for result in results:
+        if result.credentials is None:
+            continue
+        user = users[result.credentials.smtp_user_name]
+        assert user["password"] == result.credentials.smtp_password
+        request = result.spec
+        if isinstance(request, dict):
+            assert (user["total_limit"], user["hourly_limit"]) == (
+                request["total_limit"],
+                request["hourly_limit"],
+            )
+    assert len(users) == before + len(names)
+
+
+async def test_every_spec_gets_exactly_one_user_through_faults() -> None:
+    """With a quarter of requests failing, N specs give exactly N users, each once."""
+    specs = _specs(60)
+    async with Emulator(fault_rate=0.25, seed=7) as emu:
+        results, summary = await _provision(emu, specs, concurrency=8)
+        assert emu.stats()["faults"] > 0
+        _assert_server_matches(emu, results)
+
+    assert sorted(r.index for r in results) == list(range(60))
+    assert all(r.ok for r in results), [r.error for r in results if not r.ok]
+    assert summary.total == 60
+    assert summary.created + summary.adopted == 60
+    assert summary.failed == 0
+    assert summary.orphans == ()
+
+
+async def test_a_lost_answer_is_adopted_from_the_list() -> None:
+    """A create whose answer was lost after it took effect is adopted, not created twice."""
+    async with Emulator() as emu:
+        emu.inject_fault("drop_after_apply", path="settings/addSmtp")
+        results, summary = await _provision(emu, _specs(5), concurrency=1)
+        _assert_server_matches(emu, results)
+
+    outcomes = Counter(r.outcome for r in results)
+    assert outcomes == {ProvisionOutcome.CREATED: 4, ProvisionOutcome.ADOPTED: 1}
+    adopted = next(r for r in results if r.outcome is ProvisionOutcome.ADOPTED)
+    assert adopted.index == 0
+    assert (summary.adopted, summary.rounds) == (1, 1)
+
+
+async def test_a_create_that_never_happened_is_made_again() -> None:
+    """A create that failed before taking effect is proven absent by the list and redone."""
+    async with Emulator() as emu:
+        emu.inject_fault("drop_before", path="settings/addSmtp")
+        results, summary = await _provision(emu, _specs(3), concurrency=1)
+        _assert_server_matches(emu, results)
+
+    assert [r.outcome for r in sorted(results, key=lambda r: r.index)] == [
+        ProvisionOutcome.CREATED
+    ] * 3
+    assert summary.rounds == 1
+
+
+async def test_existing_users_are_left_alone_and_not_adopted() -> None:
+    """Users present before the run are never mistaken for the run's own."""
+    async with Emulator() as emu:
+        async with emu.client(rate_limit=None) as client:
+            existing = await client.smtp_users.create(total_limit=100, hourly_limit=10)
+        emu.inject_fault("drop_before", path="settings/addSmtp")
+        results, _ = await _provision(
+            emu, [{"total_limit": 100, "hourly_limit": 10}], concurrency=1
+        )
+        _assert_server_matches(emu, results, before=1)
+    assert results[0].credentials is not None
+    assert results[0].credentials.smtp_user_name != existing.smtp_user_name
+
+
+async def test_unexplained_new_users_are_reported_as_orphans() -> None:
+    """A new user that matches no spec is listed as an orphan rather than adopted."""
+    async with Emulator() as emu, emu.client(rate_limit=None, backoff=FAST) as client:
+
+        async def specs() -> AsyncIterator[dict[str, int]]:
+            # After the run's snapshot, someone else creates a user with other limits...
+            await client.smtp_users.create(total_limit=999, hourly_limit=9)
+            # ...and the run's own create loses its answer.
+            emu.inject_fault("drop_after_apply", path="settings/addSmtp")
+            yield {"total_limit": 5, "hourly_limit": 1}
+
+        async with client.smtp_users.provision(specs(), concurrency=1) as run:
+            results = [r async for r in run]
+    assert results[0].outcome is ProvisionOutcome.ADOPTED
+    assert [user.total_limit for user in run.summary.orphans] == [999]
+
+
+async def test_invalid_specs_fail_alone() -> None:
+    """A bad spec is reported for itself; the others are still created."""
+    specs: list[Any] = [
+        {"total_limit": 10, "hourly_limit": 1},
+        {"total_limit": 0, "hourly_limit": 1},
+        {"hourly_limit": 1},
+        "not a spec",
+        CreateSmtpUserRequest(total_limit=3, hourly_limit=3),
+    ]
+    async with Emulator() as emu:
+        results, summary = await _provision(emu, specs)
+        _assert_server_matches(emu, results)
+    by_index = {r.index: r for r in results}
+    assert by_index[0].ok and by_index[4].ok
+    for index, field in [(1, "total_limit"), (2, "total_limit"), (3, None)]:
+        assert by_index[index].outcome is ProvisionOutcome.FAILED
+        assert isinstance(by_index[index].error, ValidationError)
+        assert by_index[index].error.field == field  # type: ignore[union-attr]
+    assert (summary.created, summary.failed) == (2, 3)
+
+
+async def test_authentication_failure_stops_sending_creates() -> None:
+    """A wrong token fails the run at its first call, before any create is sent."""
+    async with Emulator() as emu:
+        async with emu.client(rate_limit=None) as good:
+            bad = type(good)(good.owner_id, "wrong", base_url=emu.base_url, rate_limit=None)
+        async with bad:
+            with pytest.raises(AuthenticationError):
+                async with bad.smtp_users.provision(_specs(10)) as run:
+                    [r async for r in run]
+        assert emu.stats()["requests"].get("/v1.0/settings/addSmtp", 0) == 0
+
+
+async def test_async_iterables_and_progress_are_supported() -> None:
+    """Specs may come from an async iterator; progress reports done, failed and total."""
+    seen: list[tuple[int, int, int | None]] = []
+
+    async def specs() -> AsyncIterator[dict[str, int]]:
+        for spec in _specs(4):
+            yield spec
+
+    async with Emulator() as emu:
+        results, summary = await _provision(
+            emu, specs(), progress=lambda *args: seen.append(args)
+        )
+    assert summary.created == 4
+    assert seen[-1] == (4, 0, None)
+    assert [done for done, _, _ in seen] == [1, 2, 3, 4]
+
+
+async def test_progress_knows_the_total_of_sized_inputs() -> None:
+    """For a list of specs, progress reports the total."""
+    seen: list[tuple[int, int, int | None]] = []
+    async with Emulator() as emu:
+        await _provision(emu, _specs(3), progress=lambda *args: seen.append(args))
+    assert seen[-1] == (3, 0, 3)
+
+
+async def test_summary_before_the_end_is_refused() -> None:
+    """The summary is only available once every result was read."""
+    async with Emulator() as emu, emu.client(rate_limit=None) as client:
+        async with client.smtp_users.provision(_specs(3)) as run:
+            with pytest.raises(RuntimeError, match="not finished"):
+                _ = run.summary
+            await run.complete()
+        assert run.summary.created == 3
+
+
+async def test_leaving_early_cancels_the_run_cleanly() -> None:
+    """Breaking out of the results stops the run without errors; the client stays usable."""
+    async with Emulator() as emu, emu.client(rate_limit=None) as client:
+        async with client.smtp_users.provision(_specs(50), concurrency=2) as run:
+            async for _ in run:
+                break
+        assert len(await client.smtp_users.list()) < 50
