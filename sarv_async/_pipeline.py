@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import AsyncIterator
 from typing import Any, TypeVar
 
 import anyio
@@ -155,9 +156,11 @@ class Pipeline:
             # The pause and the rate windows are checked now, as the request leaves.
             await self.limiter.acquire()
             started = time.perf_counter()
-            response = await self._http.post(
-                url, content=content, headers=self._headers, timeout=limits
+            request = self._http.build_request(
+                "POST", url, content=content, headers=self._headers, timeout=limits
             )
+            request.stream = _RequestBody(content)
+            response = await self._http.send(request)
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug(
                 "POST %s -> HTTP %d in %.1f ms (attempt %d)",
@@ -212,6 +215,38 @@ class Pipeline:
         code = code if isinstance(code, (int, str)) and not isinstance(code, bool) else None
         cls = _ERROR_KINDS.get(name, APIError)
         return cls(message, name=name, code=code, status_code=status)
+
+
+class _RequestBody(httpx.AsyncByteStream):
+    """A request body whose iterator is a plain object, not an async generator.
+
+    httpx's own body stream is an async generator; a request cancelled mid-send leaves
+    it unfinished for the garbage collector, which trio reports (encode/httpx#3686).
+    """
+
+    __slots__ = ("_content",)
+
+    def __init__(self, content: bytes) -> None:
+        self._content = content
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return _Once(self._content)
+
+
+class _Once:
+    __slots__ = ("_content",)
+
+    def __init__(self, content: bytes) -> None:
+        self._content: bytes | None = content
+
+    def __aiter__(self) -> _Once:
+        return self
+
+    async def __anext__(self) -> bytes:
+        content, self._content = self._content, None
+        if content is None:
+            raise StopAsyncIteration
+        return content
 
 
 def _classify(error: SarvError) -> Failure:
