@@ -27,12 +27,12 @@ def _specs(count: int) -> list[dict[str, Any]]:
     return [{"total_limit": 100 + i % 7, "hourly_limit": 10 + i % 3} for i in range(count)]
 
 
-async def _provision(
-    emu: Emulator, specs: Any, **kwargs: Any
-) -> tuple[list[ProvisionResult], Any]:
-    async with emu.client(rate_limit=None, backoff=FAST) as client:
-        async with client.smtp_users.provision(specs, **kwargs) as run:
-            results = [result async for result in run]
+async def _provision(emu: Emulator, specs: Any, **kwargs: Any) -> tuple[list[ProvisionResult], Any]:
+    async with (
+        emu.client(rate_limit=None, backoff=FAST) as client,
+        client.smtp_users.provision(specs, **kwargs) as run,
+    ):
+        results = [result async for result in run]
     return results, run.summary
 
 
@@ -141,7 +141,8 @@ async def test_invalid_specs_fail_alone() -> None:
         results, summary = await _provision(emu, specs)
         _assert_server_matches(emu, results)
     by_index = {r.index: r for r in results}
-    assert by_index[0].ok and by_index[4].ok
+    assert by_index[0].ok
+    assert by_index[4].ok
     for index, field in [(1, "total_limit"), (2, "total_limit"), (3, None)]:
         assert by_index[index].outcome is ProvisionOutcome.FAILED
         assert isinstance(by_index[index].error, ValidationError)
@@ -170,9 +171,7 @@ async def test_async_iterables_and_progress_are_supported() -> None:
             yield spec
 
     async with Emulator() as emu:
-        results, summary = await _provision(
-            emu, specs(), progress=lambda *args: seen.append(args)
-        )
+        _, summary = await _provision(emu, specs(), progress=lambda *args: seen.append(args))
     assert summary.created == 4
     assert seen[-1] == (4, 0, None)
     assert [done for done, _, _ in seen] == [1, 2, 3, 4]

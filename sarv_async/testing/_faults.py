@@ -1,0 +1,124 @@
+"""Faults: the ways an API call fails from the client's point of view.
+
+============================  ==================================================  ========
+kind                          what the client sees                                applied?
+============================  ==================================================  ========
+``drop_before``               the connection drops, no answer                     no
+``drop_after_apply``          the connection drops, no answer                     **yes**
+``gateway_page``              an HTML 502 or 503 page from a "gateway"            no
+``general_error``             a ``GeneralError`` envelope, HTTP 200               no
+``truncated_json``            HTTP 200, the answer's JSON cut short               **yes**
+============================  ==================================================  ========
+
+"Applied" means the call ran: a change took effect, or for a call that changes
+nothing (list) or fails validation, its answer was computed and then lost.
+
+Faults only meet authenticated API calls with a JSON body that passed the rate
+limit (they were counted against it). Queued faults (`FaultPlan.inject`) come
+first, in order; otherwise each call meets a fault with probability ``rate``, its
+kind drawn uniformly, from a generator seeded with ``seed``.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from typing import Literal, get_args
+
+import attrs
+
+from ._calls import call_name
+
+__all__ = ["FAULT_KINDS", "Fault", "FaultKind", "FaultPlan", "gateway_page", "truncate"]
+
+FaultKind = Literal[
+    "drop_before", "drop_after_apply", "gateway_page", "general_error", "truncated_json"
+]
+#: Every fault kind, in the order random draws pick from.
+FAULT_KINDS: tuple[FaultKind, ...] = get_args(FaultKind)
+
+_GATEWAY_REASONS = {502: "Bad Gateway", 503: "Service Temporarily Unavailable"}
+
+
+@attrs.frozen
+class Fault:
+    """A fault a request meets; ``gateway_status`` is the HTTP status of a gateway page."""
+
+    kind: FaultKind
+    gateway_status: int = 502
+
+
+@attrs.define
+class _Queued:
+    kind: FaultKind
+    call: str | None
+    remaining: int
+
+
+class FaultPlan:
+    """Decides which API calls meet a fault; thread-safe."""
+
+    def __init__(self, rate: float = 0.0, seed: int | None = None) -> None:
+        if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0.0 <= rate <= 1.0:
+            raise ValueError(f"fault_rate must be a probability between 0 and 1, got {rate!r}")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise TypeError(f"seed must be an integer or None, got {seed!r}")
+        self.rate = float(rate)
+        self.seed = seed
+        self._lock = threading.Lock()
+        self._random = random.Random(seed)  # noqa: S311 - test faults, not cryptography
+        self._queue: list[_Queued] = []
+
+    def inject(self, kind: FaultKind, path: str | None = None, count: int = 1) -> None:
+        """Make the next ``count`` calls (to ``path`` only, when given) meet a ``kind`` fault."""
+        if kind not in FAULT_KINDS:
+            raise ValueError(
+                f"unknown fault kind {kind!r}; expected one of {', '.join(FAULT_KINDS)}"
+            )
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise ValueError(f"count must be a positive integer, got {count!r}")
+        call = None if path is None else call_name(path)
+        with self._lock:
+            self._queue.append(_Queued(kind, call, count))
+
+    def draw(self, call: str) -> Fault | None:
+        """The fault a call to ``call`` (``"addSmtp"``, ...) meets now, if any."""
+        with self._lock:
+            kind = self._take_queued(call)
+            if kind is None and self.rate and self._random.random() < self.rate:
+                kind = self._random.choice(FAULT_KINDS)
+            if kind is None:
+                return None
+            if kind == "gateway_page":
+                return Fault(kind, self._random.choice(tuple(_GATEWAY_REASONS)))
+            return Fault(kind)
+
+    def _take_queued(self, call: str) -> FaultKind | None:
+        for index, queued in enumerate(self._queue):
+            if queued.call is None or queued.call == call:
+                queued.remaining -= 1
+                if not queued.remaining:
+                    del self._queue[index]
+                return queued.kind
+        return None
+
+    def reset(self) -> None:
+        """Drop queued faults and restart the random draws from the seed."""
+        with self._lock:
+            self._queue.clear()
+            self._random = random.Random(self.seed)  # noqa: S311 - as above
+
+
+def gateway_page(status: int) -> bytes:
+    """The HTML page a gateway in front of the API answers with."""
+    title = f"{status} {_GATEWAY_REASONS.get(status, 'Bad Gateway')}"
+    return (
+        f"<html>\r\n<head><title>{title}</title></head>\r\n<body>\r\n"
+        f"<center><h1>{title}</h1></center>\r\n<hr><center>nginx</center>\r\n"
+        "</body>\r\n</html>\r\n"
+    ).encode()
+
+
+def truncate(body: bytes) -> bytes:
+    """The first half of ``body``: a JSON object cut anywhere before its end never parses."""
+    return body[: max(1, len(body) // 2)]

@@ -1,0 +1,78 @@
+"""The pytest plugin: light to import, and its ``sarv_emulator`` fixture serves a test."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import sarv_async
+
+PROJECT_ROOT = Path(sarv_async.__file__).resolve().parents[1]
+
+
+def _env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SARV_", "SENDCLEAN_"))}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")]))
+    env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"  # load the plugin by -p only, once
+    return env
+
+
+def test_importing_the_plugin_loads_neither_uvicorn_nor_the_emulator() -> None:
+    """The plugin loads in every pytest run, so it must not import the server."""
+    code = (
+        "import sys, sarv_async.testing.pytest_plugin; "
+        "print(sorted(m for m in sys.modules if m.startswith(('uvicorn', 'sarv_async.testing.'))))"
+    )
+    out = subprocess.run(  # noqa: S603 - this interpreter, fixed arguments
+        [sys.executable, "-c", code], env=_env(), capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == "['sarv_async.testing.pytest_plugin']"
+
+
+def test_the_fixture_serves_a_test_configured_by_the_marker(tmp_path: Path) -> None:
+    """A test using ``sarv_emulator`` and its marker passes under a plain pytest run."""
+    (tmp_path / "test_user.py").write_text(
+        textwrap.dedent(
+            """
+            import httpx
+            import pytest
+
+            @pytest.mark.sarv_emulator(accounts={"me": "my-token"}, rate_limit="1/minute")
+            def test_marker(sarv_emulator):
+                assert sarv_emulator.accounts == {"me": "my-token"}
+                url = sarv_emulator.base_url + "settings/listSmtp"
+                body = {"owner_id": "me", "token": "my-token"}
+                assert httpx.post(url, json=body).json()["status"] == "success"
+                assert httpx.post(url, json=body).status_code == 429
+
+            def test_default(sarv_emulator):
+                assert sarv_emulator.accounts == {"demo": "demo-token"}
+            """
+        )
+    )
+    result = subprocess.run(  # noqa: S603 - this interpreter, fixed arguments
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "sarv_async.testing.pytest_plugin",
+            "-p",
+            "no:cacheprovider",
+            "--strict-markers",
+            "-W",
+            "error",
+            "-q",
+            str(tmp_path),
+        ],
+        cwd=tmp_path,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "2 passed" in result.stdout
