@@ -166,6 +166,7 @@ class SlidingWindowLimiter:
                     f"the API asked to pause for {remaining:.3g} s, "
                     f"longer than max_pause ({self._max_pause:g} s)",
                     retry_after=remaining,
+                    status_code=None,  # raised here, before anything was sent
                 )
             when = pause_until
         else:

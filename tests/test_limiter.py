@@ -62,8 +62,8 @@ async def test_no_window_of_the_period_holds_more_than_the_limit() -> None:
     times = await send_times(limiter, 16, stagger=0.005)
     assert len(times) == 16
     assert most_in_any_window(times, 0.1) == 4
-    # Paced, not serialised: four bursts of four, 0.13 s apart.
-    assert max(times) - start < 3 * 0.13 + 0.1
+    # Four bursts of four, 0.13 s apart (0.39 s), not one at a time (15 * 0.13 s).
+    assert max(times) - start < 0.8
 
 
 async def test_every_window_holds_at_once() -> None:
@@ -143,6 +143,7 @@ async def test_pause_longer_than_max_pause_raises() -> None:
         await limiter.acquire()
     assert info.value.retry_after is not None
     assert 4.9 < info.value.retry_after <= 5.0
+    assert info.value.status_code is None  # raised locally: this call sent nothing
 
 
 async def test_waiting_tasks_raise_at_once_when_a_long_pause_begins() -> None:
