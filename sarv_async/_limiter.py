@@ -32,7 +32,7 @@ from typing import Protocol, runtime_checkable
 
 from anyio import CancelScope, Event, current_time
 
-from ._exceptions import RateLimitError
+from ._exceptions import RateLimitError, ValidationError
 from ._rate_spec import RateWindow, format_rate_limit
 
 __all__ = ["RateLimiter", "SlidingWindowLimiter"]
@@ -70,7 +70,7 @@ class SlidingWindowLimiter:
 
     ``windows`` come from `parse_rate_limit`; with none, nothing is paced but `pause`
     still holds every task back. ``margin`` (seconds) is added to every window's period;
-    by default it is ``min(0.25, period / 50)`` per window. Waiting tasks are served in
+    by default it is ``min(0.25, period / 20)`` per window. Waiting tasks are served in
     arrival order. Bound to one event loop's clock: share it among that loop's tasks only.
     """
 
@@ -92,18 +92,24 @@ class SlidingWindowLimiter:
         max_pause: float = 120.0,
     ) -> None:
         if margin is not None and not 0 <= margin < math.inf:
-            raise ValueError(f"margin must be a finite number of seconds >= 0, not {margin!r}")
+            raise ValidationError(
+                f"margin must be a finite number of seconds >= 0, not {margin!r}", field="margin"
+            )
         if not max_pause >= 0:
-            raise ValueError(f"max_pause must be a number of seconds >= 0, not {max_pause!r}")
+            raise ValidationError(
+                f"max_pause must be a number of seconds >= 0, not {max_pause!r}", field="max_pause"
+            )
         rate_windows = tuple(windows)
         for window in rate_windows:
             if window.limit < 1 or not 0 < window.period < math.inf:
-                raise ValueError(f"rate window {window} must allow at least one request")
+                raise ValidationError(
+                    f"rate window {window} must allow at least one request", field="windows"
+                )
         self._rate_windows = rate_windows
         self._margin = margin
         self._max_pause = max_pause
         self._windows = tuple(
-            _Window(w.limit, w.period + (min(0.25, w.period / 50) if margin is None else margin))
+            _Window(w.limit, w.period + (min(0.25, w.period / 20) if margin is None else margin))
             for w in rate_windows
         )
         self._pause_until = _NO_PAUSE
@@ -148,7 +154,9 @@ class SlidingWindowLimiter:
     def pause(self, seconds: float) -> None:
         """Hold back every task's `acquire` until ``seconds`` from now (a later pause wins)."""
         if not seconds >= 0:
-            raise ValueError(f"pause must be a number of seconds >= 0, not {seconds!r}")
+            raise ValidationError(
+                f"pause must be a number of seconds >= 0, not {seconds!r}", field="seconds"
+            )
         until = current_time() + seconds
         if until > self._pause_until:
             self._pause_until = until
