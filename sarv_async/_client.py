@@ -50,16 +50,37 @@ class ClientState(enum.Enum):
 
 
 class _Shared:
-    """What a client shares with its `with_options` copies: pipeline, pool and state."""
+    """What a client shares with its `with_options` copies: pipeline, pool and state.
 
-    __slots__ = ("http", "owns_http", "pipeline", "state", "used")
+    It outlives every copy, so it is what warns when the last of them is collected
+    while the pool it opened is still open.
+    """
 
-    def __init__(self, pipeline: Pipeline, http: httpx.AsyncClient, owns_http: bool) -> None:
+    __slots__ = ("description", "http", "owns_http", "pipeline", "state", "used")
+
+    def __init__(
+        self, pipeline: Pipeline, http: httpx.AsyncClient, owns_http: bool, description: str
+    ) -> None:
         self.pipeline = pipeline
         self.http = http
         self.owns_http = owns_http
+        self.description = description
         self.state = ClientState.UNOPENED
         self.used = False
+
+    def __del__(self) -> None:
+        if (
+            self.owns_http
+            and self.state is not ClientState.CLOSED
+            and (self.state is ClientState.OPENED or self.used)
+            and not self.http.is_closed
+        ):
+            warnings.warn(
+                f"unclosed {self.description}: use 'async with' or await aclose()",
+                ResourceWarning,
+                stacklevel=1,
+                source=self,
+            )
 
 
 class AsyncSarvClient:
@@ -149,7 +170,12 @@ class AsyncSarvClient:
             # Our own pool carries the headers already; a borrowed one gets them per request.
             headers=None if owns_http else headers,
         )
-        self._shared = _Shared(pipeline, http_client, owns_http)
+        self._shared = _Shared(
+            pipeline,
+            http_client,
+            owns_http,
+            f"{type(self).__name__} for {settings.owner_id!r} at {settings.base_url}",
+        )
         self._options = options
         self._owner_id = settings.owner_id
         self._base_url = settings.base_url
@@ -255,21 +281,6 @@ class AsyncSarvClient:
         if shared.owns_http:
             await shared.http.aclose()
 
-    def __del__(self) -> None:
-        shared = getattr(self, "_shared", None)
-        if (
-            shared is not None
-            and shared.owns_http
-            and (shared.state is ClientState.OPENED or shared.used)
-            and shared.state is not ClientState.CLOSED
-            and not shared.http.is_closed
-        ):
-            warnings.warn(
-                f"unclosed {self!r}: use 'async with' or await aclose()",
-                ResourceWarning,
-                stacklevel=1,
-                source=self,
-            )
 
 
 class AsyncSendCleanClient(AsyncSarvClient):

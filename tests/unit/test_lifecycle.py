@@ -64,6 +64,30 @@ async def test_unclosed_open_client_warns_resource_warning() -> None:
     await pool.aclose()
 
 
+async def test_collected_copies_of_an_open_client_do_not_warn(
+    respx_mock: respx.MockRouter,
+) -> None:
+    """A with_options() copy dropped while its client is open is no leak and does not warn."""
+    respx_mock.post(f"{BASE_URL}settings/listSmtp").mock(return_value=success(smtp_list=[]))
+    async with make_client() as client:
+        await client.with_options(max_retries=0).smtp_users.list()
+        gc.collect()  # filterwarnings=error turns a ResourceWarning here into a failure
+
+
+async def test_a_used_client_never_entered_warns_when_leaked(
+    respx_mock: respx.MockRouter,
+) -> None:
+    """A client used without ``async with`` and never closed warns when collected."""
+    respx_mock.post(f"{BASE_URL}settings/listSmtp").mock(return_value=success(smtp_list=[]))
+    client = make_client()
+    await client.smtp_users.list()
+    pool = client._shared.http
+    del client
+    with pytest.warns(ResourceWarning, match="unclosed AsyncSarvClient for 'owner-42'"):
+        gc.collect()
+    await pool.aclose()
+
+
 def test_never_used_client_does_not_warn() -> None:
     """A client built and dropped without use holds nothing and does not warn."""
     client = make_client()
