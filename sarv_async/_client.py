@@ -282,7 +282,6 @@ class AsyncSarvClient:
             await shared.http.aclose()
 
 
-
 class AsyncSendCleanClient(AsyncSarvClient):
     """The same client for the SendClean brand.
 

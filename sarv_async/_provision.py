@@ -8,8 +8,11 @@ How a run goes:
 3. If any were set aside, list the users again. A new user (not in the snapshot, not
    returned by a successful create) with the same limits as a set-aside spec is *adopted*
    for it, with its credentials from the list. A set-aside spec with no such user was
-   provably not created, so it is created again, in a further round.
-4. New users that no spec explains are reported as *orphans*.
+   provably not created, so it is created again, in a further round (at most
+   ``max_rounds``; then it fails with the error that lost it).
+4. A last list, after every create has ended, finds the new users no spec explains:
+   the *orphans*. If a reconciling list call fails, the specs still set aside end as
+   UNKNOWN: a user may exist for them.
 
 The one assumption: nobody else creates users on the account during the run.
 """
@@ -43,6 +46,7 @@ if TYPE_CHECKING:
     from ._client import AsyncSarvClient
 
 __all__ = [
+    "DEFAULT_MAX_ROUNDS",
     "ProgressCallback",
     "ProvisionOutcome",
     "ProvisionResult",
@@ -56,7 +60,8 @@ ProvisionSpec: TypeAlias = "CreateSmtpUserRequest | Mapping[str, Any]"
 #: Called as ``progress(done, failed, total)`` after each result; ``total`` is None if unknown.
 ProgressCallback: TypeAlias = Callable[[int, int, "int | None"], None]
 
-_DEFAULT_ROUNDS = 3
+#: How many times specs proven not created are created again.
+DEFAULT_MAX_ROUNDS = 3
 
 
 class ProvisionOutcome(str, enum.Enum):
@@ -68,6 +73,9 @@ class ProvisionOutcome(str, enum.Enum):
     ADOPTED = "adopted"
     #: No user was created for the spec; ``error`` says why.
     FAILED = "failed"
+    #: A user may exist for the spec: its create's answer was lost and the account could
+    #: not be listed to find out. ``error`` is the `OutcomeUnknownError`.
+    UNKNOWN = "unknown"
 
     def __str__(self) -> str:
         return self.value
@@ -99,9 +107,13 @@ class ProvisionSummary:
     created: int
     adopted: int
     failed: int
+    #: Specs whose user may or may not exist (the account could not be listed to settle them).
+    unknown: int
     #: New users on the account that no spec of this run accounts for.
     orphans: tuple[SmtpUser, ...]
-    #: Reconciliation rounds that ran (0 when no outcome was ever unknown).
+    #: False when the final list call failed, so ``orphans`` could not be looked for.
+    orphans_checked: bool
+    #: Reconciliation passes that ran (0 when no outcome was ever unknown).
     rounds: int
 
 
@@ -111,6 +123,12 @@ class _Pending:
     spec: ProvisionSpec
     request: CreateSmtpUserRequest
     error: OutcomeUnknownError
+
+    @property
+    def cause(self) -> SarvError:
+        """What made the outcome unknown: the definite error once the user is proven absent."""
+        cause = self.error.__cause__
+        return cause if isinstance(cause, SarvError) else self.error
 
 
 class Provisioning:
@@ -135,7 +153,7 @@ class Provisioning:
         *,
         concurrency: int | None,
         progress: ProgressCallback | None,
-        max_rounds: int = _DEFAULT_ROUNDS,
+        max_rounds: int = DEFAULT_MAX_ROUNDS,
     ) -> None:
         if concurrency is not None and (type(concurrency) is not int or concurrency < 1):
             raise ValidationError(
@@ -145,6 +163,11 @@ class Provisioning:
         self._specs = specs
         self._workers = concurrency or client._shared.pipeline.max_concurrency
         self._progress = progress
+        if type(max_rounds) is not int or max_rounds < 0:
+            raise ValidationError(
+                f"max_rounds must be a non-negative integer, got {max_rounds!r}",
+                field="max_rounds",
+            )
         self._max_rounds = max_rounds
         self._total: int | None = len(specs) if isinstance(specs, Sized) else None
         self._counts = {outcome: 0 for outcome in ProvisionOutcome}
@@ -152,6 +175,7 @@ class Provisioning:
         self._snapshot: set[str] = set()
         self._pending: list[_Pending] = []
         self._orphans: tuple[SmtpUser, ...] = ()
+        self._orphans_checked = True
         self._rounds = 0
         self._auth_failure: AuthenticationError | None = None
         self._failure: SarvError | None = None
@@ -213,22 +237,35 @@ class Provisioning:
                 return
             self._snapshot = {user.smtp_user_name for user in before}
             await self._create_all(self._numbered(), send)
-            while self._pending and self._rounds < self._max_rounds:
-                self._rounds += 1
-                retry = await self._reconcile(send)
-                if retry:
-                    await self._create_all(_iterate(retry), send)
-            if self._pending:  # the last reconciliation could not settle these
-                self._rounds += 1
-                await self._reconcile(send, final=True)
-            else:
-                await self._find_orphans()
+            while True:
+                if self._pending:
+                    self._rounds += 1
+                try:
+                    users = await self._client.smtp_users.list()
+                except SarvError as exc:
+                    # Nothing can be settled now: what was set aside stays unknown.
+                    self._orphans_checked = False
+                    for item in self._take_pending():
+                        item.error.__context__ = exc
+                        await self._emit(send, item, ProvisionOutcome.UNKNOWN, error=item.error)
+                    break
+                retry = await self._adopt(users, send)
+                if not retry:
+                    break
+                if self._rounds > self._max_rounds:
+                    # Provably not created, but out of rounds: a definite failure.
+                    for item in retry:
+                        await self._emit(send, item, ProvisionOutcome.FAILED, error=item.cause)
+                    break
+                await self._create_all(_iterate([(i.index, i.spec) for i in retry]), send)
             self._summary = ProvisionSummary(
                 total=sum(self._counts.values()),
                 created=self._counts[ProvisionOutcome.CREATED],
                 adopted=self._counts[ProvisionOutcome.ADOPTED],
                 failed=self._counts[ProvisionOutcome.FAILED],
+                unknown=self._counts[ProvisionOutcome.UNKNOWN],
                 orphans=self._orphans,
+                orphans_checked=self._orphans_checked,
                 rounds=self._rounds,
             )
 
@@ -273,10 +310,10 @@ class Provisioning:
         try:
             request = _to_request(spec)
         except ValidationError as exc:
-            await self._emit(send, index, spec, ProvisionOutcome.FAILED, error=exc)
+            await self._emit(send, (index, spec), ProvisionOutcome.FAILED, error=exc)
             return
         if self._auth_failure is not None:
-            await self._emit(send, index, spec, ProvisionOutcome.FAILED, error=self._auth_failure)
+            await self._emit(send, (index, spec), ProvisionOutcome.FAILED, error=self._auth_failure)
             return
         try:
             creds = await self._client.send(request)
@@ -285,33 +322,31 @@ class Provisioning:
         except AuthenticationError as exc:
             # Every other create would fail the same way: stop sending them.
             self._auth_failure = exc
-            await self._emit(send, index, spec, ProvisionOutcome.FAILED, error=exc)
+            await self._emit(send, (index, spec), ProvisionOutcome.FAILED, error=exc)
         except SarvError as exc:
-            await self._emit(send, index, spec, ProvisionOutcome.FAILED, error=exc)
+            await self._emit(send, (index, spec), ProvisionOutcome.FAILED, error=exc)
         else:
             self._known.add(creds.smtp_user_name)
-            await self._emit(send, index, spec, ProvisionOutcome.CREATED, credentials=creds)
+            await self._emit(send, (index, spec), ProvisionOutcome.CREATED, credentials=creds)
 
-    async def _reconcile(
-        self, send: MemoryObjectSendStream[ProvisionResult], *, final: bool = False
-    ) -> list[tuple[int, ProvisionSpec]]:
-        """Adopt the lost users; return the set-aside specs provably not created."""
+    def _take_pending(self) -> list[_Pending]:
         pending, self._pending = self._pending, []
-        try:
-            users = await self._client.smtp_users.list()
-        except SarvError as exc:
-            for item in pending:  # still unknown: say so, with the reason
-                item.error.__context__ = exc
-                await self._emit(
-                    send, item.index, item.spec, ProvisionOutcome.FAILED, error=item.error
-                )
-            return []
+        return sorted(pending, key=lambda item: item.index)
+
+    async def _adopt(
+        self, users: list[SmtpUser], send: MemoryObjectSendStream[ProvisionResult]
+    ) -> list[_Pending]:
+        """Adopt lost users for the set-aside specs; return those provably not created.
+
+        ``users`` was listed after every create so far had ended, so what is new and
+        not adopted now is an orphan.
+        """
         candidates: dict[tuple[int, int], list[SmtpUser]] = defaultdict(list)
         for user in users:
             if user.smtp_user_name not in self._snapshot and user.smtp_user_name not in self._known:
                 candidates[(user.total_limit, user.hourly_limit)].append(user)
-        retry: list[tuple[int, ProvisionSpec]] = []
-        for item in sorted(pending, key=lambda p: p.index):
+        not_created: list[_Pending] = []
+        for item in self._take_pending():
             same_limits = candidates.get((item.request.total_limit, item.request.hourly_limit))
             if same_limits:
                 user = same_limits.pop(0)
@@ -319,41 +354,22 @@ class Provisioning:
                 creds = SmtpCredentials(
                     user.smtp_user_name, user.smtp_password, "adopted from list"
                 )
-                await self._emit(
-                    send, item.index, item.spec, ProvisionOutcome.ADOPTED, credentials=creds
-                )
-            elif final:
-                await self._emit(
-                    send, item.index, item.spec, ProvisionOutcome.FAILED, error=item.error
-                )
+                await self._emit(send, item, ProvisionOutcome.ADOPTED, credentials=creds)
             else:
-                retry.append((item.index, item.spec))
+                not_created.append(item)
         self._orphans = tuple(user for group in candidates.values() for user in group)
-        return retry
-
-    async def _find_orphans(self) -> None:
-        if self._rounds:  # the last reconciliation listed the account already
-            return
-        try:
-            users = await self._client.smtp_users.list()
-        except SarvError:  # pragma: no cover - orphans are a courtesy, not a result
-            return
-        self._orphans = tuple(
-            user
-            for user in users
-            if user.smtp_user_name not in self._snapshot and user.smtp_user_name not in self._known
-        )
+        return not_created
 
     async def _emit(
         self,
         send: MemoryObjectSendStream[ProvisionResult],
-        index: int,
-        spec: ProvisionSpec,
+        item: _Pending | tuple[int, ProvisionSpec],
         outcome: ProvisionOutcome,
         *,
         credentials: SmtpCredentials | None = None,
         error: SarvError | None = None,
     ) -> None:
+        index, spec = (item.index, item.spec) if isinstance(item, _Pending) else item
         self._counts[outcome] += 1
         if self._progress is not None:
             done = sum(self._counts.values())

@@ -9,9 +9,11 @@ from typing import Any
 import pytest
 
 from sarv_async import (
+    APIConnectionError,
     AuthenticationError,
     Backoff,
     CreateSmtpUserRequest,
+    OutcomeUnknownError,
     ProvisionOutcome,
     ProvisionResult,
     ValidationError,
@@ -202,3 +204,43 @@ async def test_leaving_early_cancels_the_run_cleanly() -> None:
             async for _ in run:
                 break
         assert len(await client.smtp_users.list()) < 50
+
+
+async def test_a_spec_whose_user_may_exist_is_reported_unknown() -> None:
+    """A lost create that the failed list cannot settle is UNKNOWN, never FAILED."""
+    async with Emulator() as emu:
+        # Spec 0's create is applied but its answer is lost: it is set aside.
+        emu.inject_fault("drop_after_apply", "addSmtp")
+
+        def progress(done: int, failed: int, total: int | None) -> None:
+            # Once spec 1 is done, make the reconciliation's list call fail.
+            emu.inject_fault("general_error", "listSmtp")
+
+        async with emu.client(rate_limit=None, max_retries=0, backoff=FAST) as c:
+            specs = [{"total_limit": 10, "hourly_limit": 1}, {"total_limit": 20, "hourly_limit": 2}]
+            async with c.smtp_users.provision(specs, concurrency=1, progress=progress) as run:
+                results: list[ProvisionResult] = [result async for result in run]
+        on_server = {user["smtp_user_name"] for user in emu.users()}
+    first, second = sorted(results, key=lambda r: r.index)
+    assert first.outcome is ProvisionOutcome.UNKNOWN
+    assert isinstance(first.error, OutcomeUnknownError)
+    assert second.outcome is ProvisionOutcome.CREATED
+    assert len(on_server) == 2  # spec 0's user does exist, as UNKNOWN allows
+    summary = run.summary
+    assert (summary.created, summary.unknown, summary.failed) == (1, 1, 0)
+    assert summary.orphans_checked is False
+
+
+async def test_specs_still_lost_after_the_last_round_fail_with_the_cause() -> None:
+    """A spec proven not created, but lost again in every round, fails with a definite error."""
+    async with Emulator() as emu:
+        emu.inject_fault("drop_before", path="addSmtp", count=2)
+        async with (
+            emu.client(rate_limit=None, backoff=FAST) as client,
+            client.smtp_users.provision(_specs(1), max_rounds=1) as run,
+        ):
+            results = [r async for r in run]
+        assert emu.users() == []
+    assert results[0].outcome is ProvisionOutcome.FAILED
+    assert isinstance(results[0].error, APIConnectionError)
+    assert (run.summary.failed, run.summary.rounds, run.summary.unknown) == (1, 2, 0)
