@@ -1,0 +1,163 @@
+"""``sarv-async emulator``: serve the local API emulator until Ctrl-C or SIGTERM.
+
+Prints the base URL and the accounts' owner ids at start-up; a token is printed
+only for the built-in demo account (given with no ``--account``), never for
+accounts given on the command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from typing import TYPE_CHECKING
+
+from .._rate_spec import parse_rate_limit
+from ._output import EXIT_USAGE, CliError, echo
+
+if TYPE_CHECKING:
+    from ..testing import Emulator
+
+__all__ = ["register", "run"]
+
+_REAL_LIMITS = "60/minute;3600/hour;50000/day"
+
+
+def _account(text: str) -> tuple[str, str]:
+    owner_id, sep, token = text.partition(":")
+    if not sep or not owner_id or not token:
+        raise argparse.ArgumentTypeError("expected OWNER:TOKEN, both non-empty")
+    return owner_id, token
+
+
+def _rate_limit(text: str) -> str:
+    if text.strip().lower() in ("none", "off"):
+        return "none"
+    try:
+        parse_rate_limit(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def _probability(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a probability between 0 and 1, got {text!r}")
+    return value
+
+
+def _milliseconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0.0 <= value < math.inf:
+        raise argparse.ArgumentTypeError(f"expected zero or more milliseconds, got {text!r}")
+    return value
+
+
+def _port(text: str) -> int:
+    if not text.isascii() or not text.isdigit() or int(text) > 65535:
+        raise argparse.ArgumentTypeError(
+            f"expected a port number (0 picks a free one), got {text!r}"
+        )
+    return int(text)
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``emulator`` subcommand."""
+    parser = subparsers.add_parser(
+        "emulator",
+        help="serve a local emulator of the SMTP-user API",
+        description=(
+            "Serve a local emulator of the SMTP-user API over plain HTTP until Ctrl-C or "
+            "SIGTERM. State lives in memory. GET /_emulator/stats shows counters; "
+            "POST /_emulator/reset forgets everything."
+        ),
+    )
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to bind (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--port", type=_port, default=8025, help="port to bind, 0 for any (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--account",
+        dest="accounts",
+        action="append",
+        type=_account,
+        default=[],
+        metavar="OWNER:TOKEN",
+        help="an account to serve (repeatable; default: the demo account demo:demo-token)",
+    )
+    parser.add_argument(
+        "--rate-limit",
+        type=_rate_limit,
+        default="none",
+        metavar="SPEC",
+        help=f"per-account limit, e.g. '{_REAL_LIMITS}' like the real API, or 'none' (default)",
+    )
+    parser.add_argument(
+        "--fault-rate",
+        type=_probability,
+        default=0.0,
+        metavar="P",
+        help="probability that a call meets a random fault (default: 0)",
+    )
+    parser.add_argument("--seed", type=int, help="seed for repeatable faults")
+    parser.add_argument(
+        "--latency-ms", type=_milliseconds, default=0.0, metavar="MS", help="delay every answer"
+    )
+    parser.add_argument(
+        "--log-level",
+        choices=("critical", "error", "warning", "info", "debug"),
+        default="info",
+        help="server log level (default: %(default)s)",
+    )
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Serve until interrupted; 0 on a clean shutdown."""
+    from ..testing import Emulator
+
+    given: list[tuple[str, str]] = args.accounts
+    owners = [owner_id for owner_id, _ in given]
+    duplicates = sorted({owner_id for owner_id in owners if owners.count(owner_id) > 1})
+    if duplicates:
+        raise CliError(f"--account given twice for {', '.join(duplicates)}", exit_code=EXIT_USAGE)
+    emulator = Emulator(
+        accounts=dict(given) if given else None,
+        host=args.host,
+        port=args.port,
+        rate_limit=args.rate_limit,
+        fault_rate=args.fault_rate,
+        seed=args.seed,
+        latency_ms=args.latency_ms,
+    )
+
+    def announce(emu: Emulator) -> None:
+        echo("sarv-async emulator")
+        echo(f"  base URL:   {emu.base_url}")
+        for owner_id, token in emu.accounts.items():
+            # Only the built-in demo token is shown: tokens given on the command line never are.
+            shown = f"  (token: {token})" if not given else ""
+            echo(f"  account:    {owner_id}{shown}")
+        echo(f"  rate limit: {emu.rate_limit or 'none'}")
+        if emu.fault_rate:
+            seed = f", seed {args.seed}" if args.seed is not None else ""
+            echo(f"  faults:     {emu.fault_rate:.0%} of calls{seed}")
+        if args.latency_ms:
+            echo(f"  latency:    {args.latency_ms:g} ms")
+        echo("Press Ctrl+C to stop.")
+
+    try:
+        emulator.serve_forever(announce, log_level=args.log_level)
+    except ModuleNotFoundError as exc:
+        raise CliError(str(exc)) from None
+    except OSError as exc:
+        raise CliError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
+    return 0

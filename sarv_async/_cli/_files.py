@@ -1,0 +1,131 @@
+"""Credentials files: CSV created with mode 0600 before a byte is written, flushed row by row."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import os
+import stat
+import sys
+from collections.abc import Sequence
+from types import TracebackType
+from typing import TextIO
+
+from ._output import EXIT_USAGE, CliError
+
+__all__ = [
+    "PRIVATE_MODE",
+    "CredentialsFile",
+    "check_output_path",
+    "create_private_file",
+    "is_private",
+]
+
+#: Owner may read and write; nobody else may do anything.
+PRIVATE_MODE = 0o600
+
+
+def check_output_path(path: str, *, force: bool, not_same_as: str | None = None) -> None:
+    """Refuse an output path that exists (unless ``force``) or is the input file itself."""
+    if not os.path.lexists(path):
+        return
+    if not_same_as is not None and os.path.exists(path) and os.path.samefile(path, not_same_as):
+        raise CliError(
+            f"{path} is the input file; write the credentials elsewhere", exit_code=EXIT_USAGE
+        )
+    if not force:
+        raise CliError(
+            f"{path} already exists; refusing to overwrite a credentials file "
+            "(pass --force to replace it)",
+            exit_code=EXIT_USAGE,
+        )
+    if os.path.isdir(path):
+        raise CliError(f"{path} is a directory", exit_code=EXIT_USAGE)
+
+
+def create_private_file(path: str, *, force: bool = False) -> TextIO:
+    """Create ``path`` for writing with mode 0600, atomically and exclusively.
+
+    The file is made by ``os.open(O_CREAT | O_EXCL)`` with mode 0600, so it is never
+    readable by others, not even empty; a symbolic link at ``path`` is never followed.
+    An existing file is refused, or with ``force`` removed first (its successor is a new
+    file, so an old file's wider mode or hard links carry nothing over).
+    """
+    check_output_path(path, force=force)
+    if force and os.path.lexists(path):
+        try:
+            os.unlink(path)
+        except OSError as exc:
+            raise CliError(f"cannot replace {path}: {exc.strerror}") from None
+    flags = os.O_CREAT | os.O_EXCL | os.O_WRONLY | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(path, flags, PRIVATE_MODE)
+    except FileExistsError:
+        raise CliError(
+            f"{path} appeared while starting; refusing to overwrite it", exit_code=EXIT_USAGE
+        ) from None
+    except OSError as exc:
+        raise CliError(f"cannot create {path}: {exc.strerror}") from None
+    try:
+        if sys.platform != "win32":
+            os.fchmod(fd, PRIVATE_MODE)  # a umask can only narrow the mode; say it exactly
+        return open(fd, "w", encoding="utf-8", newline="")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+class CredentialsFile:
+    """A CSV file of credentials: header first, each row flushed as soon as it is written.
+
+    Leaving the ``with`` block closes the file; a file that got no row (only its header)
+    is removed, so a run that failed before creating anything leaves nothing behind.
+    """
+
+    def __init__(self, path: str, header: Sequence[str], *, force: bool = False) -> None:
+        self.path = path
+        #: Data rows written so far.
+        self.rows_written = 0
+        self._file = create_private_file(path, force=force)
+        self._writer = csv.writer(self._file)
+        try:
+            self._write(header)
+        except BaseException:
+            self.close()
+            raise
+
+    def __enter__(self) -> CredentialsFile:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def write_row(self, row: Sequence[str]) -> None:
+        """Write one data row and flush it to the operating system."""
+        self._write(row)
+        self.rows_written += 1
+
+    def close(self) -> None:
+        """Close the file; remove it if it holds no data row."""
+        if self._file.closed:
+            return
+        self._file.close()
+        if not self.rows_written:
+            with contextlib.suppress(OSError):
+                os.unlink(self.path)
+
+    def _write(self, row: Sequence[str]) -> None:
+        self._writer.writerow(row)
+        self._file.flush()
+
+
+def is_private(path: str) -> bool:
+    """Whether only the owner may read or write ``path`` (always true on Windows)."""
+    if sys.platform == "win32":
+        return True
+    return stat.S_IMODE(os.stat(path).st_mode) & 0o077 == 0

@@ -1,0 +1,233 @@
+"""What the command line prints: results, tables, one-line errors and the progress display.
+
+Results go to stdout; errors, warnings and the progress display to stderr. rich (the
+``cli`` extra) is imported only when something is drawn, and is optional: without it
+tables are plain columns and the progress display is a one-line counter.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import json
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from .._exceptions import (
+    APIConnectionError,
+    APIError,
+    AuthenticationError,
+    OutcomeUnknownError,
+    SarvError,
+)
+from .._provision import ProgressCallback
+
+__all__ = [
+    "EXIT_FAILURE",
+    "EXIT_INTERRUPTED",
+    "EXIT_USAGE",
+    "CliError",
+    "describe_error",
+    "echo",
+    "echo_json",
+    "print_error",
+    "print_table",
+    "print_warning",
+    "progress_display",
+]
+
+#: Something failed: an API call, a file, a row left without credentials.
+EXIT_FAILURE = 1
+#: The command cannot run as given: missing credentials, a bad CSV file.
+EXIT_USAGE = 2
+#: Ctrl-C.
+EXIT_INTERRUPTED = 130
+
+
+class CliError(Exception):
+    """A failure to report as ``error:`` lines (one per message), exiting with ``exit_code``."""
+
+    def __init__(self, *messages: str, exit_code: int = EXIT_FAILURE) -> None:
+        super().__init__(*messages)
+        self.messages = messages
+        self.exit_code = exit_code
+
+    def __str__(self) -> str:
+        return "; ".join(self.messages)
+
+
+@functools.cache
+def have_rich() -> bool:
+    """Whether rich is installed (the ``cli`` extra)."""
+    return importlib.util.find_spec("rich") is not None
+
+
+def echo(text: str = "") -> None:
+    """Print a line of results to stdout."""
+    print(text, file=sys.stdout, flush=True)
+
+
+def echo_json(data: Any) -> None:
+    """Print ``data`` as indented JSON to stdout."""
+    echo(json.dumps(data, indent=2))
+
+
+def print_error(message: str) -> None:
+    """Print one ``error:`` line to stderr."""
+    print(f"error: {message}", file=sys.stderr, flush=True)
+
+
+def print_warning(message: str) -> None:
+    """Print one ``warning:`` line to stderr."""
+    print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+def describe_error(exc: SarvError) -> str:
+    """One line saying what went wrong, for a person at a terminal (never a secret)."""
+    if isinstance(exc, AuthenticationError):
+        return f"authentication failed ({exc.message}): check the owner id and the token"
+    if isinstance(exc, OutcomeUnknownError):
+        cause = f" ({exc.__cause__})" if exc.__cause__ is not None else ""
+        return (
+            f"the call may or may not have taken effect{cause}; it was not repeated, as a "
+            "repeat could apply it twice: check with 'sarv-async smtp list'"
+        )
+    if isinstance(exc, APIConnectionError):
+        return f"cannot reach the API: {exc}"
+    if isinstance(exc, APIError) and exc.status_code is None:
+        return exc.message  # raised locally, before anything was sent
+    return str(exc)
+
+
+def print_table(
+    columns: Sequence[str], rows: Sequence[Sequence[str]], *, right: Sequence[str] = ()
+) -> None:
+    """Print a table to stdout; columns named in ``right`` are right-aligned (numbers).
+
+    rich draws it on a terminal, folding a cell that does not fit rather than cutting it
+    (a cut password is a wrong password). Elsewhere the table is plain text.
+    """
+    if have_rich() and _is_terminal(sys.stdout):
+        from rich import box
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+        for column in columns:
+            table.add_column(
+                column, justify="right" if column in right else "left", overflow="fold"
+            )
+        for row in rows:
+            table.add_row(*row)
+        Console(file=sys.stdout).print(table)
+        return
+    widths = [
+        max([len(column), *(len(row[i]) for row in rows)]) for i, column in enumerate(columns)
+    ]
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(
+            cell.rjust(width) if column in right else cell.ljust(width)
+            for cell, width, column in zip(cells, widths, columns, strict=True)
+        ).rstrip()
+
+    echo(line(columns))
+    echo(line(["-" * width for width in widths]))
+    for row in rows:
+        echo(line(row))
+
+
+def _is_terminal(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
+
+
+@contextmanager
+def progress_display(label: str, total: int) -> Iterator[ProgressCallback]:
+    """A provisioning ``progress(done, failed, total)`` callback that draws on stderr.
+
+    A bar with rate and ETA when stderr is a terminal (rich), a one-line counter when it
+    is a terminal but rich is missing, nothing at all otherwise.
+    """
+    if not _is_terminal(sys.stderr):
+        yield _ignore_progress
+    elif have_rich():
+        with _rich_progress(label, total) as progress:
+            yield progress
+    else:
+        with _plain_progress(label, total) as progress:
+            yield progress
+
+
+def _ignore_progress(done: int, failed: int, total: int | None) -> None:
+    """A progress callback that shows nothing."""
+
+
+@contextmanager
+def _rich_progress(label: str, total: int) -> Iterator[ProgressCallback]:
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        ProgressColumn,
+        Task,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+    from rich.text import Text
+
+    class RateColumn(ProgressColumn):
+        """Results per second."""
+
+        def render(self, task: Task) -> Text:
+            speed = task.finished_speed or task.speed
+            return Text("-/s" if speed is None else f"{speed:.1f}/s", style="progress.data.speed")
+
+    progress = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[failed]} failed"),
+        RateColumn(),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=Console(file=sys.stderr),
+    )
+    task = progress.add_task(label, total=total, failed=0)
+
+    def update(done: int, failed: int, total: int | None) -> None:
+        progress.update(task, completed=done, failed=failed)
+
+    with progress:
+        yield update
+
+
+@contextmanager
+def _plain_progress(label: str, total: int) -> Iterator[ProgressCallback]:
+    started = time.monotonic()
+    drawn = [0.0]
+
+    def update(done: int, failed: int, total_: int | None) -> None:
+        now = time.monotonic()
+        if done < total and now - drawn[0] < 0.1:
+            return
+        drawn[0] = now
+        elapsed = now - started
+        rate = done / elapsed if elapsed > 0 else 0.0
+        eta = f"{(total - done) / rate:.0f}s" if rate > 0 else "?"
+        sys.stderr.write(f"\r{label}: {done}/{total} ({failed} failed)  {rate:.1f}/s  ETA {eta}   ")
+        sys.stderr.flush()
+
+    try:
+        yield update
+    finally:
+        sys.stderr.write("\n")
+        sys.stderr.flush()

@@ -1,0 +1,199 @@
+"""``smtp provision``'s files: the specs CSV, checked whole up front, and the credentials CSV.
+
+The input has a header row with ``total_limit`` and ``hourly_limit``; other columns are
+carried through. The output has the input's columns plus `RESULT_COLUMNS`, one row per
+input row, in the order results arrive.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from collections.abc import Iterable
+
+import attrs
+
+from .._client import AsyncSarvClient
+from .._provision import ProgressCallback, ProvisionResult, ProvisionSummary
+from ._files import CredentialsFile
+from ._output import EXIT_USAGE, CliError
+
+__all__ = [
+    "LIMIT_COLUMNS",
+    "RESULT_COLUMNS",
+    "SpecRow",
+    "SpecsFile",
+    "provision_rows",
+    "read_specs",
+    "result_row",
+]
+
+#: The columns every specs file must have.
+LIMIT_COLUMNS = ("total_limit", "hourly_limit")
+#: The columns the credentials file adds to the input's.
+RESULT_COLUMNS = ("smtp_user_name", "smtp_password", "outcome", "error")
+#: Bad rows reported one by one before the rest are only counted.
+MAX_REPORTED = 20
+
+_DIGITS = re.compile(r"[0-9]+")
+_MAX_DIGITS = 30  # far above any real quota, well below what int() refuses to read
+
+
+@attrs.frozen
+class SpecRow:
+    """One data row: where it is, its cells, and its limits as integers."""
+
+    line: int
+    cells: tuple[str, ...]
+    total_limit: int
+    hourly_limit: int
+
+
+@attrs.frozen
+class SpecsFile:
+    """A specs CSV file that passed every check."""
+
+    path: str
+    columns: tuple[str, ...]
+    rows: tuple[SpecRow, ...]
+
+    @property
+    def output_columns(self) -> tuple[str, ...]:
+        """The credentials file's header."""
+        return (*self.columns, *RESULT_COLUMNS)
+
+
+def read_specs(path: str) -> SpecsFile:
+    """Read and check a whole specs file; raise `CliError` with a line per problem.
+
+    Blank lines are skipped. Every problem is reported with its line number, so
+    nothing is created from a file with a bad row anywhere in it.
+    """
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as file:
+            return _parse(path, file)
+    except OSError as exc:
+        raise CliError(f"cannot read {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise CliError(
+            f"{path} is not UTF-8 text (byte {exc.start})", exit_code=EXIT_USAGE
+        ) from None
+
+
+def _parse(path: str, lines: Iterable[str]) -> SpecsFile:
+    reader = csv.reader(lines)
+    problems: list[str] = []
+    columns: tuple[str, ...] | None = None
+    rows: list[SpecRow] = []
+    limit_at: list[int] = []
+    try:
+        for record in reader:
+            if not any(cell.strip() for cell in record):
+                continue
+            line = reader.line_num
+            if columns is None:
+                columns = _check_header(path, line, record)
+                limit_at = [columns.index(name) for name in LIMIT_COLUMNS]
+                continue
+            row, problem = _check_row(columns, limit_at, line, record)
+            if problem is not None:
+                problems.append(f"{path}:{line}: {problem}")
+            elif row is not None:
+                rows.append(row)
+    except csv.Error as exc:
+        problems.append(f"{path}:{reader.line_num}: unreadable CSV ({exc})")
+    if columns is None and not problems:
+        raise CliError(
+            f"{path} is empty; expected a header row with {', '.join(LIMIT_COLUMNS)}",
+            exit_code=EXIT_USAGE,
+        )
+    if problems:
+        shown = problems[:MAX_REPORTED]
+        if len(problems) > MAX_REPORTED:
+            shown.append(f"... and {len(problems) - MAX_REPORTED} more bad rows")
+        count = f"{len(problems)} bad row{'s' if len(problems) != 1 else ''}"
+        raise CliError(*shown, f"{count} in {path}; nothing was created", exit_code=EXIT_USAGE)
+    assert columns is not None
+    if not rows:
+        raise CliError(f"{path} has a header but no rows", exit_code=EXIT_USAGE)
+    return SpecsFile(path, columns, tuple(rows))
+
+
+def _check_header(path: str, line: int, record: list[str]) -> tuple[str, ...]:
+    columns = tuple(cell.strip() for cell in record)
+    where = f"{path}:{line}: header"
+    missing = [name for name in LIMIT_COLUMNS if name not in columns]
+    if missing:
+        raise CliError(
+            f"{where} lacks {' and '.join(missing)} (it has: {', '.join(columns)})",
+            exit_code=EXIT_USAGE,
+        )
+    if "" in columns:
+        raise CliError(f"{where}: column {columns.index('') + 1} has no name", exit_code=EXIT_USAGE)
+    duplicates = sorted({name for name in columns if columns.count(name) > 1})
+    if duplicates:
+        raise CliError(f"{where} repeats {', '.join(duplicates)}", exit_code=EXIT_USAGE)
+    reserved = [name for name in RESULT_COLUMNS if name in columns]
+    if reserved:
+        raise CliError(
+            f"{where} has {', '.join(reserved)}, which the credentials file adds; "
+            "rename or drop it",
+            exit_code=EXIT_USAGE,
+        )
+    return columns
+
+
+def _check_row(
+    columns: tuple[str, ...], limit_at: list[int], line: int, record: list[str]
+) -> tuple[SpecRow | None, str | None]:
+    if len(record) != len(columns):
+        return None, f"{len(record)} fields, but the header has {len(columns)}"
+    limits: list[int] = []
+    for name, at in zip(LIMIT_COLUMNS, limit_at, strict=True):
+        text = record[at].strip()
+        if not _DIGITS.fullmatch(text) or not text.strip("0"):
+            shown = repr(text) if text else "nothing"
+            return None, f"{name} must be a positive whole number, got {shown}"
+        if len(text) > _MAX_DIGITS:
+            return None, f"{name} has {len(text)} digits; no limit is that large"
+        limits.append(int(text))
+    return SpecRow(line, tuple(record), limits[0], limits[1]), None
+
+
+def result_row(row: SpecRow, result: ProvisionResult) -> list[str]:
+    """The credentials file's row for an input row and its result."""
+    creds = result.credentials
+    return [
+        *row.cells,
+        creds.smtp_user_name if creds is not None else "",
+        creds.smtp_password if creds is not None else "",
+        result.outcome.value,
+        str(result.error) if result.error is not None else "",
+    ]
+
+
+async def provision_rows(
+    client: AsyncSarvClient,
+    specs: SpecsFile,
+    out: CredentialsFile,
+    *,
+    concurrency: int | None = None,
+    progress: ProgressCallback | None = None,
+    failures: list[tuple[SpecRow, ProvisionResult]] | None = None,
+) -> ProvisionSummary:
+    """Provision a user per row, writing each result to ``out`` as it arrives.
+
+    Failed rows are also appended to ``failures`` when given.
+    """
+    requests = [
+        {"total_limit": row.total_limit, "hourly_limit": row.hourly_limit} for row in specs.rows
+    ]
+    async with client.smtp_users.provision(
+        requests, concurrency=concurrency, progress=progress
+    ) as run:
+        async for result in run:
+            row = specs.rows[result.index]
+            out.write_row(result_row(row, result))
+            if failures is not None and not result.ok:
+                failures.append((row, result))
+    return run.summary

@@ -1,0 +1,367 @@
+"""``sarv-async smtp list|create|update|reset-password|provision``.
+
+Passwords reach the terminal only with ``--show-secrets``; ``--out FILE`` writes them to a
+new file created with mode 0600 before the call is made.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+from collections.abc import Awaitable, Callable
+from contextlib import nullcontext
+from typing import Any, TypeAlias, TypeVar
+
+import anyio
+
+from .._client import AsyncSarvClient
+from .._models import SmtpCredentials, SmtpUser
+from .._provision import ProgressCallback, ProvisionResult, ProvisionSummary
+from ._files import CredentialsFile, check_output_path
+from ._options import (
+    ClientConfig,
+    add_connection_options,
+    client_config,
+    positive_int,
+    rate_limit,
+    rate_limit_setting,
+)
+from ._output import (
+    EXIT_FAILURE,
+    EXIT_USAGE,
+    CliError,
+    describe_error,
+    echo,
+    echo_json,
+    print_error,
+    print_table,
+    print_warning,
+    progress_display,
+)
+from ._provision_csv import MAX_REPORTED, SpecRow, SpecsFile, provision_rows, read_specs
+
+__all__ = ["register"]
+
+T = TypeVar("T")
+
+_CREDENTIAL_COLUMNS = ("smtp_user_name", "smtp_password")
+_HIDDEN_HINT = (
+    "password hidden: pass --show-secrets to print it, or --out FILE to write it to a new "
+    "file only you can read"
+)
+
+Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+
+
+def register(subparsers: Subparsers) -> None:
+    """Add the ``smtp`` command and its subcommands."""
+    smtp = subparsers.add_parser(
+        "smtp",
+        help="list, create and change the account's SMTP users",
+        description="Manage the SMTP users of an account.",
+    )
+    commands = smtp.add_subparsers(title="commands", metavar="COMMAND", required=True)
+
+    parser = _command(commands, "list", "list the SMTP users", _run_list)
+    _output_options(parser, what="passwords")
+
+    parser = _command(commands, "create", "create an SMTP user", _run_create)
+    _limit_options(parser, required=True)
+    _output_options(parser, what="the new password", out=True)
+
+    parser = _command(commands, "update", "change an SMTP user's limits or status", _run_update)
+    parser.add_argument("name", metavar="NAME", help="the SMTP user name, e.g. smtp10001")
+    _limit_options(parser, required=False)
+    parser.add_argument(
+        "--status", type=str.lower, choices=("enable", "disable"), help="enable or disable sending"
+    )
+    parser.add_argument("--json", action="store_true", help="print JSON for machines")
+
+    parser = _command(
+        commands, "reset-password", "give an SMTP user a new password", _run_reset_password
+    )
+    parser.add_argument("name", metavar="NAME", help="the SMTP user name, e.g. smtp10001")
+    _output_options(parser, what="the new password", out=True)
+
+    parser = _command(
+        commands,
+        "provision",
+        "create an SMTP user per row of a CSV file, exactly once",
+        _run_provision,
+        description=(
+            "Create an SMTP user for each row of FILE (a CSV file with a header row holding "
+            "total_limit and hourly_limit; other columns are carried through). The whole file "
+            "is checked before anything is created. Each result is written to OUT as it "
+            "arrives: the input columns plus smtp_user_name, smtp_password, outcome and error. "
+            "Calls whose answer was lost are reconciled by listing the account, so no row "
+            "gets two users. Exit status 0 when every row has credentials."
+        ),
+    )
+    parser.add_argument("file", metavar="FILE", help="the CSV file of specs")
+    parser.add_argument(
+        "--out",
+        required=True,
+        metavar="OUT",
+        help="the credentials CSV file to create (mode 0600; must not exist)",
+    )
+    parser.add_argument(
+        "--force", action="store_true", help="replace OUT if it exists (it is removed first)"
+    )
+    parser.add_argument(
+        "--concurrency",
+        type=positive_int,
+        metavar="N",
+        help="calls in flight at once (default: 10)",
+    )
+    parser.add_argument(
+        "--rate-limit",
+        type=rate_limit,
+        metavar="SPEC",
+        help="the account's limits, e.g. '20/second' or '60/minute;3600/hour' "
+        "(default: the API's published 60/minute;3600/hour;50000/day; 'none': no pacing)",
+    )
+
+
+def _command(
+    commands: Subparsers,
+    name: str,
+    summary: str,
+    run: Callable[[argparse.Namespace], int],
+    *,
+    description: str | None = None,
+) -> argparse.ArgumentParser:
+    parser = commands.add_parser(name, help=summary, description=description or summary)
+    parser.set_defaults(run=run)
+    add_connection_options(parser, nested=True)
+    return parser
+
+
+def _limit_options(parser: argparse.ArgumentParser, *, required: bool) -> None:
+    for option, what in (("--total-limit", "total"), ("--hourly-limit", "hourly")):
+        parser.add_argument(
+            option,
+            type=positive_int,
+            required=required,
+            metavar="N",
+            help=f"the user's {what} sending limit",
+        )
+
+
+def _output_options(parser: argparse.ArgumentParser, *, what: str, out: bool = False) -> None:
+    parser.add_argument("--json", action="store_true", help="print JSON for machines")
+    parser.add_argument(
+        "--show-secrets", action="store_true", help=f"print {what} (hidden otherwise)"
+    )
+    if out:
+        parser.add_argument(
+            "--out",
+            metavar="FILE",
+            help="write the name and password to FILE, a new CSV file created with mode 0600",
+        )
+        parser.add_argument("--force", action="store_true", help="replace FILE if it exists")
+
+
+def _call(
+    config: ClientConfig, call: Callable[[AsyncSarvClient], Awaitable[T]], **options: Any
+) -> T:
+    """Open a client, make ``call`` with it, close it; all in a fresh event loop."""
+
+    async def main() -> T:
+        async with config.client(**options) as client:
+            return await call(client)
+
+    return anyio.run(main)
+
+
+# -- list ------------------------------------------------------------------------------
+
+
+def _run_list(args: argparse.Namespace) -> int:
+    users: list[SmtpUser] = _call(client_config(args), lambda c: c.smtp_users.list())
+    if args.json:
+        echo_json([_user_json(user, secrets=args.show_secrets) for user in users])
+        return 0
+    columns = ["NAME", "STATUS", "TOTAL LIMIT", "HOURLY LIMIT"]
+    if args.show_secrets:
+        columns.append("PASSWORD")
+    rows = [
+        [
+            user.smtp_user_name,
+            user.status.value,
+            str(user.total_limit),
+            str(user.hourly_limit),
+            *([user.smtp_password] if args.show_secrets else []),
+        ]
+        for user in users
+    ]
+    if rows:
+        print_table(columns, rows, right=("TOTAL LIMIT", "HOURLY LIMIT"))
+    count = f"{len(users)} SMTP user{'s' if len(users) != 1 else ''}"
+    echo(count if args.show_secrets or not users else f"{count}; passwords hidden (--show-secrets)")
+    return 0
+
+
+def _user_json(user: SmtpUser, *, secrets: bool) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "smtp_user_name": user.smtp_user_name,
+        "status": user.status.value,
+        "total_limit": user.total_limit,
+        "hourly_limit": user.hourly_limit,
+    }
+    if secrets:
+        data["smtp_password"] = user.smtp_password
+    return data
+
+
+# -- create, reset-password --------------------------------------------------------------
+
+
+def _run_create(args: argparse.Namespace) -> int:
+    def create(client: AsyncSarvClient) -> Awaitable[SmtpCredentials]:
+        return client.smtp_users.create(
+            total_limit=args.total_limit, hourly_limit=args.hourly_limit
+        )
+
+    return _credentials_command(args, create, "created SMTP user")
+
+
+def _run_reset_password(args: argparse.Namespace) -> int:
+    return _credentials_command(
+        args, lambda c: c.smtp_users.reset_password(args.name), "new password for SMTP user"
+    )
+
+
+def _credentials_command(
+    args: argparse.Namespace,
+    call: Callable[[AsyncSarvClient], Awaitable[SmtpCredentials]],
+    done: str,
+) -> int:
+    """Make a call that answers a password; show or save it as the options say."""
+    if args.out is not None:
+        check_output_path(args.out, force=args.force)
+    config = client_config(args)
+    # The file exists before the call, so a file error cannot lose a password; it is
+    # removed again if the call fails.
+    out = (
+        CredentialsFile(args.out, _CREDENTIAL_COLUMNS, force=args.force)
+        if args.out is not None
+        else None
+    )
+    with out if out is not None else nullcontext():
+        creds = _call(config, call)
+        if out is not None:
+            out.write_row([creds.smtp_user_name, creds.smtp_password])
+    if args.json:
+        data: dict[str, Any] = {"smtp_user_name": creds.smtp_user_name}
+        if args.show_secrets:
+            data["smtp_password"] = creds.smtp_password
+        if args.out is not None:
+            data["credentials_file"] = args.out
+        echo_json(data)
+        return 0
+    echo(f"{done} {creds.smtp_user_name}")
+    if args.show_secrets:
+        echo(f"password: {creds.smtp_password}")
+    if args.out is not None:
+        echo(f"credentials written to {args.out} (mode 0600)")
+    elif not args.show_secrets:
+        echo(_HIDDEN_HINT)
+    return 0
+
+
+# -- update ----------------------------------------------------------------------------
+
+
+def _run_update(args: argparse.Namespace) -> int:
+    if args.total_limit is None and args.hourly_limit is None and args.status is None:
+        raise _usage("give at least one of --total-limit, --hourly-limit, --status")
+    answer = _call(
+        client_config(args),
+        lambda c: c.smtp_users.update(
+            args.name,
+            total_limit=args.total_limit,
+            hourly_limit=args.hourly_limit,
+            status=args.status,
+        ),
+    )
+    if args.json:
+        echo_json({"smtp_user_name": args.name, "message": answer.message})
+    else:
+        echo(f"updated SMTP user {args.name}" + (f": {answer.message}" if answer.message else ""))
+    return 0
+
+
+def _usage(message: str) -> CliError:
+    return CliError(message, exit_code=EXIT_USAGE)
+
+
+# -- provision -------------------------------------------------------------------------
+
+
+def _run_provision(args: argparse.Namespace) -> int:
+    specs = read_specs(args.file)
+    check_output_path(args.out, force=args.force, not_same_as=args.file)
+    config = client_config(args)
+    options: dict[str, Any] = {}
+    if args.rate_limit is not None:
+        options["rate_limit"] = rate_limit_setting(args.rate_limit)
+    if args.concurrency is not None:
+        options["max_concurrency"] = args.concurrency
+    total = len(specs.rows)
+    failures: list[tuple[SpecRow, ProvisionResult]] = []
+
+    out = CredentialsFile(args.out, specs.output_columns, force=args.force)
+    try:
+        with out, progress_display("provisioning", total) as progress:
+            run = functools.partial(
+                _provision, config, options, specs, out, args.concurrency, progress, failures
+            )
+            summary = anyio.run(run)
+    except BaseException:
+        if out.rows_written:
+            print_warning(
+                f"stopped with {out.rows_written} of {total} rows in {args.out}; users for "
+                "the other rows may exist: check with 'sarv-async smtp list'"
+            )
+        raise
+
+    for row, result in failures[:MAX_REPORTED]:
+        error = describe_error(result.error) if result.error is not None else "no credentials"
+        print_error(f"{specs.path}:{row.line}: {error}")
+    if len(failures) > MAX_REPORTED:
+        print_error(f"... and {len(failures) - MAX_REPORTED} more failed rows (see {args.out})")
+    if summary.unknown:
+        print_warning(
+            f"{summary.unknown} rows may or may not have a user (the account could not be "
+            "listed to find out): check with 'sarv-async smtp list'"
+        )
+    if not summary.orphans_checked:
+        print_warning("the account could not be listed at the end: orphans were not looked for")
+    if summary.orphans:
+        names = ", ".join(user.smtp_user_name for user in summary.orphans)
+        print_warning(
+            f"{len(summary.orphans)} new SMTP users match no row (orphans, not in "
+            f"{args.out}): {names}"
+        )
+    echo(
+        f"{total} rows: {summary.created} created, {summary.adopted} adopted, "
+        f"{summary.failed} failed, {summary.unknown} unknown, {len(summary.orphans)} orphans; "
+        f"credentials in {args.out} (mode 0600)"
+    )
+    complete = summary.created + summary.adopted == total and out.rows_written == total
+    return 0 if complete else EXIT_FAILURE
+
+
+async def _provision(
+    config: ClientConfig,
+    options: dict[str, Any],
+    specs: SpecsFile,
+    out: CredentialsFile,
+    concurrency: int | None,
+    progress: ProgressCallback,
+    failures: list[tuple[SpecRow, ProvisionResult]],
+) -> ProvisionSummary:
+    async with config.client(**options) as client:
+        return await provision_rows(
+            client, specs, out, concurrency=concurrency, progress=progress, failures=failures
+        )

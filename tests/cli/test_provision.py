@@ -1,0 +1,315 @@
+"""``smtp provision``: specs CSV in, private credentials CSV out, exactly one user per row."""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+import sys
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from sarv_async import Backoff
+from sarv_async._cli._files import CredentialsFile, create_private_file
+from sarv_async._cli._output import CliError
+from sarv_async._cli._provision_csv import RESULT_COLUMNS, provision_rows, read_specs
+from sarv_async.testing import Emulator
+
+from ._support import ACCOUNTS, OWNER_ID, TOKEN, assert_no_secret, file_mode, passwords
+from .conftest import Cli
+
+posix_only = pytest.mark.skipif(sys.platform == "win32", reason="POSIX file modes")
+
+COLUMNS = ["customer", "total_limit", "hourly_limit", "note"]
+
+
+def _write_specs(path: Path, count: int) -> Path:
+    with path.open("w", newline="", encoding="utf-8") as file:
+        writer = csv.writer(file)
+        writer.writerow(COLUMNS)
+        for i in range(count):
+            writer.writerow([f"cust-{i:03}", 100 + i % 4, 10 + i % 3, f"note, with comma {i} é"])
+    return path
+
+
+def _read(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    with path.open(newline="", encoding="utf-8") as file:
+        reader = csv.DictReader(file)
+        rows = list(reader)
+        return list(reader.fieldnames or []), rows
+
+
+@pytest.fixture
+def faulty_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[Emulator]:
+    """A paced emulator where a quarter of the calls meet a fault, its account in SARV_*."""
+    with Emulator(accounts=ACCOUNTS, fault_rate=0.25, seed=11, rate_limit="50/second") as emu:
+        monkeypatch.setenv("SARV_OWNER_ID", OWNER_ID)
+        monkeypatch.setenv("SARV_TOKEN", TOKEN)
+        monkeypatch.setenv("SARV_BASE_URL", emu.base_url)
+        yield emu
+
+
+@posix_only
+def test_every_row_gets_exactly_one_user_through_faults(
+    cli: Cli, faulty_env: Emulator, tmp_path: Path
+) -> None:
+    """N rows through 25% faults: N users, each credential as on the server, 0600 file, exit 0."""
+    specs = _write_specs(tmp_path / "specs.csv", 24)
+    out = tmp_path / "creds.csv"
+    run = cli("smtp", "provision", str(specs), "--out", str(out), "--rate-limit", "50/second")
+    assert run.code == 0, run.err
+    assert faulty_env.stats()["faults"] > 0
+    assert faulty_env.stats()["responses"].get("429", 0) == 0
+
+    assert file_mode(out) == 0o600
+    header, rows = _read(out)
+    assert header == [*COLUMNS, *RESULT_COLUMNS]
+    server = passwords(faulty_env)
+    assert len(server) == len(rows) == 24
+    names = Counter(row["smtp_user_name"] for row in rows)
+    assert len(names) == 24, "a user was given to two rows"
+    for row in rows:
+        assert server[row["smtp_user_name"]] == row["smtp_password"]
+        assert row["outcome"] in ("created", "adopted")
+        assert row["error"] == ""
+    by_customer = {row["customer"]: row for row in rows}
+    assert sorted(by_customer) == [f"cust-{i:03}" for i in range(24)]
+    assert by_customer["cust-005"]["note"] == "note, with comma 5 é"
+    users = {user["smtp_user_name"]: user for user in faulty_env.users()}
+    for customer, row in by_customer.items():
+        i = int(customer.removeprefix("cust-"))
+        user = users[row["smtp_user_name"]]
+        assert (user["total_limit"], user["hourly_limit"]) == (100 + i % 4, 10 + i % 3)
+
+    assert run.out.startswith("24 rows: ")
+    assert "0 failed, 0 unknown, 0 orphans" in run.out
+    adopted = re.search(r"(\d+) adopted", run.out)
+    assert adopted is not None
+    assert int(adopted.group(1)) > 0, "no lost answer was reconciled"
+    assert_no_secret(run.text, [*server.values(), TOKEN])
+
+
+def test_a_bad_row_is_reported_by_line_and_nothing_is_created(
+    cli: Cli, account_env: Emulator, tmp_path: Path
+) -> None:
+    """Bad rows are named with their line numbers before any call; no user, no output file."""
+    specs = tmp_path / "specs.csv"
+    lines = [
+        "customer,total_limit,hourly_limit",
+        "a,100,10",
+        "",
+        "b,100,10",
+        "c,ten,10",
+        "d,100",
+        "e,100,0",
+        f"f,{'9' * 5000},1",
+    ]
+    specs.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "creds.csv"
+    run = cli("smtp", "provision", str(specs), "--out", str(out))
+    assert run.code == 2
+    assert run.err.splitlines() == [
+        f"error: {specs}:5: total_limit must be a positive whole number, got 'ten'",
+        f"error: {specs}:6: 2 fields, but the header has 3",
+        f"error: {specs}:7: hourly_limit must be a positive whole number, got '0'",
+        f"error: {specs}:8: total_limit has 5000 digits; no limit is that large",
+        f"error: 4 bad rows in {specs}; nothing was created",
+    ]
+    assert account_env.stats()["requests"] == {}
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        ("total_limit,limit_per_hour", "header lacks hourly_limit"),
+        ("total_limit,hourly_limit,total_limit", "header repeats total_limit"),
+        ("total_limit,hourly_limit,outcome", "has outcome, which the credentials file adds"),
+    ],
+)
+def test_a_bad_header_is_one_error_line(
+    cli: Cli, account_env: Emulator, tmp_path: Path, header: str, expected: str
+) -> None:
+    """A header without the limit columns, or with repeated or reserved names, is refused."""
+    specs = tmp_path / "specs.csv"
+    specs.write_text(f"{header}\n1,2,3\n")
+    run = cli("smtp", "provision", str(specs), "--out", str(tmp_path / "creds.csv"))
+    assert run.code == 2
+    [line] = run.err.splitlines()
+    assert line.startswith(f"error: {specs}:1: header")
+    assert expected in line
+    assert account_env.stats()["requests"] == {}
+
+
+def test_an_existing_output_file_is_refused_without_force(
+    cli: Cli, account_env: Emulator, tmp_path: Path
+) -> None:
+    """An existing credentials file is kept as it is, and nothing is created."""
+    specs = _write_specs(tmp_path / "specs.csv", 2)
+    out = tmp_path / "creds.csv"
+    out.write_text("earlier credentials\n")
+    run = cli("smtp", "provision", str(specs), "--out", str(out))
+    assert run.code == 2
+    assert "already exists" in run.err
+    assert "--force" in run.err
+    assert out.read_text() == "earlier credentials\n"
+    assert account_env.stats()["requests"] == {}
+
+
+@posix_only
+def test_force_replaces_the_output_file_with_a_private_one(
+    cli: Cli, account_env: Emulator, tmp_path: Path
+) -> None:
+    """With --force a world-readable file is replaced by a new 0600 one."""
+    specs = _write_specs(tmp_path / "specs.csv", 2)
+    out = tmp_path / "creds.csv"
+    out.write_text("old\n")
+    out.chmod(0o644)
+    run = cli("smtp", "provision", str(specs), "--out", str(out), "--force")
+    assert run.code == 0, run.err
+    assert file_mode(out) == 0o600
+    assert len(_read(out)[1]) == 2
+
+
+def test_the_input_file_is_never_the_output(
+    cli: Cli, account_env: Emulator, tmp_path: Path
+) -> None:
+    """--out naming the input file is refused, even with --force."""
+    specs = _write_specs(tmp_path / "specs.csv", 2)
+    before = specs.read_text()
+    run = cli("smtp", "provision", str(specs), "--out", str(specs), "--force")
+    assert run.code == 2
+    assert "is the input file" in run.err
+    assert specs.read_text() == before
+
+
+@posix_only
+def test_output_is_private_before_any_row_and_each_row_is_flushed(
+    cli: Cli, account_env: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every row is written to a file already 0600, and is on disk before the next result."""
+    specs = _write_specs(tmp_path / "specs.csv", 6)
+    out = tmp_path / "creds.csv"
+    seen: list[tuple[int, int]] = []
+    write_row = CredentialsFile.write_row
+
+    def checked_write_row(self: CredentialsFile, row: list[str]) -> None:
+        mode = file_mode(self.path)
+        write_row(self, row)
+        lines_on_disk = len(Path(self.path).read_text(encoding="utf-8").splitlines())
+        seen.append((mode, lines_on_disk))
+
+    monkeypatch.setattr(CredentialsFile, "write_row", checked_write_row)
+    assert cli("smtp", "provision", str(specs), "--out", str(out)).code == 0
+    assert seen == [(0o600, n + 2) for n in range(6)]  # header + rows so far
+
+
+@posix_only
+def test_private_file_is_0600_whatever_the_umask(tmp_path: Path) -> None:
+    """The file is created 0600 and empty, even under a permissive umask."""
+    path = tmp_path / "creds.csv"
+    old = os.umask(0)
+    try:
+        with create_private_file(str(path)) as file:
+            assert file_mode(path) == 0o600
+            assert path.stat().st_size == 0
+            file.write("x")
+    finally:
+        os.umask(old)
+
+
+@posix_only
+def test_a_symlink_at_the_output_path_is_not_followed(tmp_path: Path) -> None:
+    """With --force a symbolic link is replaced, its target left untouched."""
+    target = tmp_path / "target.txt"
+    target.write_text("precious")
+    link = tmp_path / "creds.csv"
+    link.symlink_to(target)
+    with pytest.raises(CliError, match="already exists"):
+        create_private_file(str(link))
+    with create_private_file(str(link), force=True) as file:
+        file.write("new")
+    assert target.read_text() == "precious"
+    assert not link.is_symlink()
+
+
+def test_failed_rows_give_a_nonzero_exit_with_their_line_numbers(
+    cli: Cli, account_env: Emulator, tmp_path: Path
+) -> None:
+    """A row the server refuses is failed in the file and named on stderr; exit status 1."""
+    specs = tmp_path / "specs.csv"
+    specs.write_text("total_limit,hourly_limit\n100,10\n99999999999999999999,10\n")
+    out = tmp_path / "creds.csv"
+    run = cli("smtp", "provision", str(specs), "--out", str(out))
+    assert run.code == 1
+    [line] = run.err.splitlines()
+    assert line.startswith(f"error: {specs}:3: ValidationError")
+    assert "1 created, 0 adopted, 1 failed, 0 unknown, 0 orphans" in run.out
+    rows = {row["total_limit"]: row for row in _read(out)[1]}
+    assert rows["100"]["outcome"] == "created"
+    assert rows["99999999999999999999"]["outcome"] == "failed"
+    assert rows["99999999999999999999"]["smtp_password"] == ""
+    assert "ValidationError" in rows["99999999999999999999"]["error"]
+
+
+def test_authentication_failure_is_one_line_and_leaves_no_file(
+    cli: Cli, account_env: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A wrong token stops the run before any create; one error line, no output file."""
+    monkeypatch.setenv("SARV_TOKEN", "wrong-token")
+    specs = _write_specs(tmp_path / "specs.csv", 3)
+    out = tmp_path / "creds.csv"
+    run = cli("smtp", "provision", str(specs), "--out", str(out))
+    assert run.code == 1
+    [line] = run.err.splitlines()
+    assert line.startswith("error: authentication failed")
+    assert not out.exists()
+    assert account_env.users() == []
+
+
+@pytest.mark.anyio
+async def test_provision_rows_streams_results_into_the_file(tmp_path: Path) -> None:
+    """provision_rows writes one row per spec, on either event loop, carrying the cells."""
+    specs = read_specs(str(_write_specs(tmp_path / "specs.csv", 5)))
+    path = tmp_path / "creds.csv"
+    async with Emulator(accounts=ACCOUNTS, fault_rate=0.25, seed=3) as emu:
+        async with emu.client(backoff=Backoff(initial=0.01, maximum=0.05)) as client:
+            with CredentialsFile(str(path), specs.output_columns) as out:
+                summary = await provision_rows(client, specs, out)
+        server = passwords(emu)
+    assert summary.created + summary.adopted == 5
+    rows = _read(path)[1]
+    assert {row["customer"] for row in rows} == {row.cells[0] for row in specs.rows}
+    assert {row["smtp_user_name"]: row["smtp_password"] for row in rows} == server
+
+
+@posix_only
+def test_an_interrupted_run_keeps_the_rows_it_wrote(
+    cli: Cli, account_env: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C after three results: exit 130, and the file keeps those three rows, 0600."""
+    specs = _write_specs(tmp_path / "specs.csv", 6)
+    out = tmp_path / "creds.csv"
+    write_row = CredentialsFile.write_row
+
+    def interrupting_write_row(self: CredentialsFile, row: list[str]) -> None:
+        if self.rows_written == 3:
+            raise KeyboardInterrupt
+        write_row(self, row)
+
+    monkeypatch.setattr(CredentialsFile, "write_row", interrupting_write_row)
+    run = cli("smtp", "provision", str(specs), "--out", str(out))
+    assert run.code == 130
+    assert run.err.splitlines() == [
+        f"warning: stopped with 3 of 6 rows in {out}; users for the other rows may exist: "
+        "check with 'sarv-async smtp list'",
+        "error: interrupted",
+    ]
+    assert file_mode(out) == 0o600
+    rows = _read(out)[1]
+    assert len(rows) == 3
+    server = passwords(account_env)
+    assert all(server[row["smtp_user_name"]] == row["smtp_password"] for row in rows)

@@ -1,0 +1,211 @@
+"""``smtp list|create|update|reset-password`` against the emulator."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from sarv_async._cli import _output
+from sarv_async.testing import Emulator
+
+from ._support import TOKEN, assert_no_secret, create_users, file_mode, passwords
+from .conftest import Cli
+
+posix_only = pytest.mark.skipif(sys.platform == "win32", reason="POSIX file modes")
+
+
+def _read_credentials(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="", encoding="utf-8") as file:
+        return list(csv.DictReader(file))
+
+
+def test_list_table_hides_passwords(cli: Cli, account_env: Emulator) -> None:
+    """The table names every user with limits and status, and no password."""
+    create_users(account_env, 3, total_limit=250, hourly_limit=25)
+    run = cli("smtp", "list")
+    assert run.code == 0, run.err
+    for name in passwords(account_env):
+        assert name in run.out
+    assert "250" in run.out
+    assert "Enable" in run.out
+    assert "passwords hidden" in run.out
+    assert_no_secret(run.text, [*passwords(account_env).values(), TOKEN])
+
+
+def test_list_shows_passwords_with_show_secrets(cli: Cli, account_env: Emulator) -> None:
+    """--show-secrets adds a password column."""
+    create_users(account_env, 2)
+    run = cli("smtp", "list", "--show-secrets")
+    assert run.code == 0
+    for password in passwords(account_env).values():
+        assert password in run.out
+    assert TOKEN not in run.text
+
+
+def test_list_json_parses_and_hides_passwords(cli: Cli, account_env: Emulator) -> None:
+    """--json prints parseable users without passwords; --show-secrets adds them."""
+    create_users(account_env, 2, total_limit=300, hourly_limit=30)
+    hidden = json.loads(cli("smtp", "list", "--json").out)
+    assert hidden == [
+        {"smtp_user_name": name, "status": "Enable", "total_limit": 300, "hourly_limit": 30}
+        for name in passwords(account_env)
+    ]
+    shown = json.loads(cli("smtp", "list", "--json", "--show-secrets").out)
+    assert {u["smtp_user_name"]: u["smtp_password"] for u in shown} == passwords(account_env)
+
+
+def test_list_without_rich_prints_a_plain_table(
+    cli: Cli, account_env: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without rich installed the table is plain text, and still complete."""
+    monkeypatch.setitem(sys.modules, "rich", None)
+    _output.have_rich.cache_clear()
+    try:
+        create_users(account_env, 2)
+        run = cli("smtp", "list")
+    finally:
+        _output.have_rich.cache_clear()
+    assert run.code == 0
+    header, rule, *rows = run.out.splitlines()
+    assert header.split() == ["NAME", "STATUS", "TOTAL", "LIMIT", "HOURLY", "LIMIT"]
+    assert set(rule) <= {"-", " "}
+    assert [row.split()[0] for row in rows[:2]] == list(passwords(account_env))
+
+
+def test_create_hides_the_password_and_says_how_to_get_it(cli: Cli, account_env: Emulator) -> None:
+    """create prints the new user's name and a hint, not its password."""
+    run = cli("smtp", "create", "--total-limit", "100", "--hourly-limit", "10")
+    assert run.code == 0, run.err
+    [(name, password)] = passwords(account_env).items()
+    assert f"created SMTP user {name}" in run.out
+    assert "--show-secrets" in run.out
+    assert "--out FILE" in run.out
+    assert_no_secret(run.text, [password, TOKEN])
+
+
+def test_create_shows_the_password_with_show_secrets(cli: Cli, account_env: Emulator) -> None:
+    """create --show-secrets prints the password the server holds."""
+    run = cli("smtp", "create", "--total-limit", "5", "--hourly-limit", "1", "--show-secrets")
+    assert run.code == 0
+    [(name, password)] = passwords(account_env).items()
+    assert f"password: {password}" in run.out
+    assert name in run.out
+
+
+@posix_only
+def test_create_out_writes_a_private_file(cli: Cli, account_env: Emulator, tmp_path: Path) -> None:
+    """create --out writes the credentials to a new 0600 CSV file and prints no password."""
+    out = tmp_path / "new.csv"
+    run = cli("smtp", "create", "--total-limit", "5", "--hourly-limit", "1", "--out", str(out))
+    assert run.code == 0, run.err
+    assert file_mode(out) == 0o600
+    assert _read_credentials(out) == [
+        {"smtp_user_name": name, "smtp_password": password}
+        for name, password in passwords(account_env).items()
+    ]
+    assert_no_secret(run.text, passwords(account_env).values())
+
+
+def test_create_json(cli: Cli, account_env: Emulator) -> None:
+    """create --json prints the name, and the password only with --show-secrets."""
+    argv = ["smtp", "create", "--total-limit", "5", "--hourly-limit", "1", "--json"]
+    hidden = json.loads(cli(*argv).out)
+    shown = json.loads(cli(*argv, "--show-secrets").out)
+    by_name = passwords(account_env)
+    assert hidden == {"smtp_user_name": next(iter(by_name))}
+    assert shown["smtp_password"] == by_name[shown["smtp_user_name"]]
+
+
+def test_create_refuses_an_existing_out_file_before_any_call(
+    cli: Cli, account_env: Emulator, tmp_path: Path
+) -> None:
+    """An existing --out file is refused before the user is created, and left as it was."""
+    out = tmp_path / "taken.csv"
+    out.write_text("keep me\n")
+    run = cli("smtp", "create", "--total-limit", "5", "--hourly-limit", "1", "--out", str(out))
+    assert run.code == 2
+    assert run.err.startswith("error: ")
+    assert "--force" in run.err
+    assert out.read_text() == "keep me\n"
+    assert account_env.stats()["requests"] == {}
+
+
+def test_create_with_unknown_outcome_says_to_check_and_leaves_no_file(
+    cli: Cli, account_env: Emulator, tmp_path: Path
+) -> None:
+    """A create whose answer is lost is one error line pointing at smtp list; no empty file."""
+    account_env.inject_fault("general_error", "addSmtp")
+    out = tmp_path / "new.csv"
+    run = cli("smtp", "create", "--total-limit", "5", "--hourly-limit", "1", "--out", str(out))
+    assert run.code == 1
+    [line] = run.err.splitlines()
+    assert line.startswith("error: the call may or may not have taken effect")
+    assert "sarv-async smtp list" in line
+    assert not out.exists()
+
+
+def test_update_changes_limits_and_status(cli: Cli, account_env: Emulator) -> None:
+    """update sends only what is given; the server holds the new values."""
+    [creds] = create_users(account_env, 1, total_limit=100, hourly_limit=10)
+    name = creds.smtp_user_name
+    run = cli("smtp", "update", name, "--hourly-limit", "20", "--status", "disable")
+    assert run.code == 0, run.err
+    assert f"updated SMTP user {name}" in run.out
+    [user] = account_env.users()
+    assert (user["total_limit"], user["hourly_limit"], user["status"]) == (100, 20, "Disable")
+    answer = json.loads(cli("smtp", "update", name, "--status", "Enable", "--json").out)
+    assert answer["smtp_user_name"] == name
+    assert account_env.users()[0]["status"] == "Enable"
+
+
+def test_update_without_changes_is_a_usage_error(cli: Cli, account_env: Emulator) -> None:
+    """update with nothing to change is refused before anything is sent."""
+    run = cli("smtp", "update", "smtp10001")
+    assert run.code == 2
+    assert run.err == "error: give at least one of --total-limit, --hourly-limit, --status\n"
+    assert account_env.stats()["requests"] == {}
+
+
+def test_update_of_an_unknown_user_is_one_error_line(cli: Cli, account_env: Emulator) -> None:
+    """The server's refusal is one error line."""
+    run = cli("smtp", "update", "smtp99999", "--total-limit", "5")
+    assert run.code == 1
+    assert len(run.err.splitlines()) == 1
+    assert run.err.startswith("error: ValidationError")
+
+
+def test_reset_password_hides_then_shows_the_new_password(cli: Cli, account_env: Emulator) -> None:
+    """reset-password hides the new password unless --show-secrets is given."""
+    [creds] = create_users(account_env, 1)
+    name = creds.smtp_user_name
+    hidden = cli("smtp", "reset-password", name)
+    assert hidden.code == 0
+    assert f"new password for SMTP user {name}" in hidden.out
+    assert_no_secret(hidden.text, [passwords(account_env)[name], creds.smtp_password, TOKEN])
+    shown = cli("smtp", "reset-password", name, "--show-secrets")
+    assert f"password: {passwords(account_env)[name]}" in shown.out
+
+
+@posix_only
+def test_reset_password_out_replaces_a_file_with_force(
+    cli: Cli, account_env: Emulator, tmp_path: Path
+) -> None:
+    """reset-password --out --force replaces an existing file with a new 0600 one."""
+    [creds] = create_users(account_env, 1)
+    out = tmp_path / "creds.csv"
+    out.write_text("old\n")
+    out.chmod(0o644)
+    argv = ["smtp", "reset-password", creds.smtp_user_name, "--out", str(out)]
+    assert cli(*argv).code == 2
+    assert cli(*argv, "--force").code == 0
+    assert file_mode(out) == 0o600
+    assert _read_credentials(out) == [
+        {
+            "smtp_user_name": creds.smtp_user_name,
+            "smtp_password": passwords(account_env)[creds.smtp_user_name],
+        }
+    ]
