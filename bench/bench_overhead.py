@@ -88,8 +88,8 @@ async def main(calls: int, repeat: int) -> None:
             f"{name:9s} best {best[name] * 1e6:7.1f} us/call   "
             f"median {statistics.median(times) * 1e6:7.1f} us/call"
         )
-    for call in ("list", "edit"):
-        print(f"ratio {call}: {best[f'sdk {call}'] / best[f'raw {call}']:.3f}x (sdk / raw httpx)")
+    for kind in ("list", "edit"):
+        print(f"ratio {kind}: {best[f'sdk {kind}'] / best[f'raw {kind}']:.3f}x (sdk / raw httpx)")
 
 
 if __name__ == "__main__":
