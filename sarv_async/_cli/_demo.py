@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import math
 import time
 from collections import Counter
 from typing import TYPE_CHECKING, Any
@@ -20,7 +19,7 @@ import attrs
 
 from .._provision import ProvisionResult, ProvisionSummary
 from .._retry import Backoff
-from ._options import positive_int, rate_limit
+from ._options import positive_int, probability, rate_limit
 from ._output import (
     EXIT_FAILURE,
     CliError,
@@ -41,16 +40,6 @@ _MAX_RETRIES = 6
 _BACKOFF = Backoff(initial=0.05, maximum=0.5)
 
 
-def _probability(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not 0.0 <= value < 1.0:
-        raise argparse.ArgumentTypeError(f"expected a probability from 0 to below 1, got {text!r}")
-    return value
-
-
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the ``demo`` command."""
     parser = subparsers.add_parser(
@@ -69,7 +58,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     parser.add_argument(
         "--fault-rate",
-        type=_probability,
+        type=functools.partial(probability, below_one=True),
         default=0.25,
         metavar="P",
         help="probability that a call meets a fault (default: %(default)s)",

@@ -11,7 +11,7 @@ import argparse
 import math
 from typing import TYPE_CHECKING
 
-from .._rate_spec import parse_rate_limit
+from ._options import probability, rate_limit
 from ._output import EXIT_USAGE, CliError, echo
 
 if TYPE_CHECKING:
@@ -27,26 +27,6 @@ def _account(text: str) -> tuple[str, str]:
     if not sep or not owner_id or not token:
         raise argparse.ArgumentTypeError("expected OWNER:TOKEN, both non-empty")
     return owner_id, token
-
-
-def _rate_limit(text: str) -> str:
-    if text.strip().lower() in ("none", "off"):
-        return "none"
-    try:
-        parse_rate_limit(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    return text
-
-
-def _probability(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"expected a probability between 0 and 1, got {text!r}")
-    return value
 
 
 def _milliseconds(text: str) -> float:
@@ -95,14 +75,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     parser.add_argument(
         "--rate-limit",
-        type=_rate_limit,
+        type=rate_limit,
         default="none",
         metavar="SPEC",
         help=f"per-account limit, e.g. '{_REAL_LIMITS}' like the real API, or 'none' (default)",
     )
     parser.add_argument(
         "--fault-rate",
-        type=_probability,
+        type=probability,
         default=0.0,
         metavar="P",
         help="probability that a call meets a random fault (default: 0)",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import math
 import os
 import sys
 from collections.abc import Mapping
@@ -251,6 +252,18 @@ def positive_int(text: str) -> int:
     if not stripped.isascii() or not stripped.isdigit() or int(stripped) < 1:
         raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
     return int(stripped)
+
+
+def probability(text: str, *, below_one: bool = False) -> float:
+    """An argparse type: a probability from 0 to 1 (strictly below 1 with ``below_one``)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (0.0 <= value < 1.0 if below_one else 0.0 <= value <= 1.0):
+        bound = "below 1" if below_one else "1"
+        raise argparse.ArgumentTypeError(f"expected a probability from 0 to {bound}, got {text!r}")
+    return value
 
 
 def rate_limit(text: str) -> str:
