@@ -4,12 +4,14 @@ Requests are unstructured with unset optional fields left out (never sent as
 null). Answers are read tolerantly, as the API's own documents disagree: list
 entries carry ``password`` or ``smtp_password``; numbers come as JSON numbers or
 numeric strings; ``status`` as ``"Enable"``/``"Disable"`` (any case) or ``1``/``0``;
-unknown keys are ignored. What cannot be read raises `UnexpectedResponseError`
+unknown keys are ignored, and so are nulls (a default applies, as for an absent key).
+What cannot be read raises `UnexpectedResponseError`
 with the path of the bad value, never a cattrs exception.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import cattrs
@@ -17,7 +19,7 @@ from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn
 from cattrs.preconf.json import make_converter
 
 from ._exceptions import UnexpectedResponseError
-from ._models import SmtpUser, SmtpUserList, SmtpUserStatus
+from ._models import SmtpCredentials, SmtpUser, SmtpUserList, SmtpUserStatus
 from ._requests import (
     CreateSmtpUserRequest,
     ListSmtpUsersRequest,
@@ -85,15 +87,10 @@ def _make_converter() -> cattrs.Converter:
 
     converter.register_unstructure_hook(SmtpUserStatus, lambda status: status.value)
 
-    read_user = make_dict_structure_fn(SmtpUser, converter)
-
-    def structure_user(value: Any, _: type[SmtpUser]) -> SmtpUser:
-        # The docs' sample says ``password``, their table ``smtp_password``.
-        if isinstance(value, dict) and "smtp_password" not in value and "password" in value:
-            value = {**value, "smtp_password": value["password"]}
-        return read_user(value, SmtpUser)
-
-    converter.register_structure_hook(SmtpUser, structure_user)
+    for model in (SmtpUser, SmtpCredentials):
+        converter.register_structure_hook(
+            model, _tolerant(make_dict_structure_fn(model, converter))
+        )
 
     read_list = make_dict_structure_fn(SmtpUserList, converter)
 
@@ -111,6 +108,21 @@ def _make_converter() -> cattrs.Converter:
     return converter
 
 
+def _tolerant(read: Callable[[Any, type[T]], T]) -> Callable[[Any, type[T]], T]:
+    """Read an object whose password may be called ``password`` and whose nulls mean "absent"."""
+
+    def structure(value: Any, cls: type[T]) -> T:
+        if isinstance(value, dict):
+            # PHP back ends send null for what they did not set; a default then applies.
+            value = {key: item for key, item in value.items() if item is not None}
+            # The docs' sample says ``password``, their table ``smtp_password``.
+            if "smtp_password" not in value and "password" in value:
+                value["smtp_password"] = value["password"]
+        return read(value, cls)
+
+    return structure
+
+
 _converter = _make_converter()
 
 
@@ -123,7 +135,9 @@ def unstructure_request(request: SarvRequest[Any]) -> dict[str, Any]:
 def structure_response(data: dict[str, Any], response_type: type[T], *, status_code: int) -> T:
     """Read a success answer into ``response_type``, or raise `UnexpectedResponseError`."""
     try:
-        return _converter.structure(data, response_type)
+        return _converter.structure(
+            {key: value for key, value in data.items() if value is not None}, response_type
+        )
     except Exception as exc:  # cattrs' errors are translated here, at one boundary.
         messages = (
             cattrs.transform_error(exc, path="$")

@@ -88,16 +88,15 @@ class Pipeline:
         url = self._urls.get(path)
         if url is None:
             url = self._urls[path] = self._base_url.join(path)
-        content = self._encode(request)
+        body = self._encode(request)
         attempt = 0
         while True:
             attempt += 1
-            cause: BaseException | None = None
             try:
-                response = await self._post(url, content, options.timeout, path, attempt)
+                response = await self._post(url, body, options.timeout, path, attempt)
             except httpx.HTTPError as exc:
+                # Not chained: the httpx error and its frames hold the request, token included.
                 error, failure = _translate_transport_error(exc, path)
-                cause = exc
             else:
                 try:
                     return self._read(response, request)
@@ -115,7 +114,7 @@ class Pipeline:
                     request=request,
                 ) from error
             if failure is Failure.FINAL or attempt > options.max_retries:
-                raise error from cause
+                raise error from None
             delay = await self._wait_before_retry(error, failure, attempt, options)
             logger.info(
                 "retrying POST %s after %s in %.2f s (attempt %d of %d)",
@@ -143,23 +142,23 @@ class Pipeline:
             await anyio.sleep(delay)
         return delay
 
-    def _encode(self, request: SarvRequest[Any]) -> bytes:
-        body = unstructure_request(request)
-        body["owner_id"] = self._owner_id
-        body["token"] = self._token.reveal()
-        return json.dumps(body, separators=(",", ":")).encode()
+    def _encode(self, request: SarvRequest[Any]) -> _RequestBody:
+        fields = unstructure_request(request)
+        fields["owner_id"] = self._owner_id
+        fields["token"] = self._token.reveal()
+        return _RequestBody(json.dumps(fields, separators=(",", ":")).encode())
 
     async def _post(
-        self, url: httpx.URL, content: bytes, limits: httpx.Timeout, path: str, attempt: int
+        self, url: httpx.URL, body: _RequestBody, limits: httpx.Timeout, path: str, attempt: int
     ) -> httpx.Response:
         async with self._slots:
             # The pause and the rate windows are checked now, as the request leaves.
             await self.limiter.acquire()
             started = time.perf_counter()
             request = self._http.build_request(
-                "POST", url, content=content, headers=self._headers, timeout=limits
+                "POST", url, content=body.content, headers=self._headers, timeout=limits
             )
-            request.stream = _RequestBody(content)
+            request.stream = body
             response = await self._http.send(request)
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug(
@@ -180,7 +179,7 @@ class Pipeline:
             )
         try:
             data = json.loads(response.content)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: absurdly nested JSON
             raise UnexpectedResponseError(
                 f"POST {request.path} answered HTTP {status} with {_describe_body(response)}, "
                 "not JSON",
@@ -218,19 +217,23 @@ class Pipeline:
 
 
 class _RequestBody(httpx.AsyncByteStream):
-    """A request body whose iterator is a plain object, not an async generator.
+    """An encoded request body: it holds the token, so its ``repr`` shows only its size.
 
-    httpx's own body stream is an async generator; a request cancelled mid-send leaves
-    it unfinished for the garbage collector, which trio reports (encode/httpx#3686).
+    Its iterator is a plain object, not an async generator like httpx's own body
+    stream, which a request cancelled mid-send leaves unfinished for the garbage
+    collector, and trio reports that (encode/httpx#3686).
     """
 
-    __slots__ = ("_content",)
+    __slots__ = ("content",)
 
     def __init__(self, content: bytes) -> None:
-        self._content = content
+        self.content = content
+
+    def __repr__(self) -> str:
+        return f"<request body of {len(self.content)} bytes>"
 
     def __aiter__(self) -> AsyncIterator[bytes]:
-        return _Once(self._content)
+        return _Once(self.content)
 
 
 class _Once:

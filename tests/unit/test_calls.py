@@ -207,3 +207,15 @@ async def test_user_supplied_http_client_is_used_and_left_open(
     assert sent.headers["x-trace"] == "abc"
     assert sent.headers["user-agent"].startswith("sarv-async/")
     assert sent.headers["content-type"] == "application/json"
+
+
+async def test_nulls_and_the_password_alias_are_read_for_credentials(
+    respx_mock: respx.MockRouter,
+) -> None:
+    """A create answer with ``message: null`` and ``password`` still gives the credentials."""
+    respx_mock.post(f"{BASE_URL}settings/addSmtp").mock(
+        return_value=success(message=None, smtp_user_name="smtp9", password="pw9")
+    )
+    async with make_client() as client:
+        creds = await client.smtp_users.create(total_limit=1, hourly_limit=1)
+    assert creds == SmtpCredentials("smtp9", "pw9", "")

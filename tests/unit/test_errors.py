@@ -167,8 +167,11 @@ async def test_timeouts_and_connection_failures_are_translated(
         with pytest.raises(APIConnectionError) as connection:
             await client.smtp_users.update("smtp1", hourly_limit=1)
     assert isinstance(timeout.value, APIConnectionError)
-    assert isinstance(timeout.value.__cause__, httpx.ReadTimeout)
+    assert "ReadTimeout" in str(timeout.value)
     assert not isinstance(connection.value, APITimeoutError)
+    # httpx's errors are not chained: they and their frames hold the request body.
+    assert timeout.value.__cause__ is None
+    assert timeout.value.__suppress_context__
 
 
 async def test_a_token_echoed_by_the_server_is_masked(respx_mock: respx.MockRouter) -> None:
@@ -182,3 +185,54 @@ async def test_a_token_echoed_by_the_server_is_masked(respx_mock: respx.MockRout
     assert TOKEN not in str(info.value)
     assert TOKEN not in repr(info.value)
     assert "***" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [httpx.ReadTimeout("slow"), httpx.RemoteProtocolError("dropped"), httpx.Response(502)],
+    ids=["timeout", "dropped", "502"],
+)
+async def test_no_token_in_an_errors_chain_or_frames(
+    failure: httpx.Response | Exception, respx_mock: respx.MockRouter
+) -> None:
+    """Error trackers that record exception chains and frame locals find no token."""
+    respx_mock.post(LIST_URL).mock(side_effect=[failure] * 3)
+    respx_mock.post(f"{BASE_URL}settings/addSmtp").mock(side_effect=[failure])
+    caught: list[BaseException] = []
+    async with make_client(max_retries=2) as client:
+        for call in (
+            client.smtp_users.list,
+            lambda: client.smtp_users.create(total_limit=1, hourly_limit=1),
+        ):
+            with pytest.raises(SarvError) as info:
+                await call()
+            caught.append(info.value)
+    for error in caught:
+        for exc in _chain(error):
+            assert TOKEN not in str(exc)
+            assert TOKEN not in repr(exc)
+            tb = exc.__traceback__
+            while tb is not None:
+                for name, value in tb.tb_frame.f_locals.items():
+                    text = value if isinstance(value, bytes) else repr(value).encode()
+                    assert TOKEN.encode() not in text, (tb.tb_frame.f_code.co_name, name)
+                tb = tb.tb_next
+
+
+def _chain(error: BaseException) -> list[BaseException]:
+    found: list[BaseException] = []
+    current: BaseException | None = error
+    while current is not None and current not in found:
+        found.append(current)
+        current = current.__cause__ or current.__context__
+    return found
+
+
+async def test_absurdly_nested_json_is_an_unexpected_response(
+    respx_mock: respx.MockRouter,
+) -> None:
+    """A body nested past the parser's recursion limit is an UnexpectedResponseError."""
+    respx_mock.post(LIST_URL).mock(return_value=httpx.Response(200, content=b"[" * 100_000))
+    async with make_client(max_retries=0) as client:
+        with pytest.raises(UnexpectedResponseError):
+            await client.smtp_users.list()
