@@ -19,14 +19,11 @@ def _hidden(_: object) -> str:
     return "'***'"
 
 
-class SmtpUserStatus(str, enum.Enum):
+class SmtpUserStatus(enum.StrEnum):
     """Whether an SMTP user may send mail."""
 
     ENABLE = "Enable"
     DISABLE = "Disable"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 @attrs.frozen

@@ -33,9 +33,6 @@ from ._output import (
     print_warning,
 )
 
-if sys.version_info < (3, 11):  # pragma: no cover - anyio depends on the backport there
-    from exceptiongroup import BaseExceptionGroup
-
 __all__ = ["build_parser", "main"]
 
 _SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None], ...] = (
