@@ -47,6 +47,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_MAX_ROUNDS",
+    "DEFAULT_SETTLE_DELAY",
     "ProgressCallback",
     "ProvisionOutcome",
     "ProvisionResult",
@@ -62,9 +63,12 @@ ProgressCallback: TypeAlias = Callable[[int, int, "int | None"], None]
 
 #: How many times specs proven not created are created again.
 DEFAULT_MAX_ROUNDS = 3
+#: Seconds to wait before a reconciling list, so that a create the server was still
+#: processing when the client gave up on it has landed by then.
+DEFAULT_SETTLE_DELAY = 5.0
 
 
-class ProvisionOutcome(str, enum.Enum):
+class ProvisionOutcome(enum.StrEnum):
     """How a spec ended."""
 
     #: A create call returned the user's credentials.
@@ -76,9 +80,6 @@ class ProvisionOutcome(str, enum.Enum):
     #: A user may exist for the spec: its create's answer was lost and the account could
     #: not be listed to find out. ``error`` is the `OutcomeUnknownError`.
     UNKNOWN = "unknown"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 @attrs.frozen
@@ -154,6 +155,7 @@ class Provisioning:
         concurrency: int | None,
         progress: ProgressCallback | None,
         max_rounds: int = DEFAULT_MAX_ROUNDS,
+        settle_delay: float = DEFAULT_SETTLE_DELAY,
     ) -> None:
         if concurrency is not None and (type(concurrency) is not int or concurrency < 1):
             raise ValidationError(
@@ -169,6 +171,16 @@ class Provisioning:
                 field="max_rounds",
             )
         self._max_rounds = max_rounds
+        if (
+            isinstance(settle_delay, bool)
+            or not isinstance(settle_delay, (int, float))
+            or not (0 <= settle_delay < float("inf"))
+        ):
+            raise ValidationError(
+                f"settle_delay must be non-negative seconds, got {settle_delay!r}",
+                field="settle_delay",
+            )
+        self._settle_delay = float(settle_delay)
         self._total: int | None = len(specs) if isinstance(specs, Sized) else None
         self._counts = {outcome: 0 for outcome in ProvisionOutcome}
         self._known: set[str] = set()
@@ -185,7 +197,12 @@ class Provisioning:
 
     @property
     def summary(self) -> ProvisionSummary:
-        """The run's counts and orphans; available once every result has been read."""
+        """The run's counts and orphans; available once every result has been read.
+
+        Raises the run's error if it could not start (its first list call failed).
+        """
+        if self._failure is not None:
+            raise self._failure
         if self._summary is None:
             raise RuntimeError("the run is not finished: read every result first")
         return self._summary
@@ -209,10 +226,19 @@ class Provisioning:
         if exc is not None or self._summary is None:
             self._task_group.cancel_scope.cancel()
         self._receive.close()
-        suppress = await self._task_group.__aexit__(exc_type, exc, tb)
+        try:
+            await self._task_group.__aexit__(exc_type, exc, tb)
+        except BaseExceptionGroup as group:
+            # The task group is an implementation detail: raise what went wrong as itself.
+            errors = _leaves(group)
+            if exc is not None and all(error is exc for error in errors):
+                return None  # the block's own exception propagates unwrapped
+            if len(errors) == 1:
+                raise errors[0] from None
+            raise
         if self._failure is not None and exc is None:
             raise self._failure
-        return suppress
+        return None
 
     def __aiter__(self) -> AsyncIterator[ProvisionResult]:
         if self._receive is None:
@@ -240,6 +266,9 @@ class Provisioning:
             while True:
                 if self._pending:
                     self._rounds += 1
+                    # A timed-out create may still be running on the server: let it land
+                    # before a list decides that it never happened.
+                    await anyio.sleep(self._settle_delay)
                 try:
                     users = await self._client.smtp_users.list()
                 except SarvError as exc:
@@ -384,6 +413,17 @@ async def _iterate(
         yield item
 
 
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    """The exceptions in a (nested) group, with anyio's cancellations left out."""
+    found: list[BaseException] = []
+    for error in group.exceptions:
+        if isinstance(error, BaseExceptionGroup):
+            found += _leaves(error)
+        elif not isinstance(error, anyio.get_cancelled_exc_class()):
+            found.append(error)
+    return found or list(group.exceptions)
+
+
 def _to_request(spec: ProvisionSpec) -> CreateSmtpUserRequest:
     if isinstance(spec, CreateSmtpUserRequest):
         return spec
@@ -402,6 +442,6 @@ def _to_request(spec: ProvisionSpec) -> CreateSmtpUserRequest:
 
 def _limit(value: object) -> Any:
     """Digit strings (as in CSV files) count as integers; the request checks the rest."""
-    if isinstance(value, str) and value.strip().isdigit():
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
         return int(value.strip())
     return value

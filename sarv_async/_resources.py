@@ -7,7 +7,13 @@ from collections.abc import AsyncIterable, Iterable
 from typing import TYPE_CHECKING
 
 from ._models import SmtpCredentials, SmtpUser, SmtpUserStatus, UpdateSmtpUserResponse
-from ._provision import DEFAULT_MAX_ROUNDS, ProgressCallback, Provisioning, ProvisionSpec
+from ._provision import (
+    DEFAULT_MAX_ROUNDS,
+    DEFAULT_SETTLE_DELAY,
+    ProgressCallback,
+    Provisioning,
+    ProvisionSpec,
+)
 from ._requests import (
     CreateSmtpUserRequest,
     ListSmtpUsersRequest,
@@ -74,14 +80,17 @@ class SmtpUsers:
         concurrency: int | None = None,
         progress: ProgressCallback | None = None,
         max_rounds: int = DEFAULT_MAX_ROUNDS,
+        settle_delay: float = DEFAULT_SETTLE_DELAY,
     ) -> Provisioning:
         """Create many SMTP users concurrently, exactly once, and stream what became of each.
 
         ``specs`` are `CreateSmtpUserRequest`s or mappings with ``total_limit`` and
         ``hourly_limit``. ``concurrency`` defaults to the client's ``max_concurrency``;
         ``progress(done, failed, total)`` is called after each result. Creates whose
-        outcome is unknown are reconciled by listing the account; specs proven not
-        created are created again, up to ``max_rounds`` times (see `Provisioning`)::
+        outcome is unknown are reconciled by listing the account, ``settle_delay``
+        seconds after the creates ended (a create the server was still processing must
+        land first); specs proven not created are created again, up to ``max_rounds``
+        times (see `Provisioning`)::
 
             async with client.smtp_users.provision(specs) as run:
                 async for result in run:
@@ -89,5 +98,10 @@ class SmtpUsers:
             print(run.summary)
         """
         return Provisioning(
-            self._client, specs, concurrency=concurrency, progress=progress, max_rounds=max_rounds
+            self._client,
+            specs,
+            concurrency=concurrency,
+            progress=progress,
+            max_rounds=max_rounds,
+            settle_delay=settle_delay,
         )

@@ -132,7 +132,10 @@ async def _provision(
             max_retries=_MAX_RETRIES, backoff=_BACKOFF, max_concurrency=concurrency
         ) as client:
             with progress_display("provisioning", len(specs)) as progress:
-                async with client.smtp_users.provision(specs, progress=progress) as provision:
+                # The emulator commits a create before it drops the answer: nothing to wait for.
+                async with client.smtp_users.provision(
+                    specs, progress=progress, settle_delay=0.05
+                ) as provision:
                     async for result in provision:
                         results[result.index] = result
             elapsed = time.monotonic() - started

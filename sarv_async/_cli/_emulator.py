@@ -8,10 +8,10 @@ accounts given on the command line.
 from __future__ import annotations
 
 import argparse
-import math
+import functools
 from typing import TYPE_CHECKING
 
-from ._options import probability, rate_limit
+from ._options import probability, rate_limit, seconds
 from ._output import EXIT_USAGE, CliError, echo
 
 if TYPE_CHECKING:
@@ -27,16 +27,6 @@ def _account(text: str) -> tuple[str, str]:
     if not sep or not owner_id or not token:
         raise argparse.ArgumentTypeError("expected OWNER:TOKEN, both non-empty")
     return owner_id, token
-
-
-def _milliseconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not 0.0 <= value < math.inf:
-        raise argparse.ArgumentTypeError(f"expected zero or more milliseconds, got {text!r}")
-    return value
 
 
 def _port(text: str) -> int:
@@ -89,7 +79,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     parser.add_argument("--seed", type=int, help="seed for repeatable faults")
     parser.add_argument(
-        "--latency-ms", type=_milliseconds, default=0.0, metavar="MS", help="delay every answer"
+        "--latency-ms",
+        type=functools.partial(seconds, unit="milliseconds"),
+        default=0.0,
+        metavar="MS",
+        help="delay every answer",
     )
     parser.add_argument(
         "--log-level",

@@ -266,6 +266,17 @@ def probability(text: str, *, below_one: bool = False) -> float:
     return value
 
 
+def seconds(text: str, *, unit: str = "seconds") -> float:
+    """An argparse type: a finite number of seconds (or another ``unit``), zero or more."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0.0 <= value < math.inf:
+        raise argparse.ArgumentTypeError(f"expected zero or more {unit}, got {text!r}")
+    return value
+
+
 def rate_limit(text: str) -> str:
     """An argparse type: a rate-limit spec such as ``20/second``, or ``none``."""
     if text.strip().lower() in ("none", "off"):

@@ -14,7 +14,13 @@ from collections.abc import Iterable
 import attrs
 
 from .._client import AsyncSarvClient
-from .._provision import ProgressCallback, ProvisionResult, ProvisionSummary
+from .._provision import (
+    DEFAULT_SETTLE_DELAY,
+    ProgressCallback,
+    ProvisionResult,
+    ProvisionSummary,
+)
+from .._requests import CreateSmtpUserRequest
 from ._files import CredentialsFile
 from ._output import EXIT_USAGE, CliError
 
@@ -180,20 +186,37 @@ async def provision_rows(
     concurrency: int | None = None,
     progress: ProgressCallback | None = None,
     failures: list[tuple[SpecRow, ProvisionResult]] | None = None,
+    settle_delay: float = DEFAULT_SETTLE_DELAY,
 ) -> ProvisionSummary:
     """Provision a user per row, writing each result to ``out`` as it arrives.
 
     Failed rows are also appended to ``failures`` when given.
     """
     requests = [
-        {"total_limit": row.total_limit, "hourly_limit": row.hourly_limit} for row in specs.rows
+        CreateSmtpUserRequest(total_limit=row.total_limit, hourly_limit=row.hourly_limit)
+        for row in specs.rows
     ]
     async with client.smtp_users.provision(
-        requests, concurrency=concurrency, progress=progress
+        requests, concurrency=concurrency, progress=progress, settle_delay=settle_delay
     ) as run:
         async for result in run:
             row = specs.rows[result.index]
-            out.write_row(result_row(row, result))
+            try:
+                out.write_row(result_row(row, result))
+            except OSError as exc:
+                raise CliError(_unwritten(out.path, exc, result)) from None
             if failures is not None and not result.ok:
                 failures.append((row, result))
     return run.summary
+
+
+def _unwritten(path: str, exc: OSError, result: ProvisionResult) -> str:
+    """Say that a result could not be saved, and how to recover the user it names."""
+    message = f"cannot write to {path}: {exc.strerror or exc}"
+    if result.credentials is None:
+        return message
+    name = result.credentials.smtp_user_name
+    return (
+        f"{message}; SMTP user {name} was created but its password is not saved: "
+        f"give it a new one with 'sarv-async smtp reset-password {name} --out FILE'"
+    )

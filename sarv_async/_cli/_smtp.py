@@ -16,7 +16,7 @@ import anyio
 
 from .._client import AsyncSarvClient
 from .._models import SmtpCredentials, SmtpUser
-from .._provision import ProgressCallback, ProvisionResult, ProvisionSummary
+from .._provision import DEFAULT_SETTLE_DELAY, ProgressCallback, ProvisionResult, ProvisionSummary
 from ._files import CredentialsFile, check_output_path
 from ._options import (
     ClientConfig,
@@ -25,6 +25,7 @@ from ._options import (
     positive_int,
     rate_limit,
     rate_limit_setting,
+    seconds,
 )
 from ._output import (
     EXIT_FAILURE,
@@ -119,6 +120,14 @@ def register(subparsers: Subparsers) -> None:
         metavar="SPEC",
         help="the account's limits, e.g. '20/second' or '60/minute;3600/hour' "
         "(default: the API's published 60/minute;3600/hour;50000/day; 'none': no pacing)",
+    )
+    parser.add_argument(
+        "--settle-delay",
+        type=seconds,
+        default=DEFAULT_SETTLE_DELAY,
+        metavar="SECONDS",
+        help="wait this long before listing the account to settle calls whose answer was "
+        "lost, so a create the server was still processing has landed (default: %(default)s)",
     )
 
 
@@ -314,11 +323,19 @@ def _run_provision(args: argparse.Namespace) -> int:
     try:
         with out, progress_display("provisioning", total) as progress:
             run = functools.partial(
-                _provision, config, options, specs, out, args.concurrency, progress, failures
+                _provision,
+                config,
+                options,
+                specs,
+                out,
+                args.concurrency,
+                progress,
+                failures,
+                args.settle_delay,
             )
             summary = anyio.run(run)
-    except BaseException:
-        if out.rows_written:
+    except BaseException as exc:
+        if out.rows_written or isinstance(exc, (KeyboardInterrupt, CliError)):
             print_warning(
                 f"stopped with {out.rows_written} of {total} rows in {args.out}; users for "
                 "the other rows may exist: check with 'sarv-async smtp list'"
@@ -360,8 +377,15 @@ async def _provision(
     concurrency: int | None,
     progress: ProgressCallback,
     failures: list[tuple[SpecRow, ProvisionResult]],
+    settle_delay: float,
 ) -> ProvisionSummary:
     async with config.client(**options) as client:
         return await provision_rows(
-            client, specs, out, concurrency=concurrency, progress=progress, failures=failures
+            client,
+            specs,
+            out,
+            concurrency=concurrency,
+            progress=progress,
+            failures=failures,
+            settle_delay=settle_delay,
         )

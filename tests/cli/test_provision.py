@@ -59,7 +59,17 @@ def test_every_row_gets_exactly_one_user_through_faults(
     """N rows through 25% faults: N users, each credential as on the server, 0600 file, exit 0."""
     specs = _write_specs(tmp_path / "specs.csv", 24)
     out = tmp_path / "creds.csv"
-    run = cli("smtp", "provision", str(specs), "--out", str(out), "--rate-limit", "50/second")
+    run = cli(
+        "smtp",
+        "provision",
+        "--settle-delay",
+        "0",
+        str(specs),
+        "--out",
+        str(out),
+        "--rate-limit",
+        "50/second",
+    )
     assert run.code == 0, run.err
     assert faulty_env.stats()["faults"] > 0
     assert faulty_env.stats()["responses"].get("429", 0) == 0
@@ -109,7 +119,7 @@ def test_a_bad_row_is_reported_by_line_and_nothing_is_created(
     ]
     specs.write_text("\n".join(lines) + "\n")
     out = tmp_path / "creds.csv"
-    run = cli("smtp", "provision", str(specs), "--out", str(out))
+    run = cli("smtp", "provision", "--settle-delay", "0", str(specs), "--out", str(out))
     assert run.code == 2
     assert run.err.splitlines() == [
         f"error: {specs}:5: total_limit must be a positive whole number, got 'ten'",
@@ -136,7 +146,9 @@ def test_a_bad_header_is_one_error_line(
     """A header without the limit columns, or with repeated or reserved names, is refused."""
     specs = tmp_path / "specs.csv"
     specs.write_text(f"{header}\n1,2,3\n")
-    run = cli("smtp", "provision", str(specs), "--out", str(tmp_path / "creds.csv"))
+    run = cli(
+        "smtp", "provision", "--settle-delay", "0", str(specs), "--out", str(tmp_path / "creds.csv")
+    )
     assert run.code == 2
     [line] = run.err.splitlines()
     assert line.startswith(f"error: {specs}:1: header")
@@ -151,7 +163,7 @@ def test_an_existing_output_file_is_refused_without_force(
     specs = _write_specs(tmp_path / "specs.csv", 2)
     out = tmp_path / "creds.csv"
     out.write_text("earlier credentials\n")
-    run = cli("smtp", "provision", str(specs), "--out", str(out))
+    run = cli("smtp", "provision", "--settle-delay", "0", str(specs), "--out", str(out))
     assert run.code == 2
     assert "already exists" in run.err
     assert "--force" in run.err
@@ -168,7 +180,7 @@ def test_force_replaces_the_output_file_with_a_private_one(
     out = tmp_path / "creds.csv"
     out.write_text("old\n")
     out.chmod(0o644)
-    run = cli("smtp", "provision", str(specs), "--out", str(out), "--force")
+    run = cli("smtp", "provision", "--settle-delay", "0", str(specs), "--out", str(out), "--force")
     assert run.code == 0, run.err
     assert file_mode(out) == 0o600
     assert len(_read(out)[1]) == 2
@@ -180,7 +192,9 @@ def test_the_input_file_is_never_the_output(
     """--out naming the input file is refused, even with --force."""
     specs = _write_specs(tmp_path / "specs.csv", 2)
     before = specs.read_text()
-    run = cli("smtp", "provision", str(specs), "--out", str(specs), "--force")
+    run = cli(
+        "smtp", "provision", "--settle-delay", "0", str(specs), "--out", str(specs), "--force"
+    )
     assert run.code == 2
     assert "is the input file" in run.err
     assert specs.read_text() == before
@@ -203,7 +217,7 @@ def test_output_is_private_before_any_row_and_each_row_is_flushed(
         seen.append((mode, lines_on_disk))
 
     monkeypatch.setattr(CredentialsFile, "write_row", checked_write_row)
-    assert cli("smtp", "provision", str(specs), "--out", str(out)).code == 0
+    assert cli("smtp", "provision", "--settle-delay", "0", str(specs), "--out", str(out)).code == 0
     assert seen == [(0o600, n + 2) for n in range(6)]  # header + rows so far
 
 
@@ -243,7 +257,7 @@ def test_failed_rows_give_a_nonzero_exit_with_their_line_numbers(
     specs = tmp_path / "specs.csv"
     specs.write_text("total_limit,hourly_limit\n100,10\n99999999999999999999,10\n")
     out = tmp_path / "creds.csv"
-    run = cli("smtp", "provision", str(specs), "--out", str(out))
+    run = cli("smtp", "provision", "--settle-delay", "0", str(specs), "--out", str(out))
     assert run.code == 1
     [line] = run.err.splitlines()
     assert line.startswith(f"error: {specs}:3: ValidationError")
@@ -262,7 +276,7 @@ def test_authentication_failure_is_one_line_and_leaves_no_file(
     monkeypatch.setenv("SARV_TOKEN", "wrong-token")
     specs = _write_specs(tmp_path / "specs.csv", 3)
     out = tmp_path / "creds.csv"
-    run = cli("smtp", "provision", str(specs), "--out", str(out))
+    run = cli("smtp", "provision", "--settle-delay", "0", str(specs), "--out", str(out))
     assert run.code == 1
     [line] = run.err.splitlines()
     assert line.startswith("error: authentication failed")
@@ -301,7 +315,7 @@ def test_an_interrupted_run_keeps_the_rows_it_wrote(
         write_row(self, row)
 
     monkeypatch.setattr(CredentialsFile, "write_row", interrupting_write_row)
-    run = cli("smtp", "provision", str(specs), "--out", str(out))
+    run = cli("smtp", "provision", "--settle-delay", "0", str(specs), "--out", str(out))
     assert run.code == 130
     assert run.err.splitlines() == [
         f"warning: stopped with 3 of 6 rows in {out}; users for the other rows may exist: "
@@ -313,3 +327,22 @@ def test_an_interrupted_run_keeps_the_rows_it_wrote(
     assert len(rows) == 3
     server = passwords(account_env)
     assert all(server[row["smtp_user_name"]] == row["smtp_password"] for row in rows)
+
+
+def test_a_write_failure_names_the_user_it_could_not_save(
+    cli: Cli, account_env: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """If a result cannot be written, the error names the created user and how to recover it."""
+    specs = _write_specs(tmp_path / "specs.csv", 1)
+
+    def disk_full(self: CredentialsFile, row: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(CredentialsFile, "write_row", disk_full)
+    run = cli("smtp", "provision", str(specs), "--out", str(tmp_path / "creds.csv"))
+    [user] = account_env.users()
+    assert run.code != 0
+    assert "No space left on device" in run.err
+    assert f"SMTP user {user['smtp_user_name']} was created" in run.err
+    assert f"reset-password {user['smtp_user_name']}" in run.err
+    assert user["password"] not in run.err + run.out

@@ -6,10 +6,12 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
 
+import anyio
 import pytest
 
 from sarv_async import (
     APIConnectionError,
+    AsyncSarvClient,
     AuthenticationError,
     Backoff,
     CreateSmtpUserRequest,
@@ -32,7 +34,7 @@ def _specs(count: int) -> list[dict[str, Any]]:
 async def _provision(emu: Emulator, specs: Any, **kwargs: Any) -> tuple[list[ProvisionResult], Any]:
     async with (
         emu.client(rate_limit=None, backoff=FAST) as client,
-        client.smtp_users.provision(specs, **kwargs) as run,
+        client.smtp_users.provision(specs, **{"settle_delay": 0, **kwargs}) as run,
     ):
         results = [result async for result in run]
     return results, run.summary
@@ -124,7 +126,7 @@ async def test_unexplained_new_users_are_reported_as_orphans() -> None:
             emu.inject_fault("drop_after_apply", path="settings/addSmtp")
             yield {"total_limit": 5, "hourly_limit": 1}
 
-        async with client.smtp_users.provision(specs(), concurrency=1) as run:
+        async with client.smtp_users.provision(specs(), concurrency=1, settle_delay=0) as run:
             results = [r async for r in run]
     assert results[0].outcome is ProvisionOutcome.ADOPTED
     assert [user.total_limit for user in run.summary.orphans] == [999]
@@ -218,7 +220,9 @@ async def test_a_spec_whose_user_may_exist_is_reported_unknown() -> None:
 
         async with emu.client(rate_limit=None, max_retries=0, backoff=FAST) as c:
             specs = [{"total_limit": 10, "hourly_limit": 1}, {"total_limit": 20, "hourly_limit": 2}]
-            async with c.smtp_users.provision(specs, concurrency=1, progress=progress) as run:
+            async with c.smtp_users.provision(
+                specs, concurrency=1, progress=progress, settle_delay=0
+            ) as run:
                 results: list[ProvisionResult] = [result async for result in run]
         on_server = {user["smtp_user_name"] for user in emu.users()}
     first, second = sorted(results, key=lambda r: r.index)
@@ -237,10 +241,69 @@ async def test_specs_still_lost_after_the_last_round_fail_with_the_cause() -> No
         emu.inject_fault("drop_before", path="addSmtp", count=2)
         async with (
             emu.client(rate_limit=None, backoff=FAST) as client,
-            client.smtp_users.provision(_specs(1), max_rounds=1) as run,
+            client.smtp_users.provision(_specs(1), max_rounds=1, settle_delay=0) as run,
         ):
             results = [r async for r in run]
         assert emu.users() == []
     assert results[0].outcome is ProvisionOutcome.FAILED
     assert isinstance(results[0].error, APIConnectionError)
     assert (run.summary.failed, run.summary.rounds, run.summary.unknown) == (1, 2, 0)
+
+
+async def test_reconciliation_waits_for_late_creates_to_settle() -> None:
+    """The reconciling list waits settle_delay, so a create still running lands first."""
+    async with Emulator() as emu:
+        emu.inject_fault("drop_after_apply", path="addSmtp")
+        started = anyio.current_time()
+        results, _ = await _provision(emu, _specs(1), settle_delay=0.3)
+        elapsed = anyio.current_time() - started
+    assert results[0].outcome is ProvisionOutcome.ADOPTED
+    assert elapsed >= 0.3
+
+
+async def test_no_settle_wait_when_nothing_was_lost() -> None:
+    """Without lost answers, the run does not wait."""
+    async with Emulator() as emu:
+        started = anyio.current_time()
+        await _provision(emu, _specs(2), settle_delay=30)
+        assert anyio.current_time() - started < 5
+
+
+async def test_an_exception_in_the_block_propagates_as_itself() -> None:
+    """The run's task group is hidden: the caller's own exception comes out unwrapped."""
+
+    async def read_one(client: AsyncSarvClient) -> None:
+        async with client.smtp_users.provision(_specs(20), concurrency=2) as run:
+            async for _ in run:
+                raise KeyError("boom")
+
+    async with Emulator() as emu, emu.client(rate_limit=None) as client:
+        with pytest.raises(KeyError, match="boom"):
+            await read_one(client)
+
+
+async def _complete(client: AsyncSarvClient) -> None:
+    async with client.smtp_users.provision(_specs(3)) as run:
+        await run.complete()
+
+
+async def test_a_failed_snapshot_raises_its_error_unwrapped() -> None:
+    """When the first list fails, complete() and the block raise that SarvError itself."""
+    async with Emulator() as emu:
+        bad = AsyncSarvClient("demo", "wrong", base_url=emu.base_url, rate_limit=None)
+        async with bad:
+            with pytest.raises(AuthenticationError):
+                await _complete(bad)
+
+
+@pytest.mark.parametrize("value", ["\u00b2", "1e3", " ", "-1"])
+async def test_odd_limit_strings_fail_their_spec_only(value: str) -> None:
+    """A limit string that is not plain ASCII digits fails its own spec, not the run."""
+    async with Emulator() as emu:
+        results, summary = await _provision(
+            emu, [{"total_limit": value, "hourly_limit": 1}, {"total_limit": 1, "hourly_limit": 1}]
+        )
+    by_index = {r.index: r for r in results}
+    assert isinstance(by_index[0].error, ValidationError)
+    assert by_index[1].ok
+    assert (summary.failed, summary.created) == (1, 1)
