@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from tests.processes import launch
+
+__all__ = ["anyio_backend", "launch"]
+
 
 @pytest.fixture(params=["asyncio", "trio"])
 def anyio_backend(request: pytest.FixtureRequest) -> str:

@@ -9,8 +9,15 @@ import anyio
 import httpx
 import pytest
 
-from sarv_async import APITimeoutError, Backoff, OutcomeUnknownError, SlidingWindowLimiter
-from sarv_async.testing import Emulator
+from sarv_async import (
+    APITimeoutError,
+    AsyncSarvClient,
+    Backoff,
+    OutcomeUnknownError,
+    SlidingWindowLimiter,
+)
+from sarv_async.testing import DEMO_OWNER_ID, DEMO_TOKEN, Emulator
+from tests.processes import Launch, base_url_of, read_until
 
 pytestmark = pytest.mark.anyio
 
@@ -100,26 +107,6 @@ async def test_a_429_pauses_every_task_until_retry_after() -> None:
     assert throttled <= 4 * len(limiter.pauses)
 
 
-async def test_pacing_meets_a_strict_server_without_a_429() -> None:
-    """N calls at the server's exact limit R finish within N/R plus one window, with no 429."""
-    calls, rate = 25, 10
-    async with (
-        Emulator(rate_limit=f"{rate}/second") as emu,
-        emu.client(max_concurrency=5, max_retries=0) as client,
-    ):
-        started = time.monotonic()
-        async with anyio.create_task_group() as tg:
-            for _ in range(calls):
-                tg.start_soon(client.smtp_users.list)
-        elapsed = time.monotonic() - started
-        responses = emu.stats()["responses"]
-    assert responses.get("429", 0) == 0
-    assert responses["200"] == calls
-    # The first `rate` go at once, then one window of `rate` per second.
-    assert elapsed >= (calls - rate) / rate - 0.1
-    assert elapsed <= calls / rate + 1.0
-
-
 async def test_timeouts_raise_api_timeout_error_after_retries() -> None:
     """A server slower than the timeout gives APITimeoutError after the allowed retries."""
     async with (
@@ -172,3 +159,28 @@ async def test_asyncio_task_cancel_mid_request_leaves_client_usable() -> None:
             await task
         with anyio.fail_after(3):
             assert await client.smtp_users.list() == []
+
+
+async def test_pacing_meets_a_strict_server_in_another_process(launch: Launch) -> None:
+    """Against a server process enforcing exactly R/second, N calls see no 429 within N/R + 1."""
+    calls, rate = 30, 10
+    server = launch(["emulator", "--port", "0", "--rate-limit", f"{rate}/second"])
+    base_url = base_url_of(await anyio.to_thread.run_sync(read_until, server, "base URL"))
+    async with AsyncSarvClient(
+        DEMO_OWNER_ID,
+        DEMO_TOKEN,
+        base_url=base_url,
+        rate_limit=f"{rate}/second",
+        max_concurrency=5,
+        max_retries=0,
+    ) as client:
+        started = time.monotonic()
+        async with anyio.create_task_group() as tg:
+            for _ in range(calls):
+                tg.start_soon(client.smtp_users.list)
+        elapsed = time.monotonic() - started
+    async with httpx.AsyncClient() as http:
+        stats = (await http.get(str(httpx.URL(base_url).join("/_emulator/stats")))).json()
+    assert stats["responses"].get("429", 0) == 0
+    assert stats["responses"]["200"] == calls
+    assert (calls - rate) / rate - 0.1 <= elapsed <= calls / rate + 1.0
