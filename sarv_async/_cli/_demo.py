@@ -19,7 +19,7 @@ import attrs
 
 from .._provision import ProvisionResult, ProvisionSummary
 from .._retry import Backoff
-from ._options import positive_int, probability, rate_limit
+from ._options import positive_int, probability, rate_limit, rate_limit_setting
 from ._output import (
     EXIT_FAILURE,
     CliError,
@@ -108,8 +108,9 @@ def run(args: argparse.Namespace) -> int:
         {"total_limit": 500 * (1 + i % 4), "hourly_limit": 50 * (1 + i % 3)}
         for i in range(args.users)
     ]
-    limit = None if args.rate_limit == "none" else args.rate_limit
-    emulator = Emulator(fault_rate=args.fault_rate, seed=args.seed, rate_limit=limit)
+    emulator = Emulator(
+        fault_rate=args.fault_rate, seed=args.seed, rate_limit=rate_limit_setting(args.rate_limit)
+    )
     echo(f"sarv-async demo: {len(specs)} SMTP users on an in-process emulator")
     try:
         outcome = anyio.run(functools.partial(_provision, emulator, specs, args))
