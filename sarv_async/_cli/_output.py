@@ -28,6 +28,8 @@ from .._provision import ProgressCallback
 __all__ = [
     "EXIT_FAILURE",
     "EXIT_INTERRUPTED",
+    "EXIT_OUTCOME_UNKNOWN",
+    "EXIT_TERMINATED",
     "EXIT_USAGE",
     "CliError",
     "describe_error",
@@ -39,12 +41,19 @@ __all__ = [
     "progress_display",
 ]
 
-#: Something failed: an API call, a file, a row left without credentials.
+# The exit statuses of every command, one table (docs/cli.md shows it):
+#: Something failed for certain: an API call, a file, a row left without credentials.
 EXIT_FAILURE = 1
-#: The command cannot run as given: missing credentials, a bad CSV file.
+#: The command cannot run as given: bad options, missing credentials, a missing or bad
+#: input file. Nothing was sent.
 EXIT_USAGE = 2
-#: Ctrl-C.
+#: A create or password reset may have taken effect and its outcome is not known yet
+#: (takes precedence over `EXIT_FAILURE`): rerun, or list the account, to settle it.
+EXIT_OUTCOME_UNKNOWN = 3
+#: Ctrl-C (SIGINT).
 EXIT_INTERRUPTED = 130
+#: SIGTERM.
+EXIT_TERMINATED = 143
 
 
 class CliError(Exception):
