@@ -29,6 +29,8 @@ from ._models import SmtpUser as SmtpUser
 from ._models import SmtpUserList as SmtpUserList
 from ._models import SmtpUserStatus as SmtpUserStatus
 from ._models import UpdateSmtpUserResponse as UpdateSmtpUserResponse
+from ._provision import NotProvisioned as NotProvisioned
+from ._provision import Provisioned as Provisioned
 from ._provision import Provisioning as Provisioning
 from ._provision import ProvisionOutcome as ProvisionOutcome
 from ._provision import ProvisionResult as ProvisionResult
@@ -57,10 +59,12 @@ __all__ = [
     "GeneralError",
     "InsecureHTTPWarning",
     "ListSmtpUsersRequest",
+    "NotProvisioned",
     "OutcomeUnknownError",
     "ProvisionOutcome",
     "ProvisionResult",
     "ProvisionSummary",
+    "Provisioned",
     "Provisioning",
     "RateLimitError",
     "RateLimiter",

@@ -31,7 +31,7 @@ from collections.abc import (
     Sized,
 )
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 import anyio
 import attrs
@@ -48,11 +48,14 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_MAX_ROUNDS",
     "DEFAULT_SETTLE_DELAY",
+    "AnyProvisionResult",
+    "NotProvisioned",
     "ProgressCallback",
     "ProvisionOutcome",
     "ProvisionResult",
     "ProvisionSpec",
     "ProvisionSummary",
+    "Provisioned",
     "Provisioning",
 ]
 
@@ -98,6 +101,40 @@ class ProvisionResult:
     def ok(self) -> bool:
         """Whether the spec has its user and credentials."""
         return self.credentials is not None
+
+
+class Provisioned(ProvisionResult):
+    """A result with credentials: the spec was ``created`` or ``adopted``.
+
+    A run yields `Provisioned` or `NotProvisioned`, so ``if result.ok:`` tells a type
+    checker that ``result.credentials`` is set (and otherwise that ``result.error`` is).
+    """
+
+    __slots__ = ()
+    credentials: SmtpCredentials
+    error: None
+
+    @property
+    def ok(self) -> Literal[True]:
+        """Always true: the spec has its user and credentials."""
+        return True
+
+
+class NotProvisioned(ProvisionResult):
+    """A result without credentials: the spec ``failed``, or its outcome is ``unknown``."""
+
+    __slots__ = ()
+    credentials: None
+    error: SarvError
+
+    @property
+    def ok(self) -> Literal[False]:
+        """Always false: ``error`` says why there are no credentials."""
+        return False
+
+
+#: What a run yields: ``if result.ok:`` narrows it to `Provisioned`.
+AnyProvisionResult: TypeAlias = Provisioned | NotProvisioned
 
 
 @attrs.frozen
@@ -193,7 +230,7 @@ class Provisioning:
         self._failure: SarvError | None = None
         self._summary: ProvisionSummary | None = None
         self._task_group: TaskGroup | None = None
-        self._receive: MemoryObjectReceiveStream[ProvisionResult] | None = None
+        self._receive: MemoryObjectReceiveStream[AnyProvisionResult] | None = None
 
     @property
     def summary(self) -> ProvisionSummary:
@@ -208,7 +245,7 @@ class Provisioning:
         return self._summary
 
     async def __aenter__(self) -> Provisioning:
-        send, receive = anyio.create_memory_object_stream[ProvisionResult](self._workers)
+        send, receive = anyio.create_memory_object_stream[AnyProvisionResult](self._workers)
         self._receive = receive
         self._task_group = anyio.create_task_group()
         await self._task_group.__aenter__()
@@ -240,7 +277,7 @@ class Provisioning:
             raise self._failure
         return None
 
-    def __aiter__(self) -> AsyncIterator[ProvisionResult]:
+    def __aiter__(self) -> AsyncIterator[AnyProvisionResult]:
         if self._receive is None:
             raise RuntimeError("use 'async with client.smtp_users.provision(...) as run'")
         return self._receive.__aiter__()
@@ -253,7 +290,7 @@ class Provisioning:
 
     # -- the run -------------------------------------------------------------------
 
-    async def _run(self, send: MemoryObjectSendStream[ProvisionResult]) -> None:
+    async def _run(self, send: MemoryObjectSendStream[AnyProvisionResult]) -> None:
         async with send:
             try:
                 before = await self._client.smtp_users.list()
@@ -312,7 +349,7 @@ class Provisioning:
     async def _create_all(
         self,
         items: AsyncGenerator[tuple[int, ProvisionSpec], None],
-        send: MemoryObjectSendStream[ProvisionResult],
+        send: MemoryObjectSendStream[AnyProvisionResult],
     ) -> None:
         lock = anyio.Lock()
 
@@ -334,7 +371,7 @@ class Provisioning:
                 await items.aclose()
 
     async def _create_one(
-        self, index: int, spec: ProvisionSpec, send: MemoryObjectSendStream[ProvisionResult]
+        self, index: int, spec: ProvisionSpec, send: MemoryObjectSendStream[AnyProvisionResult]
     ) -> None:
         try:
             request = _to_request(spec)
@@ -363,7 +400,7 @@ class Provisioning:
         return sorted(pending, key=lambda item: item.index)
 
     async def _adopt(
-        self, users: list[SmtpUser], send: MemoryObjectSendStream[ProvisionResult]
+        self, users: list[SmtpUser], send: MemoryObjectSendStream[AnyProvisionResult]
     ) -> list[_Pending]:
         """Adopt lost users for the set-aside specs; return those provably not created.
 
@@ -391,7 +428,7 @@ class Provisioning:
 
     async def _emit(
         self,
-        send: MemoryObjectSendStream[ProvisionResult],
+        send: MemoryObjectSendStream[AnyProvisionResult],
         item: _Pending | tuple[int, ProvisionSpec],
         outcome: ProvisionOutcome,
         *,
@@ -403,7 +440,13 @@ class Provisioning:
         if self._progress is not None:
             done = sum(self._counts.values())
             self._progress(done, self._counts[ProvisionOutcome.FAILED], self._total)
-        await send.send(ProvisionResult(index, spec, outcome, credentials, error))
+        result: AnyProvisionResult
+        if credentials is not None:
+            result = Provisioned(index, spec, outcome, credentials, None)
+        else:
+            assert error is not None
+            result = NotProvisioned(index, spec, outcome, None, error)
+        await send.send(result)
 
 
 async def _iterate(

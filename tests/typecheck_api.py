@@ -15,6 +15,8 @@ from sarv_async import (
     AsyncSendCleanClient,
     CreateSmtpUserRequest,
     ListSmtpUsersRequest,
+    NotProvisioned,
+    Provisioned,
     ProvisionResult,
     ProvisionSummary,
     SmtpCredentials,
@@ -48,7 +50,15 @@ async def lifecycle() -> None:
         assert_type(client.with_options(max_retries=0), AsyncSendCleanClient)
         async with client.smtp_users.provision([{"total_limit": 1, "hourly_limit": 1}]) as run:
             async for result in run:
-                assert_type(result, ProvisionResult)
+                assert_type(result, Provisioned | NotProvisioned)
+                assert isinstance(result, ProvisionResult)
+                if result.ok:  # narrows: the credentials are there
+                    assert_type(result.credentials, SmtpCredentials)
+                    assert_type(result.credentials.smtp_password, str)
+                    assert_type(result.error, None)
+                else:
+                    assert_type(result.credentials, None)
+                    assert_type(result.error, sarv_async.SarvError)
         assert_type(run.summary, ProvisionSummary)
 
 

@@ -15,7 +15,9 @@ from sarv_async import (
     AuthenticationError,
     Backoff,
     CreateSmtpUserRequest,
+    NotProvisioned,
     OutcomeUnknownError,
+    Provisioned,
     ProvisionOutcome,
     ProvisionResult,
     ValidationError,
@@ -36,7 +38,7 @@ async def _provision(emu: Emulator, specs: Any, **kwargs: Any) -> tuple[list[Pro
         emu.client(rate_limit=None, backoff=FAST) as client,
         client.smtp_users.provision(specs, **{"settle_delay": 0, **kwargs}) as run,
     ):
-        results = [result async for result in run]
+        results: list[ProvisionResult] = [result async for result in run]
     return results, run.summary
 
 
@@ -45,6 +47,11 @@ def _assert_server_matches(emu: Emulator, results: list[ProvisionResult], before
     names = [r.credentials.smtp_user_name for r in results if r.credentials is not None]
     assert len(names) == len(set(names)), "two specs were given the same user"
     for result in results:
+        # The class says what `ok` promises a type checker: credentials, or an error.
+        provisioned = result.outcome in (ProvisionOutcome.CREATED, ProvisionOutcome.ADOPTED)
+        assert isinstance(result, Provisioned if provisioned else NotProvisioned), result
+        assert result.ok is provisioned
+        assert (result.credentials is not None, result.error is None) == (provisioned,) * 2
         if result.credentials is None:
             continue
         user = users[result.credentials.smtp_user_name]
@@ -227,6 +234,7 @@ async def test_a_spec_whose_user_may_exist_is_reported_unknown() -> None:
         on_server = {user["smtp_user_name"] for user in emu.users()}
     first, second = sorted(results, key=lambda r: r.index)
     assert first.outcome is ProvisionOutcome.UNKNOWN
+    assert isinstance(first, NotProvisioned)
     assert isinstance(first.error, OutcomeUnknownError)
     assert second.outcome is ProvisionOutcome.CREATED
     assert len(on_server) == 2  # spec 0's user does exist, as UNKNOWN allows

@@ -1,0 +1,141 @@
+"""Every Python sample of README.md and docs/*.md type-checks (mypy --strict) and runs.
+
+Samples run in this process against one shared emulator, whose account is in
+``SARV_OWNER_ID``, ``SARV_TOKEN`` and ``SARV_BASE_URL`` (samples that build a client
+from the environment reach it that way). Pacing is off by default for the samples,
+which do not measure it; a sample that passes ``rate_limit`` keeps its own. A sample
+marked ``<!-- docs-test: no-run -->`` is only type-checked. New pages in docs/ are
+covered without being listed here.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from sarv_async import AsyncSarvClient
+from sarv_async.testing import DEMO_OWNER_ID, DEMO_TOKEN, Emulator
+
+from ._samples import Sample, find_samples, mypy_files, sample_errors
+
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLES = find_samples(ROOT)
+
+
+@pytest.fixture(scope="module")
+def type_errors(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[str]]:
+    """mypy --strict (the project's settings) over every sample at once: errors per sample."""
+    mypy_api = pytest.importorskip("mypy.api", reason="the typing group installs mypy")
+    directory = tmp_path_factory.mktemp("samples")
+    files = mypy_files(SAMPLES, directory)
+    out, err, _ = mypy_api.run(
+        [
+            "--config-file",
+            str(ROOT / "pyproject.toml"),
+            "--cache-dir",
+            str(ROOT / ".mypy_cache"),
+            "--no-error-summary",
+            *map(str, files),
+        ]
+    )
+    assert not err.strip(), err
+    return sample_errors(out, files)
+
+
+@pytest.fixture(scope="module")
+def shared_emulator() -> Iterator[Emulator]:
+    """One emulator (the demo account, no rate limit) for every sample."""
+    with Emulator() as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def account(shared_emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> Emulator:
+    """The emulator, emptied, in the SARV_* variables; client pacing off by default."""
+    shared_emulator.reset()
+    monkeypatch.setenv("SARV_OWNER_ID", DEMO_OWNER_ID)
+    monkeypatch.setenv("SARV_TOKEN", DEMO_TOKEN)
+    monkeypatch.setenv("SARV_BASE_URL", shared_emulator.base_url)
+    defaults = AsyncSarvClient.__init__.__kwdefaults__
+    assert defaults is not None
+    monkeypatch.setitem(defaults, "rate_limit", None)
+    return shared_emulator
+
+
+def test_samples_are_found() -> None:
+    """The harness sees the samples of the README and of every page (a guard on the parser)."""
+    sources = {sample.source for sample in SAMPLES}
+    assert "README.md" in sources
+    assert {"docs/emulator.md", "docs/provisioning.md"} <= sources
+    assert all(sample.code.strip() for sample in SAMPLES)
+
+
+@pytest.mark.parametrize("sample", SAMPLES, ids=lambda sample: sample.id)
+def test_sample(
+    sample: Sample,
+    type_errors: dict[str, list[str]],
+    account: Emulator,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The sample passes mypy --strict and, unless marked no-run, runs as printed."""
+    errors = [line for line in type_errors[sample.id] if ": error:" in line]
+    assert not errors, "\n".join(type_errors[sample.id])
+    if not sample.run:
+        return
+    monkeypatch.chdir(tmp_path)  # a sample that writes files writes them here
+    if sample.defines_tests:
+        _run_with_pytest(sample, tmp_path)
+    elif sample.is_async:
+        backends = ["asyncio"] if sample.uses_asyncio else ["asyncio", "trio"]
+        for backend in backends:
+            account.reset()
+            anyio.run(_run_async, sample, backend=backend)
+    else:
+        exec(sample.compile(), _namespace(sample))  # noqa: S102 - our own docs
+
+
+def _namespace(sample: Sample) -> dict[str, Any]:
+    return {"__name__": "__main__", "__file__": sample.id}
+
+
+async def _run_async(sample: Sample) -> None:
+    coroutine = eval(sample.compile(), _namespace(sample))  # noqa: S307 - our own docs
+    await coroutine
+
+
+def _run_with_pytest(sample: Sample, directory: Path) -> None:
+    """Run a sample of test functions with a plain pytest, as a user would paste it."""
+    (directory / "pytest.ini").write_text("[pytest]\n", encoding="utf-8")
+    (directory / "test_sample.py").write_text(sample.code, encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SARV_", "SENDCLEAN_"))}
+    result = subprocess.run(  # noqa: S603 - this interpreter, fixed arguments
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-c",
+            str(directory / "pytest.ini"),
+            "--rootdir",
+            str(directory),
+            str(directory / "test_sample.py"),
+        ],
+        cwd=directory,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert " passed" in result.stdout, result.stdout
