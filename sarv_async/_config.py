@@ -107,7 +107,8 @@ def resolve(
 
     if missing:
         variables = ", ".join(
-            f"{brand.env_prefixes[0]}_{name.split()[0].upper()}" for name in missing
+            " or ".join(f"{brand.env_prefixes[0]}_{part.upper()}" for part in name.split(" or "))
+            for name in missing
         )
         raise ValidationError(
             f"missing {' and '.join(missing)}: pass {'it' if len(missing) == 1 else 'them'} "

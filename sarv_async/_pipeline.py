@@ -81,6 +81,12 @@ class Pipeline:
         self._slots = anyio.Semaphore(max_concurrency, fast_acquire=True)
         self._headers = headers
         self._urls: dict[str, httpx.URL] = {}
+        # Every published base URL ends in /v1.0/: a 404 without it is most likely that.
+        self._not_found_hint = (
+            None
+            if "/v1.0/" in base_url.path
+            else f"the base URL {base_url} lacks the API version: try {base_url.join('v1.0/')}"
+        )
 
     async def send(self, request: SarvRequest[T], options: CallOptions) -> T:
         """Send ``request``, repeating only what is safe to repeat; return its typed answer."""
@@ -177,12 +183,17 @@ class Pipeline:
                 f"POST {request.path} was rate limited",
                 retry_after=parse_retry_after(response.headers.get("retry-after")),
             )
+        if status == 404 and self._not_found_hint is not None:
+            raise ValidationError(
+                f"POST {request.path} answered HTTP 404: {self._not_found_hint}",
+                field="base_url",
+                status_code=status,
+            )
         try:
             data = json.loads(response.content)
         except (ValueError, RecursionError):  # RecursionError: absurdly nested JSON
             raise UnexpectedResponseError(
-                f"POST {request.path} answered HTTP {status} with {_describe_body(response)}, "
-                "not JSON",
+                f"POST {request.path} answered HTTP {status} with {_describe_body(response)}",
                 status_code=status,
             ) from None
         if not isinstance(data, dict):
@@ -288,9 +299,10 @@ def _describe_body(response: httpx.Response) -> str:
     """The kind and size of a body, never its content (it may hold a password)."""
     size = len(response.content)
     if not size:
-        return "an empty body"
-    kind = response.headers.get("content-type", "no content type").split(";")[0].strip()
-    return f"a {kind} body of {size} bytes"
+        return "an empty body, not JSON"
+    kind = response.headers.get("content-type", "").split(";")[0].strip() or "untyped"
+    body = f"{'an' if kind[0] in 'aeiou' else 'a'} {kind} body of {size} bytes"
+    return f"invalid JSON ({body})" if "json" in kind else f"{body}, not JSON"
 
 
 def _short(value: object) -> str:

@@ -5,14 +5,16 @@ that adds its parser and sets ``run``, a function of the parsed arguments that
 returns the exit status. Failures the user can act on (`SarvError`, `CliError`,
 `OSError`, Ctrl-C) become one ``error:`` line each here, never a traceback.
 
-Exit status: 0 done, 1 failed, 2 usage (bad options, missing credentials, bad CSV),
-130 interrupted.
+Exit status (one table for every command, in docs/cli.md and `._output`): 0 done,
+1 failed for certain, 2 usage (nothing sent), 3 some outcome unknown, 130 SIGINT,
+141 standard output closed, 143 SIGTERM.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -25,10 +27,12 @@ from .._version import __version__
 from . import _demo, _emulator, _smtp
 from ._options import add_connection_options
 from ._output import (
+    EXIT_BROKEN_PIPE,
     EXIT_FAILURE,
     EXIT_INTERRUPTED,
     CliError,
     describe_error,
+    exit_status,
     print_error,
     print_warning,
 )
@@ -81,6 +85,10 @@ def _report(exc: BaseException) -> int | None:
     """Print ``exc`` as ``error:`` lines and return the exit status; None if not ours."""
     while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
         exc = exc.exceptions[0]  # a task group's wrapping of one failure
+    if isinstance(exc, BrokenPipeError):
+        # The reader went away (``| head``): nothing to say, and nobody to say it to.
+        _discard_stdout()
+        return EXIT_BROKEN_PIPE
     if isinstance(exc, KeyboardInterrupt):
         print_error("interrupted")
         return EXIT_INTERRUPTED
@@ -90,12 +98,25 @@ def _report(exc: BaseException) -> int | None:
         return exc.exit_code
     if isinstance(exc, SarvError):
         print_error(describe_error(exc))
-        return EXIT_FAILURE
+        return exit_status(exc)
     if isinstance(exc, OSError):
         where = f": {exc.filename}" if exc.filename else ""
         print_error(f"{exc.strerror or exc}{where}")
         return EXIT_FAILURE
     return None
+
+
+def _discard_stdout() -> None:
+    """Point stdout at the null device, so the interpreter's last flush cannot fail loudly."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, ValueError, OSError):
+        return  # not a real file (tests): nothing will be flushed to a closed pipe
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, fd)
+    finally:
+        os.close(devnull)
 
 
 @contextmanager

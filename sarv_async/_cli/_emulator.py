@@ -9,17 +9,49 @@ from __future__ import annotations
 
 import argparse
 import functools
+import socket
 from typing import TYPE_CHECKING
 
+from .._config import is_loopback
 from ._options import probability, rate_limit, seconds
-from ._output import EXIT_USAGE, CliError, echo
+from ._output import EXIT_USAGE, CliError, echo, print_warning
 
 if TYPE_CHECKING:
     from ..testing import Emulator
 
-__all__ = ["register", "run"]
+__all__ = ["banner_warnings", "reachable_urls", "register", "run"]
 
 _REAL_LIMITS = "60/minute;3600/hour;50000/day"
+_EVERY_INTERFACE = ("0.0.0.0", "::", "")  # noqa: S104 - named to warn about them
+
+
+def reachable_urls(host: str, base_url: str, port: int) -> list[str]:
+    """Base URLs that reach an emulator bound to ``host``: this machine's first.
+
+    Bound to every interface, ``base_url`` is the loopback one; other machines use the
+    host name.
+    """
+    from ..testing._app import BASE_PATH
+
+    if host.strip("[]") in _EVERY_INTERFACE:
+        return [base_url, f"http://{socket.gethostname()}:{port}{BASE_PATH}"]
+    return [base_url]
+
+
+def banner_warnings(host: str, *, demo_token: bool) -> list[str]:
+    """What to warn about when the emulator can be reached from other machines."""
+    from ..testing import DEMO_TOKEN
+
+    bare = host.strip("[]")
+    if is_loopback(bare):
+        return []
+    where = f"every interface ({bare or 'all'})" if bare in _EVERY_INTERFACE else bare
+    token = f" with the well-known demo token {DEMO_TOKEN!r}" if demo_token else ""
+    return [
+        f"listening on {where}: anyone who can reach this machine can use the emulator"
+        f"{token}, over plain HTTP; clients on other machines need --allow-insecure-http "
+        "(allow_insecure_http=True). Use --host 127.0.0.1 to keep it local."
+    ]
 
 
 def _account(text: str) -> tuple[str, str]:
@@ -115,7 +147,10 @@ def run(args: argparse.Namespace) -> int:
 
     def announce(emu: Emulator) -> None:
         echo("sarv-async emulator")
-        echo(f"  base URL:   {emu.base_url}")
+        this_machine, *others = reachable_urls(args.host, emu.base_url, emu.port)
+        echo(f"  base URL:   {this_machine}")
+        for url in others:
+            echo(f"  from other machines: {url}")
         for owner_id, token in emu.accounts.items():
             # Only the built-in demo token is shown: tokens given on the command line never are.
             shown = f"  (token: {token})" if not given else ""
@@ -127,6 +162,8 @@ def run(args: argparse.Namespace) -> int:
         if args.latency_ms:
             echo(f"  latency:    {args.latency_ms:g} ms")
         echo("Press Ctrl+C to stop.")
+        for warning in banner_warnings(args.host, demo_token=not given):
+            print_warning(warning)
 
     try:
         emulator.serve_forever(announce, log_level=args.log_level)

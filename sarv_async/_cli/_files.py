@@ -56,7 +56,7 @@ def create_private_file(path: str, *, force: bool = False) -> TextIO:
         try:
             os.unlink(path)
         except OSError as exc:
-            raise CliError(f"cannot replace {path}: {exc.strerror}") from None
+            raise CliError(f"cannot replace {path}: {exc.strerror}", exit_code=EXIT_USAGE) from None
     flags = os.O_CREAT | os.O_EXCL | os.O_WRONLY | getattr(os, "O_NOFOLLOW", 0)
     try:
         fd = os.open(path, flags, PRIVATE_MODE)
@@ -65,7 +65,8 @@ def create_private_file(path: str, *, force: bool = False) -> TextIO:
             f"{path} appeared while starting; refusing to overwrite it", exit_code=EXIT_USAGE
         ) from None
     except OSError as exc:
-        raise CliError(f"cannot create {path}: {exc.strerror}") from None
+        # Output files are created before anything is sent: nothing happened yet.
+        raise CliError(f"cannot create {path}: {exc.strerror}", exit_code=EXIT_USAGE) from None
     try:
         if sys.platform != "win32":
             os.fchmod(fd, PRIVATE_MODE)  # a umask can only narrow the mode; say it exactly

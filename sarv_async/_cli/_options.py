@@ -126,7 +126,7 @@ class ClientConfig:
         except ValidationError as exc:
             if "allow_insecure_http=True" in exc.message:  # say it the command line's way
                 message = exc.message.replace("allow_insecure_http=True", "--allow-insecure-http")
-                raise CliError(message) from None
+                raise CliError(message, exit_code=EXIT_USAGE) from None
             raise
 
 
@@ -221,9 +221,11 @@ def _read_token_file(path: str) -> str:
             with open(path, encoding="utf-8") as file:
                 text = file.readline()
     except OSError as exc:
-        raise CliError(f"cannot read the token file {path}: {exc.strerror}") from None
+        raise CliError(
+            f"cannot read the token file {path}: {exc.strerror}", exit_code=EXIT_USAGE
+        ) from None
     except UnicodeDecodeError:
-        raise CliError(f"the token file {path} is not UTF-8 text") from None
+        raise CliError(f"the token file {path} is not UTF-8 text", exit_code=EXIT_USAGE) from None
     token = _text(text)
     if token is None:
         raise CliError(f"the token file {path} is empty", exit_code=EXIT_USAGE)

@@ -26,6 +26,7 @@ from .._exceptions import (
 from .._provision import ProgressCallback
 
 __all__ = [
+    "EXIT_BROKEN_PIPE",
     "EXIT_FAILURE",
     "EXIT_INTERRUPTED",
     "EXIT_OUTCOME_UNKNOWN",
@@ -35,6 +36,8 @@ __all__ = [
     "describe_error",
     "echo",
     "echo_json",
+    "exit_status",
+    "plural",
     "print_error",
     "print_table",
     "print_warning",
@@ -52,6 +55,10 @@ EXIT_USAGE = 2
 EXIT_OUTCOME_UNKNOWN = 3
 #: Ctrl-C (SIGINT).
 EXIT_INTERRUPTED = 130
+#: Standard output was closed by its reader (``sarv-async smtp list | head -1``): no error
+#: line, and the status a program killed by SIGPIPE has, so a pipeline with ``pipefail``
+#: still sees that the output was cut short.
+EXIT_BROKEN_PIPE = 141
 #: SIGTERM.
 EXIT_TERMINATED = 143
 
@@ -92,6 +99,22 @@ def print_error(message: str) -> None:
 def print_warning(message: str) -> None:
     """Print one ``warning:`` line to stderr."""
     print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+def plural(count: int, noun: str, plural_noun: str | None = None) -> str:
+    """``"1 row"``, ``"2 rows"``."""
+    return f"{count} {noun if count == 1 else plural_noun or noun + 's'}"
+
+
+def exit_status(exc: SarvError) -> int:
+    """The exit status for an SDK error that ends a command (see the table above)."""
+    if isinstance(exc, OutcomeUnknownError):
+        return EXIT_OUTCOME_UNKNOWN
+    if isinstance(exc, AuthenticationError):
+        return EXIT_USAGE  # the command's credentials are wrong; nothing was changed
+    if isinstance(exc, APIError) and exc.status_code is None:
+        return EXIT_USAGE  # refused locally, before anything was sent
+    return EXIT_FAILURE
 
 
 def describe_error(exc: SarvError) -> str:

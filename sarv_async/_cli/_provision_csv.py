@@ -22,7 +22,7 @@ from .._provision import (
 )
 from .._requests import CreateSmtpUserRequest
 from ._files import CredentialsFile
-from ._output import EXIT_USAGE, CliError
+from ._output import EXIT_USAGE, CliError, plural
 
 __all__ = [
     "LIMIT_COLUMNS",
@@ -79,7 +79,7 @@ def read_specs(path: str) -> SpecsFile:
         with open(path, encoding="utf-8-sig", newline="") as file:
             return _parse(path, file)
     except OSError as exc:
-        raise CliError(f"cannot read {path}: {exc.strerror}") from None
+        raise CliError(f"cannot read {path}: {exc.strerror}", exit_code=EXIT_USAGE) from None
     except UnicodeDecodeError as exc:
         raise CliError(
             f"{path} is not UTF-8 text (byte {exc.start})", exit_code=EXIT_USAGE
@@ -117,7 +117,7 @@ def _parse(path: str, lines: Iterable[str]) -> SpecsFile:
         shown = problems[:MAX_REPORTED]
         if len(problems) > MAX_REPORTED:
             shown.append(f"... and {len(problems) - MAX_REPORTED} more bad rows")
-        count = f"{len(problems)} bad row{'s' if len(problems) != 1 else ''}"
+        count = plural(len(problems), "bad row")
         raise CliError(*shown, f"{count} in {path}; nothing was created", exit_code=EXIT_USAGE)
     assert columns is not None
     if not rows:
@@ -153,7 +153,7 @@ def _check_row(
     columns: tuple[str, ...], limit_at: list[int], line: int, record: list[str]
 ) -> tuple[SpecRow | None, str | None]:
     if len(record) != len(columns):
-        return None, f"{len(record)} fields, but the header has {len(columns)}"
+        return None, f"{plural(len(record), 'field')}, but the header has {len(columns)}"
     limits: list[int] = []
     for name, at in zip(LIMIT_COLUMNS, limit_at, strict=True):
         text = record[at].strip()

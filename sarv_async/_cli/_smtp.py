@@ -15,6 +15,7 @@ from typing import Any, TypeAlias, TypeVar
 import anyio
 
 from .._client import AsyncSarvClient
+from .._exceptions import APIConnectionError, GeneralError, UnexpectedResponseError
 from .._models import SmtpCredentials, SmtpUser
 from .._provision import DEFAULT_SETTLE_DELAY, ProgressCallback, ProvisionResult, ProvisionSummary
 from ._files import CredentialsFile, check_output_path
@@ -29,11 +30,13 @@ from ._options import (
 )
 from ._output import (
     EXIT_FAILURE,
+    EXIT_OUTCOME_UNKNOWN,
     EXIT_USAGE,
     CliError,
     describe_error,
     echo,
     echo_json,
+    plural,
     print_error,
     print_table,
     print_warning,
@@ -49,6 +52,10 @@ _CREDENTIAL_COLUMNS = ("smtp_user_name", "smtp_password")
 _HIDDEN_HINT = (
     "password hidden: pass --show-secrets to print it, or --out FILE to write it to a new "
     "file only you can read"
+)
+_WITHHELD_FROM_JSON = (
+    "the password is not in the JSON: pass --show-secrets to include it, or --out FILE to "
+    "write it to a new file only you can read"
 )
 
 Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
@@ -235,9 +242,19 @@ def _run_create(args: argparse.Namespace) -> int:
 
 
 def _run_reset_password(args: argparse.Namespace) -> int:
-    return _credentials_command(
-        args, lambda c: c.smtp_users.reset_password(args.name), "new password for SMTP user"
-    )
+    async def reset(client: AsyncSarvClient) -> SmtpCredentials:
+        try:
+            return await client.smtp_users.reset_password(args.name)
+        except (APIConnectionError, GeneralError, UnexpectedResponseError) as exc:
+            # Retries spent on a failure that may have reached the server: the password
+            # may have changed without us learning the new one.
+            raise CliError(
+                f"the password of {args.name} may or may not have changed ({exc}): run "
+                f"'sarv-async smtp reset-password {args.name}' again to get a known one",
+                exit_code=EXIT_OUTCOME_UNKNOWN,
+            ) from None
+
+    return _credentials_command(args, reset, "new password for SMTP user")
 
 
 def _credentials_command(
@@ -266,6 +283,8 @@ def _credentials_command(
             data["smtp_password"] = creds.smtp_password
         if args.out is not None:
             data["credentials_file"] = args.out
+        elif not args.show_secrets:
+            print_warning(_WITHHELD_FROM_JSON)
         echo_json(data)
         return 0
     echo(f"{done} {creds.smtp_user_name}")
@@ -337,8 +356,8 @@ def _run_provision(args: argparse.Namespace) -> int:
     except BaseException as exc:
         if out.rows_written or isinstance(exc, (KeyboardInterrupt, CliError)):
             print_warning(
-                f"stopped with {out.rows_written} of {total} rows in {args.out}; users for "
-                "the other rows may exist: check with 'sarv-async smtp list'"
+                f"stopped with {out.rows_written} of {plural(total, 'row')} in {args.out}; "
+                "users for the other rows may exist: check with 'sarv-async smtp list'"
             )
         raise
 
@@ -349,23 +368,26 @@ def _run_provision(args: argparse.Namespace) -> int:
         print_error(f"... and {len(failures) - MAX_REPORTED} more failed rows (see {args.out})")
     if summary.unknown:
         print_warning(
-            f"{summary.unknown} rows may or may not have a user (the account could not be "
-            "listed to find out): check with 'sarv-async smtp list'"
+            f"{plural(summary.unknown, 'row')} may or may not have a user (the account could "
+            "not be listed to find out): check with 'sarv-async smtp list'"
         )
     if not summary.orphans_checked:
         print_warning("the account could not be listed at the end: orphans were not looked for")
     if summary.orphans:
         names = ", ".join(user.smtp_user_name for user in summary.orphans)
         print_warning(
-            f"{len(summary.orphans)} new SMTP users match no row (orphans, not in "
-            f"{args.out}): {names}"
+            f"orphans: {plural(len(summary.orphans), 'new SMTP user')} that no row accounts "
+            f"for (not in {args.out}): {names}"
         )
+    orphans = plural(len(summary.orphans), "orphan")
     echo(
-        f"{total} rows: {summary.created} created, {summary.adopted} adopted, "
-        f"{summary.failed} failed, {summary.unknown} unknown, {len(summary.orphans)} orphans; "
+        f"{plural(total, 'row')}: {summary.created} created, {summary.adopted} adopted, "
+        f"{summary.failed} failed, {summary.unknown} unknown, {orphans}; "
         f"credentials in {args.out} (mode 0600)"
     )
     complete = summary.created + summary.adopted == total and out.rows_written == total
+    if summary.unknown:
+        return EXIT_OUTCOME_UNKNOWN  # wins over failed rows: settle before rerunning
     return 0 if complete else EXIT_FAILURE
 
 

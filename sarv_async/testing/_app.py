@@ -140,7 +140,11 @@ class EmulatorApp:
         call = path.removeprefix(API_PREFIX) if path.startswith(API_PREFIX) else ""
         handler = CALLS.get(call)
         if handler is None:
-            return _error("ValidationError", f"unknown API path {path}", 404)
+            return _error(
+                "ValidationError",
+                f"unknown API path {path} (API paths start with {API_PREFIX})",
+                404,
+            )
         if scope["method"] != "POST":
             return _error(
                 "ValidationError", f"{scope['method']} is not allowed; API calls are POST"

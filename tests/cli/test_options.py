@@ -122,7 +122,7 @@ def test_token_is_prompted_for_on_a_terminal(
 def test_token_file_read_error_is_one_line(cli: Cli, account_env: Emulator) -> None:
     """A token file that does not exist gives one error line, no traceback."""
     run = cli("smtp", "list", "--token-file", "/nonexistent/token")
-    assert run.code == 1
+    assert run.code == 2
     _assert_one_error_line(run.err, "cannot read the token file /nonexistent/token")
 
 
@@ -182,7 +182,7 @@ def test_authentication_failure_is_one_line(
     """A wrong token gives one error line without a traceback or the token."""
     monkeypatch.setenv("SARV_TOKEN", "wrong-token-XYZ")
     run = cli("smtp", "list")
-    assert run.code == 1
+    assert run.code == 2
     _assert_one_error_line(run.err, "authentication failed", "Token MissMatch")
     assert "wrong-token-XYZ" not in run.text
 
@@ -203,7 +203,7 @@ def test_connection_failure_is_one_line(
 def test_plain_http_to_another_host_is_refused(cli: Cli, account_env: Emulator) -> None:
     """A plain http:// URL on another host is refused before anything is sent."""
     run = cli("smtp", "list", "--base-url", "http://api.example.com/v1.0/")
-    assert run.code == 1
+    assert run.code == 2
     _assert_one_error_line(run.err, "refusing plain http://", "--allow-insecure-http")
 
 

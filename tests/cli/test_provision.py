@@ -277,7 +277,7 @@ def test_authentication_failure_is_one_line_and_leaves_no_file(
     specs = _write_specs(tmp_path / "specs.csv", 3)
     out = tmp_path / "creds.csv"
     run = cli("smtp", "provision", "--settle-delay", "0", str(specs), "--out", str(out))
-    assert run.code == 1
+    assert run.code == 2
     [line] = run.err.splitlines()
     assert line.startswith("error: authentication failed")
     assert not out.exists()

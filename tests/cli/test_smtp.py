@@ -141,7 +141,7 @@ def test_create_with_unknown_outcome_says_to_check_and_leaves_no_file(
     account_env.inject_fault("general_error", "addSmtp")
     out = tmp_path / "new.csv"
     run = cli("smtp", "create", "--total-limit", "5", "--hourly-limit", "1", "--out", str(out))
-    assert run.code == 1
+    assert run.code == 3
     [line] = run.err.splitlines()
     assert line.startswith("error: the call may or may not have taken effect")
     assert "sarv-async smtp list" in line

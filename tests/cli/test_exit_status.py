@@ -1,0 +1,206 @@
+"""One table of exit statuses, followed by every command (docs/cli.md shows the table).
+
+0 done · 1 failed for certain · 2 usage (nothing sent) · 3 outcome unknown (wins over 1) ·
+130 SIGINT · 141 standard output closed (SIGPIPE) · 143 SIGTERM.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sarv_async._cli import _emulator, _output
+from sarv_async._provision import Provisioning
+from sarv_async.testing import Emulator
+
+from ._support import OWNER_ID, TOKEN, create_users, passwords
+from .conftest import Cli
+
+
+def test_the_constants_are_the_documented_table() -> None:
+    """The constants and the table in docs/cli.md say the same."""
+    table = Path(__file__).resolve().parents[2].joinpath("docs", "cli.md").read_text()
+    documented = dict(re.findall(r"^\| (\d+) \| `(EXIT_\w+)`", table, re.MULTILINE))
+    assert documented == {
+        "1": "EXIT_FAILURE",
+        "2": "EXIT_USAGE",
+        "3": "EXIT_OUTCOME_UNKNOWN",
+        "130": "EXIT_INTERRUPTED",
+        "141": "EXIT_BROKEN_PIPE",
+        "143": "EXIT_TERMINATED",
+    }
+    for code, name in documented.items():
+        assert getattr(_output, name) == int(code)
+
+
+def test_a_missing_input_csv_is_a_usage_error(
+    cli: Cli, account_env: Emulator, tmp_path: Path
+) -> None:
+    """A specs file that does not exist: 2, as a bad one is; nothing sent."""
+    run = cli("smtp", "provision", str(tmp_path / "nope.csv"), "--out", str(tmp_path / "o.csv"))
+    assert (run.code, run.err) == (
+        2,
+        f"error: cannot read {tmp_path / 'nope.csv'}: No such file or directory\n",
+    )
+    assert account_env.stats()["requests"] == {}
+
+
+def test_an_unreadable_token_file_is_a_usage_error(cli: Cli, account_env: Emulator) -> None:
+    """A token file that cannot be read: 2, nothing sent."""
+    run = cli("smtp", "list", "--token-file", "/nonexistent/token")
+    assert run.code == 2
+    assert account_env.stats()["requests"] == {}
+
+
+def test_a_wrong_token_is_a_usage_error(
+    cli: Cli, account_env: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Credentials the server refuses: 2 (fix the command's credentials), nothing changed."""
+    monkeypatch.setenv("SARV_TOKEN", "wrong-token")
+    assert cli("smtp", "list").code == 2
+    assert cli("smtp", "create", "--total-limit", "1", "--hourly-limit", "1").code == 2
+    assert account_env.users() == []
+
+
+def test_a_refused_base_url_is_a_usage_error(cli: Cli, account_env: Emulator) -> None:
+    """A base URL the SDK refuses before sending (plain http to another host): 2."""
+    assert cli("smtp", "list", "--base-url", "http://api.example.com/v1.0/").code == 2
+
+
+def test_a_create_whose_outcome_is_unknown_exits_3(cli: Cli, account_env: Emulator) -> None:
+    """A create whose answer was lost: 3, not the 1 of a certain failure."""
+    account_env.inject_fault("drop_after_apply", "addSmtp")
+    run = cli("smtp", "create", "--total-limit", "5", "--hourly-limit", "1")
+    assert run.code == 3
+    assert "sarv-async smtp list" in run.err
+
+
+def test_a_reset_whose_answer_was_lost_exits_3(cli: Cli, account_env: Emulator) -> None:
+    """A password reset that may have happened, retries spent: 3, with what to do."""
+    [creds] = create_users(account_env, 1)
+    account_env.inject_fault("drop_after_apply", "resetSmtpPassword", count=5)
+    run = cli("smtp", "reset-password", creds.smtp_user_name)
+    assert run.code == 3
+    assert "reset-password" in run.err
+    assert creds.smtp_user_name in run.err
+
+
+def test_a_connection_failure_exits_1(cli: Cli, account_env: Emulator) -> None:
+    """Nothing listens: a failure for certain (1)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    assert cli("smtp", "list", "--base-url", f"http://127.0.0.1:{port}/v1.0/").code == 1
+
+
+def test_provision_with_unknown_rows_exits_3_even_with_failed_rows(
+    cli: Cli, account_env: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Unknown outcomes win over failures: 3 tells the script to settle before rerunning."""
+    specs = tmp_path / "specs.csv"
+    specs.write_text("total_limit,hourly_limit\n10,1\n20,2\n99999999999999999999,1\n")
+    # Rows 1 and 2 lose their answers; row 3 is refused by the server (a certain failure).
+    account_env.inject_fault("drop_after_apply", "addSmtp")
+    account_env.inject_fault("general_error", "addSmtp")
+    create_all = Provisioning._create_all
+
+    async def create_all_then_break_listing(self: Provisioning, *args: Any) -> None:
+        await create_all(self, *args)
+        # The reconciling list fails, retries included: rows 1 and 2 stay unknown.
+        account_env.inject_fault("gateway_page", "listSmtp", count=10)
+
+    monkeypatch.setattr(Provisioning, "_create_all", create_all_then_break_listing)
+    argv = ["--concurrency", "1", "--settle-delay", "0", str(specs), "--out", str(tmp_path / "o")]
+    run = cli("smtp", "provision", *argv)
+    assert "1 failed, 2 unknown" in run.out, run.out + run.err
+    assert run.code == 3
+
+
+def test_provision_with_failed_rows_only_exits_1(
+    cli: Cli, account_env: Emulator, tmp_path: Path
+) -> None:
+    """Rows that failed for certain, none unknown: 1."""
+    specs = tmp_path / "specs.csv"
+    specs.write_text("total_limit,hourly_limit\n10,1\n99999999999999999999,1\n")
+    run = cli("smtp", "provision", "--settle-delay", "0", str(specs), "--out", str(tmp_path / "o"))
+    assert run.code == 1
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX pipes")
+def test_a_closed_stdout_exits_141_without_an_error_line() -> None:
+    """``smtp list | head -1``: no 'error: Broken pipe', no traceback; the status says SIGPIPE."""
+    with Emulator(accounts={OWNER_ID: TOKEN}) as emu:
+        create_users(emu, 300)
+        code = (
+            "import sys; from sarv_async._cli import main; "
+            f"sys.exit(main(['--owner-id', {OWNER_ID!r}, '--base-url', {emu.base_url!r}, "
+            "'smtp', 'list', '--show-secrets']))"
+        )
+        proc = subprocess.run(  # noqa: S602 - a fixed pipeline of this interpreter
+            f'{sys.executable} -c "{code}" | head -1; echo "status=${{PIPESTATUS[0]}}"',
+            shell=True,
+            executable="/bin/bash",
+            capture_output=True,
+            text=True,
+            env={"SARV_TOKEN": TOKEN, "PATH": "/usr/bin:/bin"},
+            timeout=60,
+            check=False,
+        )
+        shown = passwords(emu)
+    assert proc.stdout.splitlines()[-1] == "status=141", proc.stdout + proc.stderr
+    assert proc.stderr == ""
+    assert len(proc.stdout.splitlines()) == 2
+    assert signal.SIGPIPE + 128 == 141
+    assert not any(password in proc.stderr for password in shown.values())
+
+
+@pytest.mark.parametrize("command", ["create", "reset-password"])
+def test_json_says_on_stderr_when_the_password_is_withheld(
+    cli: Cli, account_env: Emulator, command: str, tmp_path: Path
+) -> None:
+    """--json without --show-secrets or --out: the JSON has no password, and stderr says so."""
+    [creds] = create_users(account_env, 1)
+    argv = (
+        ["create", "--total-limit", "5", "--hourly-limit", "1"]
+        if command == "create"
+        else ["reset-password", creds.smtp_user_name]
+    )
+    run = cli("smtp", *argv, "--json")
+    assert run.code == 0
+    assert "smtp_password" not in json.loads(run.out)
+    assert run.err.startswith("warning: the password is not in the JSON")
+    assert "--show-secrets" in run.err
+    assert "--out" in run.err
+    # --out takes the credentials in JSON mode too, and then nothing is withheld.
+    out = tmp_path / f"{command}.csv"
+    saved = cli("smtp", *argv, "--json", "--out", str(out))
+    assert saved.code == 0
+    assert saved.err == ""
+    assert json.loads(saved.out)["credentials_file"] == str(out)
+    name = json.loads(saved.out)["smtp_user_name"]
+    assert out.read_text().splitlines()[1] == f"{name},{passwords(account_env)[name]}"
+
+
+EVERY_INTERFACE = "0.0.0.0"  # noqa: S104 - a string under test; nothing binds to it here
+
+
+def test_emulator_on_every_interface_warns_and_gives_usable_urls() -> None:
+    """--host 0.0.0.0: the banner gives a URL for this machine and for others, and warns.
+
+    Only what is printed is tested: tests bind to loopback only.
+    """
+    lines = _emulator.banner_warnings(EVERY_INTERFACE, demo_token=True)
+    assert any("every interface" in line and "demo-token" in line for line in lines)
+    assert _emulator.banner_warnings("127.0.0.1", demo_token=True) == []
+    assert "demo-token" not in " ".join(_emulator.banner_warnings("::", demo_token=False))
+    urls = _emulator.reachable_urls(EVERY_INTERFACE, "http://127.0.0.1:8025/v1.0/", 8025)
+    assert urls[0] == "http://127.0.0.1:8025/v1.0/"
+    assert urls[1] == f"http://{socket.gethostname()}:8025/v1.0/"
