@@ -31,14 +31,13 @@ from ._exceptions import (
     ValidationError,
 )
 from ._limiter import RateLimiter
+from ._logging import logger
 from ._requests import SarvRequest
 from ._retry import Backoff, Failure, parse_retry_after
 
 __all__ = ["CallOptions", "Pipeline"]
 
 T = TypeVar("T")
-
-logger = logging.getLogger("sarv_async")
 
 _ERROR_KINDS: dict[str, type[APIError]] = {
     "ValidationError": ValidationError,
@@ -110,7 +109,8 @@ class Pipeline:
                     error, failure = exc, _classify(exc)
 
             if failure is Failure.MAYBE_APPLIED and not request.safe_to_repeat:
-                logger.warning(
+                # INFO, not WARNING: the caller gets OutcomeUnknownError and decides.
+                logger.info(
                     "POST %s may have taken effect (%s); not repeated", path, type(error).__name__
                 )
                 raise OutcomeUnknownError(

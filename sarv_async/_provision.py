@@ -39,6 +39,7 @@ from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from ._exceptions import AuthenticationError, OutcomeUnknownError, SarvError, ValidationError
+from ._logging import logger
 from ._models import SmtpCredentials, SmtpUser
 from ._requests import CreateSmtpUserRequest
 
@@ -303,6 +304,12 @@ class Provisioning:
             while True:
                 if self._pending:
                     self._rounds += 1
+                    logger.info(
+                        "listing the account in %g s to settle the creates whose answers were "
+                        "lost (%d)",
+                        self._settle_delay,
+                        len(self._pending),
+                    )
                     # A timed-out create may still be running on the server: let it land
                     # before a list decides that it never happened.
                     await anyio.sleep(self._settle_delay)

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TextIO
 
+from .. import _logging
 from .._config import InsecureHTTPWarning
 from .._exceptions import SarvError
 from .._version import __version__
@@ -121,20 +122,19 @@ def _discard_stdout() -> None:
 
 @contextmanager
 def _sdk_logging(*, verbose: bool) -> Iterator[None]:
-    """Send the SDK's log to stderr with ``--verbose``; otherwise keep it quiet.
+    """Send the SDK's log to stderr with ``--verbose`` (unless ``SARV_LOG`` already does).
 
-    Without a handler of its own, Python would print the SDK's warnings bare; the
-    error lines say what matters.
+    Otherwise it stays quiet: the SDK's own `logging.NullHandler` keeps Python from
+    printing its records bare, and the error lines say what matters.
     """
-    logger = logging.getLogger("sarv_async")
+    if not verbose or _logging.env_handler is not None:
+        yield
+        return
+    logger = _logging.logger
     level = logger.level
-    handler: logging.Handler
-    if verbose:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("log: %(message)s"))
-        logger.setLevel(logging.INFO)
-    else:
-        handler = logging.NullHandler()
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("log: %(message)s"))
+    logger.setLevel(logging.INFO)
     logger.addHandler(handler)
     try:
         yield
