@@ -16,6 +16,7 @@ import anyio
 import attrs
 import httpx
 
+from . import _tracing
 from ._config import Secret
 from ._converters import structure_response, unstructure_request
 from ._exceptions import (
@@ -89,6 +90,12 @@ class Pipeline:
 
     async def send(self, request: SarvRequest[T], options: CallOptions) -> T:
         """Send ``request``, repeating only what is safe to repeat; return its typed answer."""
+        if not _tracing.ENABLED:
+            return await self._send(request, options)
+        with _tracing.call_span(request.path, self._base_url):
+            return await self._send(request, options)
+
+    async def _send(self, request: SarvRequest[T], options: CallOptions) -> T:
         path = request.path
         url = self._urls.get(path)
         if url is None:
@@ -122,6 +129,7 @@ class Pipeline:
             if failure is Failure.FINAL or attempt > options.max_retries:
                 raise error from None
             delay = await self._wait_before_retry(error, failure, attempt, options)
+            _tracing.record_retry(error, delay, attempt)
             logger.info(
                 "retrying POST %s after %s in %.2f s (attempt %d of %d)",
                 path,
@@ -159,13 +167,17 @@ class Pipeline:
     ) -> httpx.Response:
         async with self._slots:
             # The pause and the rate windows are checked now, as the request leaves.
+            queued = time.perf_counter()
             await self.limiter.acquire()
             started = time.perf_counter()
             request = self._http.build_request(
                 "POST", url, content=body.content, headers=self._headers, timeout=limits
             )
             request.stream = body
+            request.extensions[_tracing.RESEND_COUNT] = attempt - 1
+            _tracing.record_rate_limit_wait(started - queued)
             response = await self._http.send(request)
+        _tracing.record_attempt(attempt - 1, response.status_code)
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug(
                 "POST %s -> HTTP %d in %.1f ms (attempt %d)",

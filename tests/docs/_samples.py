@@ -4,7 +4,9 @@ A sample is a fenced ```python block. The line ``<!-- docs-test: no-run -->`` ri
 before its fence means: type-check it, do not run it (it needs a real account). A
 sample may use ``await``, ``async with`` and ``async for`` at top level: it is compiled
 with `ast.PyCF_ALLOW_TOP_LEVEL_AWAIT` and run under anyio, and for mypy its body is
-wrapped in an ``async def``. A sample that defines ``test_*`` functions is run by pytest.
+wrapped in an ``async def``. A sample that defines ``test_*`` functions is run by pytest; one marked
+``<!-- docs-test: subprocess -->`` (it sets process-wide state such as logging or the
+tracer provider) runs in a fresh interpreter.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ __all__ = [
 #: What may follow ``docs-test:`` in the comment before a fence.
 MARKER = re.compile(r"^\s*<!--\s*docs-test:\s*(?P<value>[\w-]+)\s*-->\s*$")
 _FENCE = re.compile(r"^(?P<indent>\s*)```(?P<lang>[\w+-]*)\s*$")
-_KNOWN_MARKERS = frozenset({"no-run"})
+_KNOWN_MARKERS = frozenset({"no-run", "subprocess"})
 
 
 @attrs.frozen
@@ -44,6 +46,8 @@ class Sample:
     line: int
     code: str
     run: bool
+    #: Run in a fresh interpreter (the sample sets process-wide state: logging, tracing).
+    isolated: bool = False
 
     @property
     def id(self) -> str:
@@ -115,14 +119,16 @@ def parse_samples(source: str, text: str) -> list[Sample]:
         number += 1  # the closing fence
         if fence["lang"] not in ("python", "py"):
             continue
-        run = True
+        value = None
         previous = MARKER.match(lines[start - 1]) if start else None
         if previous is not None:
             value = previous["value"]
             if value not in _KNOWN_MARKERS:
                 raise ValueError(f"{source}:{start}: unknown docs-test marker {value!r}")
-            run = value != "no-run"
-        samples.append(Sample(source, start + 2, "\n".join(body) + "\n", run))
+        code = "\n".join(body) + "\n"
+        samples.append(
+            Sample(source, start + 2, code, run=value != "no-run", isolated=value == "subprocess")
+        )
     return samples
 
 

@@ -44,6 +44,13 @@ def test_blocks_are_found_with_their_lines_and_markers() -> None:
     assert indented.is_async
 
 
+def test_the_subprocess_marker_isolates_a_sample() -> None:
+    """``docs-test: subprocess``: run, in a fresh interpreter."""
+    [sample] = parse_samples("docs/x.md", "<!-- docs-test: subprocess -->\n```python\npass\n```\n")
+    assert (sample.run, sample.isolated) == (True, True)
+    assert not parse_samples("docs/x.md", PAGE)[0].isolated
+
+
 def test_an_unknown_marker_is_an_error() -> None:
     """A typo in a marker fails loudly instead of silently running (or not) a sample."""
     with pytest.raises(

@@ -93,6 +93,8 @@ def test_sample(
     monkeypatch.chdir(tmp_path)  # a sample that writes files writes them here
     if sample.defines_tests:
         _run_with_pytest(sample, tmp_path)
+    elif sample.isolated:
+        _run_in_subprocess(sample, tmp_path)
     elif sample.is_async:
         backends = ["asyncio"] if sample.uses_asyncio else ["asyncio", "trio"]
         for backend in backends:
@@ -109,6 +111,38 @@ def _namespace(sample: Sample) -> dict[str, Any]:
 async def _run_async(sample: Sample) -> None:
     coroutine = eval(sample.compile(), _namespace(sample))  # noqa: S307 - our own docs
     await coroutine
+
+
+# Runs a sample file in a fresh interpreter, top-level await allowed.
+_RUNNER = """
+import ast, inspect, sys
+import anyio
+path = sys.argv[1]
+code = compile(open(path).read(), path, "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
+namespace = {"__name__": "__main__"}
+if code.co_flags & inspect.CO_COROUTINE:
+    async def main():
+        await eval(code, namespace)
+    anyio.run(main)
+else:
+    exec(code, namespace)
+"""
+
+
+def _run_in_subprocess(sample: Sample, directory: Path) -> None:
+    """Run a sample in its own interpreter, the account in its environment."""
+    path = directory / "sample.py"
+    path.write_text(sample.code, encoding="utf-8")
+    result = subprocess.run(  # noqa: S603 - this interpreter, fixed arguments
+        [sys.executable, "-c", _RUNNER, str(path)],
+        cwd=directory,
+        env=dict(os.environ),  # SARV_* point at the emulator (the account fixture)
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def _run_with_pytest(sample: Sample, directory: Path) -> None:
