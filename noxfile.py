@@ -42,6 +42,7 @@ def typing(session: nox.Session) -> None:
 
 @nox.session
 def docs(session: nox.Session) -> None:
-    """Build the documentation site, failing on warnings."""
+    """Build the documentation site into site/ (open site/index.html), failing on warnings."""
     session.install(*nox.project.dependency_groups(PYPROJECT, "docs"))
-    session.run("mkdocs", "build", "--strict", "--site-dir", session.create_tmp() + "/site")
+    session.run("mkdocs", "build", "--strict", "--site-dir", "site")
+    session.log("the site is in site/: open site/index.html, or run 'mkdocs serve'")
