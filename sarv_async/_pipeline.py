@@ -90,7 +90,7 @@ class Pipeline:
 
     async def send(self, request: SarvRequest[T], options: CallOptions) -> T:
         """Send ``request``, repeating only what is safe to repeat; return its typed answer."""
-        if not _tracing.ENABLED:
+        if not _tracing.active():
             return await self._send(request, options)
         with _tracing.call_span(request.path, self._base_url):
             return await self._send(request, options)

@@ -30,11 +30,14 @@ from ._exceptions import OutcomeUnknownError
 from ._version import __version__
 
 if TYPE_CHECKING:
+    from types import ModuleType
+
     from opentelemetry.trace import Span, Tracer
 
 __all__ = [
     "ENABLED",
     "RESEND_COUNT",
+    "active",
     "async_request_hook",
     "call_span",
     "record_attempt",
@@ -49,14 +52,34 @@ RESEND_COUNT = "sarv_async.resend_count"
 _MIN_WAIT = 0.0005  # seconds: a limiter that let the request through at once is no event
 
 _tracer: Tracer | None = None
+_trace: ModuleType | None = None  # opentelemetry.trace, imported on first use
+
+
+def _api() -> ModuleType:
+    global _trace
+    if _trace is None:
+        from opentelemetry import trace
+
+        _trace = trace
+    return _trace
+
+
+def active() -> bool:
+    """Whether spans are wanted: opentelemetry-api is installed and a provider is set.
+
+    Without a provider every span would be a no-op one: the call skips them entirely.
+    """
+    if not ENABLED:
+        return False
+    trace = _api()
+    provider = trace.get_tracer_provider()
+    return not isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider)
 
 
 def _get_tracer() -> Tracer:
     global _tracer
     if _tracer is None:
-        from opentelemetry import trace
-
-        _tracer = trace.get_tracer("sarv_async", __version__)
+        _tracer = _api().get_tracer("sarv_async", __version__)
     return _tracer
 
 
@@ -64,9 +87,7 @@ def _current_span() -> Span | None:
     """The current span if it records (inside `call_span`), else None."""
     if not ENABLED:
         return None
-    from opentelemetry import trace
-
-    span = trace.get_current_span()
+    span: Span = _api().get_current_span()
     return span if span.is_recording() else None
 
 
