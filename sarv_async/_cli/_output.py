@@ -22,6 +22,7 @@ from .._exceptions import (
     AuthenticationError,
     OutcomeUnknownError,
     SarvError,
+    ValidationError,
 )
 from .._provision import ProgressCallback
 
@@ -114,6 +115,8 @@ def exit_status(exc: SarvError) -> int:
         return EXIT_USAGE  # the command's credentials are wrong; nothing was changed
     if isinstance(exc, APIError) and exc.status_code is None:
         return EXIT_USAGE  # refused locally, before anything was sent
+    if isinstance(exc, ValidationError) and exc.field == "base_url":
+        return EXIT_USAGE  # the API answered 404 to a base URL without /v1.0/
     return EXIT_FAILURE
 
 

@@ -75,6 +75,15 @@ def test_a_refused_base_url_is_a_usage_error(cli: Cli, account_env: Emulator) ->
     assert cli("smtp", "list", "--base-url", "http://api.example.com/v1.0/").code == 2
 
 
+def test_a_base_url_without_the_api_version_is_a_usage_error(
+    cli: Cli, account_env: Emulator
+) -> None:
+    """The API's 404 for a base URL without /v1.0/: 2, with the URL to try."""
+    run = cli("smtp", "list", "--base-url", account_env.url + "/")
+    assert run.code == 2
+    assert f"try {account_env.url}/v1.0/" in run.err
+
+
 def test_a_create_whose_outcome_is_unknown_exits_3(cli: Cli, account_env: Emulator) -> None:
     """A create whose answer was lost: 3, not the 1 of a certain failure."""
     account_env.inject_fault("drop_after_apply", "addSmtp")
