@@ -213,3 +213,33 @@ def test_emulator_on_every_interface_warns_and_gives_usable_urls() -> None:
     urls = _emulator.reachable_urls(EVERY_INTERFACE, "http://127.0.0.1:8025/v1.0/", 8025)
     assert urls[0] == "http://127.0.0.1:8025/v1.0/"
     assert urls[1] == f"http://{socket.gethostname()}:8025/v1.0/"
+
+
+def test_the_emulator_banner_carries_the_warning(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``sarv-async emulator --host 0.0.0.0`` prints both URLs and the warning.
+
+    The server is replaced by its announcement (nothing binds beyond loopback in tests).
+    """
+    from collections.abc import Callable
+
+    from sarv_async.testing._server import Emulator as ServerEmulator
+
+    def announce_only(
+        self: ServerEmulator, ready: Callable[[ServerEmulator], None] | None = None, **_: Any
+    ) -> None:
+        self._url = "http://127.0.0.1:8025"
+        self.port = 8025
+        assert ready is not None
+        ready(self)
+
+    monkeypatch.setattr(ServerEmulator, "serve_forever", announce_only)
+    run = cli("emulator", "--host", EVERY_INTERFACE, "--port", "8025")
+    assert run.code == 0
+    assert "base URL:   http://127.0.0.1:8025/v1.0/" in run.out
+    assert f"from other machines: http://{socket.gethostname()}:8025/v1.0/" in run.out
+    [warning] = run.err.splitlines()
+    assert warning.startswith("warning: listening on every interface (0.0.0.0)")
+    assert "'demo-token'" in warning
+    quiet = cli("emulator", "--host", "127.0.0.1", "--port", "8025")
+    assert quiet.err == ""
+    assert "from other machines" not in quiet.out
