@@ -243,3 +243,27 @@ def test_the_emulator_banner_carries_the_warning(cli: Cli, monkeypatch: pytest.M
     quiet = cli("emulator", "--host", "127.0.0.1", "--port", "8025")
     assert quiet.err == ""
     assert "from other machines" not in quiet.out
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+@pytest.mark.parametrize(("sig", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_signals_give_their_statuses(sig: signal.Signals, status: int) -> None:
+    """Ctrl-C exits 130; SIGTERM ends the process as SIGTERM does (a shell shows 143)."""
+    with socket.socket() as silent:  # accepts connections, never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}/v1.0/"
+        proc = subprocess.Popen(  # noqa: S603 - this interpreter, fixed arguments
+            [sys.executable, "-m", "sarv_async", "--base-url", url, "smtp", "list"],
+            env={"SARV_OWNER_ID": OWNER_ID, "SARV_TOKEN": TOKEN, "PATH": "/usr/bin:/bin"},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        connection, _ = silent.accept()  # the call is in flight
+        with connection:
+            proc.send_signal(sig)
+            _, err = proc.communicate(timeout=30)
+    code = proc.returncode if proc.returncode >= 0 else 128 - proc.returncode
+    assert code == status, err
+    assert TOKEN not in err
