@@ -145,16 +145,20 @@ def test_provision_with_failed_rows_only_exits_1(
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX pipes")
 def test_a_closed_stdout_exits_141_without_an_error_line() -> None:
-    """``smtp list | head -1``: no 'error: Broken pipe', no traceback; the status says SIGPIPE."""
+    """``smtp list | head -1``: no 'error: Broken pipe', no traceback; the status says SIGPIPE.
+
+    The reader here is ``true``, which exits at once: with ``head -1`` the pipe breaks only
+    when the output outgrows the pipe's buffer before head is gone, which is a race.
+    """
     with Emulator(accounts={OWNER_ID: TOKEN}) as emu:
-        create_users(emu, 300)
+        create_users(emu, 3)
         code = (
             "import sys; from sarv_async._cli import main; "
             f"sys.exit(main(['--owner-id', {OWNER_ID!r}, '--base-url', {emu.base_url!r}, "
             "'smtp', 'list', '--show-secrets']))"
         )
         proc = subprocess.run(  # noqa: S602 - a fixed pipeline of this interpreter
-            f'{sys.executable} -c "{code}" | head -1; echo "status=${{PIPESTATUS[0]}}"',
+            f'{sys.executable} -c "{code}" | true; echo "status=${{PIPESTATUS[0]}}"',
             shell=True,
             executable="/bin/bash",
             capture_output=True,
@@ -166,7 +170,7 @@ def test_a_closed_stdout_exits_141_without_an_error_line() -> None:
         shown = passwords(emu)
     assert proc.stdout.splitlines()[-1] == "status=141", proc.stdout + proc.stderr
     assert proc.stderr == ""
-    assert len(proc.stdout.splitlines()) == 2
+    assert len(proc.stdout.splitlines()) == 1
     assert signal.SIGPIPE + 128 == 141
     assert not any(password in proc.stderr for password in shown.values())
 
