@@ -22,6 +22,7 @@ from __future__ import annotations
 import importlib.util
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -53,6 +54,8 @@ _MIN_WAIT = 0.0005  # seconds: a limiter that let the request through at once is
 
 _tracer: Tracer | None = None
 _trace: ModuleType | None = None  # opentelemetry.trace, imported on first use
+# The recording span of the call in progress: events go to it, never to a span of yours.
+_call: ContextVar[Span | None] = ContextVar("sarv_async_call_span", default=None)
 
 
 def _api() -> ModuleType:
@@ -84,11 +87,8 @@ def _get_tracer() -> Tracer:
 
 
 def _current_span() -> Span | None:
-    """The current span if it records (inside `call_span`), else None."""
-    if not ENABLED:
-        return None
-    span: Span = _api().get_current_span()
-    return span if span.is_recording() else None
+    """The recording span of the SDK call in progress (inside `call_span`), else None."""
+    return _call.get()
 
 
 @contextmanager
@@ -102,7 +102,9 @@ def call_span(path: str, base_url: httpx.URL) -> Iterator[None]:
         record_exception=False,  # an exception event carries a message and a traceback
         set_status_on_exception=False,
     ) as span:
-        if span.is_recording():
+        recording = span.is_recording()
+        previous = _call.set(span if recording else None)
+        if recording:
             span.set_attributes(
                 {
                     "http.request.method": "POST",
@@ -114,7 +116,7 @@ def call_span(path: str, base_url: httpx.URL) -> Iterator[None]:
         try:
             yield
         except BaseException as exc:
-            if span.is_recording():
+            if recording:
                 name = type(exc).__qualname__
                 span.set_attribute("error.type", name)
                 span.set_status(StatusCode.ERROR, name)
@@ -122,6 +124,8 @@ def call_span(path: str, base_url: httpx.URL) -> Iterator[None]:
                     cause = type(exc.__cause__).__qualname__ if exc.__cause__ else name
                     span.add_event("sarv_async.outcome_unknown", {"error.type": cause})
             raise
+        finally:
+            _call.reset(previous)
 
 
 def record_attempt(resend_count: int, status_code: int) -> None:

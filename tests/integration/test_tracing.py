@@ -246,3 +246,20 @@ async def test_without_opentelemetry_the_sdk_makes_no_span(
     async with AsyncSarvClient(OWNER, TOKEN, base_url=emu.base_url) as client:
         await client.smtp_users.list()
     assert _sdk_spans(spans.get_finished_spans()) == []
+
+
+async def test_the_sdk_writes_only_to_its_own_spans(
+    emu: Emulator, spans: InMemorySpanExporter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the SDK's spans off, an application span around a call gets nothing from it."""
+    from sarv_async import _tracing
+
+    monkeypatch.setattr(_tracing, "active", lambda: False)
+    emu.inject_fault("gateway_page", "listSmtp")
+    with trace.get_tracer("app").start_as_current_span("app work"):
+        async with AsyncSarvClient(OWNER, TOKEN, base_url=emu.base_url, backoff=FAST) as client:
+            await client.smtp_users.list()
+    [app] = spans.get_finished_spans()
+    assert app.name == "app work"
+    assert dict(app.attributes or {}) == {}
+    assert app.events == ()
