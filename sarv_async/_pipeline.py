@@ -2,6 +2,13 @@
 
 httpx and cattrs exceptions become `SarvError`s here and nowhere else. Nothing
 logged here carries a body: method, path, HTTP status, duration and attempt only.
+
+What a failed answer proves is read from its HTTP status first (see `_classify` and
+docs/resilience.md): only HTTP 429 proves a call was refused. Errors leave through
+`Pipeline.send` without the frames and context of the reading (they hold the answer,
+passwords included, and sometimes the token), so error trackers that record frame
+locals find no secret. An attempt, from the request leaving to the last byte of the
+answer, is bounded by ``attempt_timeout`` with an anyio cancel scope.
 """
 
 from __future__ import annotations
@@ -9,7 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar
 
 import anyio
@@ -33,6 +40,7 @@ from ._exceptions import (
 from ._limiter import RateLimiter
 from ._requests import SarvRequest
 from ._retry import Backoff, Failure, parse_retry_after
+from ._text import server_text
 
 __all__ = ["CallOptions", "Pipeline"]
 
@@ -40,12 +48,15 @@ T = TypeVar("T")
 
 logger = logging.getLogger("sarv_async")
 
+#: Error kinds with a class of their own. ``RateLimitError`` is not one: only an HTTP 429
+#: is a throttle, and an envelope that merely names it raises `APIError`.
 _ERROR_KINDS: dict[str, type[APIError]] = {
     "ValidationError": ValidationError,
     "AuthenticationError": AuthenticationError,
     "GeneralError": GeneralError,
-    "RateLimitError": RateLimitError,
 }
+#: Kinds that say the server refused the call, so it was not applied (at 2xx and 4xx).
+_REFUSALS = (ValidationError, AuthenticationError)
 
 
 @attrs.frozen
@@ -56,6 +67,8 @@ class CallOptions:
     max_retries: int
     backoff: Backoff
     max_retry_after: float
+    #: Seconds one attempt may take in all, request out to last answer byte; None: unbounded.
+    attempt_timeout: float | None
 
 
 class Pipeline:
@@ -71,10 +84,14 @@ class Pipeline:
         limiter: RateLimiter,
         max_concurrency: int,
         headers: dict[str, str] | None,
+        fresh_http: Callable[[], httpx.AsyncClient] | None = None,
     ) -> None:
         self.limiter = limiter
         self.max_concurrency = max_concurrency
         self._http = http
+        #: Makes the pool of calls unsafe to repeat: no keep-alive (see `_http_for`).
+        self._fresh_factory = fresh_http
+        self._fresh: httpx.AsyncClient | None = None
         self._base_url = base_url
         self._token = token
         self._owner_id = owner_id
@@ -89,19 +106,27 @@ class Pipeline:
         if url is None:
             url = self._urls[path] = self._base_url.join(path)
         body = self._encode(request)
+        http = self._http if request.safe_to_repeat else self._http_for_unsafe()
         attempt = 0
         while True:
             attempt += 1
             try:
-                response = await self._post(url, body, options.timeout, path, attempt)
+                response = await self._post(http, url, body, options, path, attempt)
             except httpx.HTTPError as exc:
                 # Not chained: the httpx error and its frames hold the request, token included.
                 error, failure = _translate_transport_error(exc, path)
             else:
-                try:
-                    return self._read(response, request)
-                except SarvError as exc:
-                    error, failure = exc, _classify(exc)
+                if response is None:
+                    error = APITimeoutError(
+                        f"POST {path} did not finish within attempt_timeout "
+                        f"({options.attempt_timeout:g} s)"
+                    )
+                    failure = Failure.MAYBE_APPLIED
+                else:
+                    try:
+                        return self._read(response, request)
+                    except SarvError as exc:
+                        error, failure = _detached(exc), _classify(exc)
 
             if failure is Failure.MAYBE_APPLIED and not request.safe_to_repeat:
                 logger.warning(
@@ -125,6 +150,25 @@ class Pipeline:
                 options.max_retries + 1,
             )
 
+    def _http_for_unsafe(self) -> httpx.AsyncClient:
+        """The pool for calls unsafe to repeat: a fresh connection each, when the pool is ours.
+
+        A keep-alive connection can hold bytes a server sent past an answer's end (h11
+        keeps them for the next response on that connection), so a create sent on it
+        could read a forged answer as its own. A connection of its own cannot.
+        """
+        if self._fresh_factory is None:
+            return self._http
+        if self._fresh is None:
+            self._fresh = self._fresh_factory()
+        return self._fresh
+
+    async def aclose(self) -> None:
+        """Close the pool of calls unsafe to repeat, if one was made."""
+        fresh, self._fresh = self._fresh, None
+        if fresh is not None:
+            await fresh.aclose()
+
     async def _wait_before_retry(
         self, error: SarvError, failure: Failure, attempt: int, options: CallOptions
     ) -> float:
@@ -133,7 +177,9 @@ class Pipeline:
             retry_after = error.retry_after if isinstance(error, RateLimitError) else None
             if retry_after is not None:
                 if retry_after > options.max_retry_after:
-                    self.limiter.pause(retry_after)
+                    # Too long to sit out: this call raises, and the pause is clamped so
+                    # that no later call is held back longer than max_retry_after.
+                    self.limiter.pause(options.max_retry_after)
                     raise error
                 delay = retry_after
             # One 429 pauses every task of the client: the next acquire() waits it out.
@@ -149,17 +195,34 @@ class Pipeline:
         return _RequestBody(json.dumps(fields, separators=(",", ":")).encode())
 
     async def _post(
-        self, url: httpx.URL, body: _RequestBody, limits: httpx.Timeout, path: str, attempt: int
-    ) -> httpx.Response:
+        self,
+        http: httpx.AsyncClient,
+        url: httpx.URL,
+        body: _RequestBody,
+        options: CallOptions,
+        path: str,
+        attempt: int,
+    ) -> httpx.Response | None:
+        """POST ``body``; the answer, or None if the attempt overran ``attempt_timeout``."""
         async with self._slots:
             # The pause and the rate windows are checked now, as the request leaves.
             await self.limiter.acquire()
             started = time.perf_counter()
-            request = self._http.build_request(
-                "POST", url, content=body.content, headers=self._headers, timeout=limits
+            request = http.build_request(
+                "POST", url, content=body.content, headers=self._headers, timeout=options.timeout
             )
             request.stream = body
-            response = await self._http.send(request)
+            limit = options.attempt_timeout
+            if limit is None:
+                response = await http.send(request)
+            else:
+                # httpx's timeouts bound each read, so a server dripping a byte now and
+                # then would keep the attempt alive forever. The scope bounds it whole;
+                # httpx closes the connection it cancels (it never returns to the pool).
+                with anyio.CancelScope(deadline=anyio.current_time() + limit) as scope:
+                    response = await http.send(request)
+                if scope.cancelled_caught:
+                    return None
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug(
                 "POST %s -> HTTP %d in %.1f ms (attempt %d)",
@@ -177,24 +240,24 @@ class Pipeline:
                 f"POST {request.path} was rate limited",
                 retry_after=parse_retry_after(response.headers.get("retry-after")),
             )
-        try:
-            data = json.loads(response.content)
-        except (ValueError, RecursionError):  # RecursionError: absurdly nested JSON
-            raise UnexpectedResponseError(
-                f"POST {request.path} answered HTTP {status} with {_describe_body(response)}, "
-                "not JSON",
-                status_code=status,
-            ) from None
+        data = _parse_json(response.content)
         if not isinstance(data, dict):
             raise UnexpectedResponseError(
-                f"POST {request.path} answered HTTP {status} with a JSON "
-                f"{type(data).__name__}, not an object",
+                f"POST {request.path} answered HTTP {status} with "
+                + (
+                    f"{_describe_body(response)}, not JSON"
+                    if data is _NOT_JSON
+                    else f"a JSON {type(data).__name__}, not an object"
+                ),
                 status_code=status,
             )
         outcome = data.get("status")
         if outcome == "error":
-            raise self._api_error(data, status)
+            error = self._api_error(data, status)
+            del data  # the answer leaves no trace in this frame
+            raise error
         if not 200 <= status < 300 or outcome != "success":
+            del data
             raise UnexpectedResponseError(
                 f"POST {request.path} answered HTTP {status} with status {_short(outcome)}, "
                 "neither a success nor an error envelope",
@@ -204,16 +267,19 @@ class Pipeline:
         return result
 
     def _api_error(self, data: dict[str, Any], status: int) -> APIError:
+        token = self._token.reveal()
         kind = data.get("name") or data.get("type")
-        name = kind if isinstance(kind, str) and kind else "APIError"
+        name = server_text(kind, mask=token) if isinstance(kind, str) and kind else "APIError"
         message = data.get("message")
-        message = message if isinstance(message, str) else ""
         # The server has no reason to echo the token, but if it ever does, it stops here.
-        message = message.replace(self._token.reveal(), "***") if message else "(no message)"
+        message = server_text(message, mask=token) if isinstance(message, str) and message else ""
         code = data.get("code")
-        code = code if isinstance(code, (int, str)) and not isinstance(code, bool) else None
+        if isinstance(code, str):
+            code = server_text(code, mask=token)
+        elif not isinstance(code, int) or isinstance(code, bool):
+            code = None
         cls = _ERROR_KINDS.get(name, APIError)
-        return cls(message, name=name, code=code, status_code=status)
+        return cls(message or "(no message)", name=name, code=code, status_code=status)
 
 
 class _RequestBody(httpx.AsyncByteStream):
@@ -253,17 +319,57 @@ class _Once:
 
 
 def _classify(error: SarvError) -> Failure:
-    """What an error read from an answer says about repeating the call."""
-    if isinstance(error, RateLimitError):
+    """What an error read from an answer says about repeating the call.
+
+    The status speaks first: HTTP 429 (and only it) is a throttle, proof that nothing
+    was applied. Any other status outside 2xx and 4xx (a 5xx, a 3xx) says the server
+    failed, so the call may have been applied whatever the body says. At 2xx and 4xx
+    the envelope decides: ``ValidationError`` and ``AuthenticationError`` are refusals;
+    every other kind (``GeneralError``, a ``RateLimitError`` that is no 429, a kind the
+    docs do not list, none) may have been applied. So may an unreadable answer.
+    """
+    status = getattr(error, "status_code", None)
+    if isinstance(error, RateLimitError) and status == 429:
         return Failure.THROTTLED
-    if isinstance(error, (GeneralError, UnexpectedResponseError)):
+    if (
+        isinstance(error, _REFUSALS)
+        and status is not None
+        and (200 <= status < 300 or 400 <= status < 500)
+    ):
+        return Failure.FINAL
+    if isinstance(error, (APIError, UnexpectedResponseError)):
         return Failure.MAYBE_APPLIED
     return Failure.FINAL
+
+
+def _detached(error: SarvError) -> SarvError:
+    """``error`` without the frames and context it was raised with.
+
+    Those frames (the reading of the answer, the converter, cattrs, json) hold the parsed
+    answer, passwords included; the context is json's or cattrs' exception, with more.
+    """
+    error.__traceback__ = None
+    error.__context__ = None
+    return error
+
+
+#: What `_parse_json` returns for a body that is not JSON.
+_NOT_JSON: Any = object()
+
+
+def _parse_json(content: bytes) -> Any:
+    """The decoded body, or `_NOT_JSON`; never raises, and leaves no exception context."""
+    try:
+        return json.loads(content)
+    except (ValueError, RecursionError):  # RecursionError: absurdly nested JSON
+        pass
+    return _NOT_JSON
 
 
 def _translate_transport_error(exc: httpx.HTTPError, path: str) -> tuple[SarvError, Failure]:
     """The SDK's error for an httpx failure, and whether the request can have been seen."""
     name = type(exc).__name__
+    text = server_text(str(exc))  # httpx's messages can quote what the server sent
     if isinstance(exc, httpx.TimeoutException):
         not_sent = isinstance(exc, (httpx.ConnectTimeout, httpx.PoolTimeout))
         error: SarvError = APITimeoutError(
@@ -271,15 +377,15 @@ def _translate_transport_error(exc: httpx.HTTPError, path: str) -> tuple[SarvErr
         )
         return error, Failure.NOT_SENT if not_sent else Failure.MAYBE_APPLIED
     if isinstance(exc, httpx.ConnectError):
-        return APIConnectionError(f"POST {path}: could not connect ({exc})"), Failure.NOT_SENT
+        return APIConnectionError(f"POST {path}: could not connect ({text})"), Failure.NOT_SENT
     if isinstance(exc, (httpx.UnsupportedProtocol, httpx.LocalProtocolError)):
-        return APIConnectionError(f"POST {path}: cannot be sent ({name}: {exc})"), Failure.FINAL
+        return APIConnectionError(f"POST {path}: cannot be sent ({name}: {text})"), Failure.FINAL
     if isinstance(exc, httpx.DecodingError):
         return (
             UnexpectedResponseError(f"POST {path}: the answer could not be decoded ({name})"),
             Failure.MAYBE_APPLIED,
         )
-    return APIConnectionError(f"POST {path}: connection failed ({name}: {exc})"), (
+    return APIConnectionError(f"POST {path}: connection failed ({name}: {text})"), (
         Failure.MAYBE_APPLIED
     )
 
@@ -290,7 +396,7 @@ def _describe_body(response: httpx.Response) -> str:
     if not size:
         return "an empty body"
     kind = response.headers.get("content-type", "no content type").split(";")[0].strip()
-    return f"a {kind} body of {size} bytes"
+    return f"a {server_text(kind, limit=100)} body of {size} bytes"
 
 
 def _short(value: object) -> str:
