@@ -154,7 +154,7 @@ def _given(value: object, field: str) -> str | None:
 
 def _from_app_domain(app_domain: str) -> str:
     domain = _given(app_domain, "app_domain")
-    if domain is None or "/" in domain or ":" in domain:
+    if domain is None or not _is_host_name(domain):
         raise ValidationError(
             "app_domain must be a bare domain such as 'tes.example.com' "
             "(give a full URL as base_url instead)",
@@ -207,10 +207,19 @@ def _url_problem(url: httpx.URL) -> str | None:
     try:
         ipaddress.ip_address(host.strip("[]"))
     except ValueError:
-        labels = host[:-1].split(".") if host.endswith(".") else host.split(".")
-        if len(host) > 253 or not all(_LABEL.fullmatch(label) for label in labels):
+        if not _is_host_name(host):
             return f"has no valid host name ({host[:100]!r})"
     return None
+
+
+def _is_host_name(host: str) -> bool:
+    """Whether ``host`` is a DNS host name: dot-separated letters, digits and inner hyphens."""
+    try:
+        host = host.encode("idna").decode("ascii")
+    except UnicodeError:
+        return False
+    labels = host[:-1].split(".") if host.endswith(".") else host.split(".")
+    return len(host) <= 253 and all(_LABEL.fullmatch(label) for label in labels)
 
 
 def is_loopback(host: str) -> bool:

@@ -46,6 +46,8 @@ __all__ = ["CallOptions", "Pipeline"]
 
 T = TypeVar("T")
 
+_COMPACT_JSON = json.JSONEncoder(separators=(",", ":"))  # made once: json.dumps makes one a call
+
 logger = logging.getLogger("sarv_async")
 
 #: Error kinds with a class of their own. ``RateLimitError`` is not one: only an HTTP 429
@@ -69,6 +71,12 @@ class CallOptions:
     max_retry_after: float
     #: Seconds one attempt may take in all, request out to last answer byte; None: unbounded.
     attempt_timeout: float | None
+    #: ``timeout`` as httpx's request extension, made once rather than per request.
+    timeout_extension: dict[str, float | None] = attrs.field(init=False, eq=False, repr=False)
+
+    @timeout_extension.default
+    def _timeout_extension(self) -> dict[str, float | None]:
+        return self.timeout.as_dict()
 
 
 class Pipeline:
@@ -98,6 +106,7 @@ class Pipeline:
         self._slots = anyio.Semaphore(max_concurrency, fast_acquire=True)
         self._headers = headers
         self._urls: dict[str, httpx.URL] = {}
+        self._fixed_bodies: dict[type[SarvRequest[Any]], _RequestBody] = {}
 
     async def send(self, request: SarvRequest[T], options: CallOptions) -> T:
         """Send ``request``, repeating only what is safe to repeat; return its typed answer."""
@@ -189,10 +198,19 @@ class Pipeline:
         return delay
 
     def _encode(self, request: SarvRequest[Any]) -> _RequestBody:
+        # A request without fields (list) always has the same body: encode it once.
+        body = self._fixed_bodies.get(type(request))
+        if body is not None:
+            return body
         fields = unstructure_request(request)
+        kind = type(request)
+        fixed = not fields and attrs.has(kind) and not attrs.fields(kind)
         fields["owner_id"] = self._owner_id
         fields["token"] = self._token.reveal()
-        return _RequestBody(json.dumps(fields, separators=(",", ":")).encode())
+        body = _RequestBody(_COMPACT_JSON.encode(fields).encode())
+        if fixed:
+            self._fixed_bodies[kind] = body
+        return body
 
     async def _post(
         self,
@@ -209,7 +227,11 @@ class Pipeline:
             await self.limiter.acquire()
             started = time.perf_counter()
             request = http.build_request(
-                "POST", url, content=body.content, headers=self._headers, timeout=options.timeout
+                "POST",
+                url,
+                content=body.content,
+                headers=self._headers,
+                extensions={"timeout": options.timeout_extension},
             )
             request.stream = body
             limit = options.attempt_timeout
