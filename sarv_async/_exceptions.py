@@ -120,7 +120,11 @@ class GeneralError(APIError):
 
 
 class RateLimitError(APIError):
-    """The API answered HTTP 429 and the retries are spent, or its wait is too long to sit out."""
+    """The API answered HTTP 429 and the retries are spent, or its wait is too long to sit out.
+
+    Only an HTTP 429 raises it: an error envelope that merely names ``RateLimitError``
+    with another status proves nothing about the call and raises `APIError`.
+    """
 
     #: Seconds the server asked us to wait, when it said.
     retry_after: float | None
