@@ -97,7 +97,7 @@ class Pipeline:
         self.limiter = limiter
         self.max_concurrency = max_concurrency
         self._http = http
-        #: Makes the pool of calls unsafe to repeat: no keep-alive (see `_http_for`).
+        #: Makes the pool of calls unsafe to repeat: no keep-alive (see `_http_for_unsafe`).
         self._fresh_factory = fresh_http
         self._fresh: httpx.AsyncClient | None = None
         self._base_url = base_url
@@ -262,7 +262,10 @@ class Pipeline:
                 f"POST {request.path} was rate limited",
                 retry_after=parse_retry_after(response.headers.get("retry-after")),
             )
-        data = _parse_json(response.content)
+        try:
+            data = json.loads(response.content)
+        except (ValueError, RecursionError):  # RecursionError: absurdly nested JSON
+            data = _NOT_JSON  # raised below, outside this block: no json frames as context
         if not isinstance(data, dict):
             raise UnexpectedResponseError(
                 f"POST {request.path} answered HTTP {status} with "
@@ -375,17 +378,8 @@ def _detached(error: SarvError) -> SarvError:
     return error
 
 
-#: What `_parse_json` returns for a body that is not JSON.
+#: Stands for a body that is not JSON.
 _NOT_JSON: Any = object()
-
-
-def _parse_json(content: bytes) -> Any:
-    """The decoded body, or `_NOT_JSON`; never raises, and leaves no exception context."""
-    try:
-        return json.loads(content)
-    except (ValueError, RecursionError):  # RecursionError: absurdly nested JSON
-        pass
-    return _NOT_JSON
 
 
 def _translate_transport_error(exc: httpx.HTTPError, path: str) -> tuple[SarvError, Failure]:
