@@ -383,7 +383,7 @@ def _call_options(
             field="max_retry_after",
         )
     if attempt_timeout is None:
-        attempt_timeout = default_attempt_timeout(timeout)
+        attempt_timeout = _default_attempt_timeout(timeout)
     elif (
         isinstance(attempt_timeout, bool)
         or not isinstance(attempt_timeout, (int, float))
@@ -402,7 +402,7 @@ def _call_options(
     )
 
 
-def default_attempt_timeout(timeout: httpx.Timeout) -> float | None:
+def _default_attempt_timeout(timeout: httpx.Timeout) -> float | None:
     """connect + write + read of ``timeout``: each phase once; None if one is unbounded."""
     phases = (timeout.connect, timeout.write, timeout.read)
     if any(phase is None for phase in phases):

@@ -50,7 +50,11 @@ class RateLimiter(Protocol):
         ...
 
     def pause(self, seconds: float) -> None:
-        """Hold back every request for ``seconds`` from now (the server answered 429)."""
+        """Hold back every request for ``seconds`` from now (the server answered 429).
+
+        The client never asks for more than its ``max_retry_after``; an implementation
+        should still clamp what it is given, so no one call can disable it for good.
+        """
         ...
 
 
