@@ -15,6 +15,7 @@ import pytest
 
 from sarv_async import APITimeoutError, AsyncSarvClient, OutcomeUnknownError
 from tests.hostile import Conn, HostileServer, http_response
+from tests.unit.test_frame_locals import rendered
 
 pytestmark = pytest.mark.anyio
 
@@ -115,6 +116,24 @@ async def test_a_create_cut_off_by_the_deadline_is_outcome_unknown(kind: str) ->
                 await client.smtp_users.create(total_limit=1, hourly_limit=1)
             assert isinstance(info.value.__cause__, APITimeoutError)
         assert [path for _, path in server.requests] == ["/v1.0/settings/addSmtp"]
+
+
+async def test_no_token_in_the_frames_of_a_cut_off_call() -> None:
+    """Cancelled mid-exchange inside httpx, the errors raised keep no token in their frames."""
+    with _serve(_drip_body) as server:
+        async with _client(server, attempt_timeout=0.3, max_retries=0) as client:
+            with pytest.raises(APITimeoutError) as timed_out:
+                await client.smtp_users.list()
+        errors: list[BaseException] = [timed_out.value]
+    with _serve(_drip_body) as server:
+        async with _client(server, attempt_timeout=0.3, max_retries=0) as client:
+            with pytest.raises(OutcomeUnknownError) as unknown:
+                await client.smtp_users.create(total_limit=1, hourly_limit=1)
+        errors.append(unknown.value)
+    for error in errors:
+        text = rendered(error)
+        assert "_pipeline.py" in text
+        assert TOKEN not in text
 
 
 async def test_safe_calls_are_retried_after_the_deadline() -> None:

@@ -75,6 +75,9 @@ ANSWERS: dict[str, Callable[[str], httpx.Response]] = {
         500, json={"status": "success", "smtp_user_name": "u", "smtp_password": PASSWORD}
     ),
     "dropped": lambda call: httpx.Response(200, stream=_Dropping()),
+    "throttled-for-an-hour": lambda call: httpx.Response(
+        429, headers={"Retry-After": "3600"}, json={"status": "error", "message": TOKEN}
+    ),
 }
 
 
