@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import enum
+import math
 import warnings
 from types import TracebackType
 from typing import ClassVar, TypeVar
 
 import httpx
 
-from ._config import SARV, SENDCLEAN, Brand, resolve
+from ._config import SARV, SENDCLEAN, Brand, Secret, resolve
 from ._exceptions import ValidationError
 from ._limiter import RateLimiter, SlidingWindowLimiter
 from ._pipeline import CallOptions, Pipeline
@@ -96,10 +97,12 @@ class AsyncSarvClient:
     ``base_url`` wins over ``app_domain`` (which gives ``https://api.{app_domain}/v1.0/``).
     Plain ``http://`` is refused but for loopback, or with ``allow_insecure_http=True``.
 
-    ``timeout`` (seconds or an `httpx.Timeout`), ``max_retries``, ``rate_limit`` (e.g.
-    ``"60/minute;3600/hour"``, ``None`` for no pacing) and ``max_concurrency`` (requests in
-    flight) hold for every task using the client. An ``http_client`` you pass is used as
-    is and never closed by the client.
+    ``timeout`` (seconds or an `httpx.Timeout`, for each phase), ``attempt_timeout``
+    (seconds one attempt may take in all; by default connect + write + read of
+    ``timeout``), ``max_retries``, ``rate_limit`` (e.g. ``"60/minute;3600/hour"``,
+    ``None`` for no pacing) and ``max_concurrency`` (requests in flight) hold for every
+    task using the client. An ``http_client`` you pass is used as is and never closed by
+    the client.
     """
 
     _brand: ClassVar[Brand] = SARV
@@ -121,14 +124,19 @@ class AsyncSarvClient:
         max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
         backoff: Backoff | None = None,
         max_retry_after: float = DEFAULT_MAX_RETRY_AFTER,
+        attempt_timeout: float | None = None,
         limiter: RateLimiter | None = None,
         http_client: httpx.AsyncClient | None = None,
         allow_insecure_http: bool = False,
     ) -> None:
+        # From here on the token lives in a Secret only: no frame of an error raised
+        # below (a bad option, a bad base URL) holds it as a plain local.
+        secret = None if token is None else Secret(token)
+        del token
         settings = resolve(
             self._brand,
             owner_id=owner_id,
-            token=token,
+            token=secret,
             app_domain=app_domain,
             base_url=base_url,
             allow_insecure_http=allow_insecure_http,
@@ -143,6 +151,7 @@ class AsyncSarvClient:
             max_retries=max_retries,
             backoff=backoff if backoff is not None else Backoff(),
             max_retry_after=max_retry_after,
+            attempt_timeout=attempt_timeout,
         )
         if limiter is None:
             limiter = SlidingWindowLimiter(
@@ -152,6 +161,7 @@ class AsyncSarvClient:
         user_agent = f"sarv-async/{__version__}"
         headers = {"User-Agent": user_agent, "Content-Type": "application/json"}
         owns_http = http_client is None
+        fresh_http = None
         if http_client is None:
             http_client = httpx.AsyncClient(
                 headers=headers,
@@ -160,6 +170,18 @@ class AsyncSarvClient:
                     max_connections=max_concurrency, max_keepalive_connections=max_concurrency
                 ),
             )
+
+            def fresh_http() -> httpx.AsyncClient:
+                # Creates go out on a connection of their own, closed after the answer:
+                # no bytes left on a reused connection can pass for a create's answer.
+                return httpx.AsyncClient(
+                    headers={**headers, "Connection": "close"},
+                    timeout=options.timeout,
+                    limits=httpx.Limits(
+                        max_connections=max_concurrency, max_keepalive_connections=0
+                    ),
+                )
+
         pipeline = Pipeline(
             http=http_client,
             base_url=settings.base_url,
@@ -169,6 +191,7 @@ class AsyncSarvClient:
             max_concurrency=max_concurrency,
             # Our own pool carries the headers already; a borrowed one gets them per request.
             headers=None if owns_http else headers,
+            fresh_http=fresh_http,
         )
         self._shared = _Shared(
             pipeline,
@@ -177,6 +200,7 @@ class AsyncSarvClient:
             f"{type(self).__name__} for {settings.owner_id!r} at {settings.base_url}",
         )
         self._options = options
+        self._attempt_timeout = attempt_timeout
         self._owner_id = settings.owner_id
         self._base_url = settings.base_url
         self.smtp_users = SmtpUsers(self)
@@ -204,6 +228,11 @@ class AsyncSarvClient:
         return self._options.timeout
 
     @property
+    def attempt_timeout(self) -> float | None:
+        """Seconds one attempt may take in all, from sending to the last byte of the answer."""
+        return self._options.attempt_timeout
+
+    @property
     def max_retries(self) -> int:
         """How many times a failed call is repeated, when repeating is safe."""
         return self._options.max_retries
@@ -214,25 +243,32 @@ class AsyncSarvClient:
         timeout: float | httpx.Timeout | None = None,
         max_retries: int | None = None,
         backoff: Backoff | None = None,
+        attempt_timeout: float | None = None,
     ) -> Self:
         """A copy with other per-call options, sharing this client's pool, limiter and life.
 
-        ::
+        An ``attempt_timeout`` not given explicitly (here or to the client) follows
+        ``timeout``. ::
 
             users = await client.with_options(timeout=60, max_retries=5).smtp_users.list()
         """
         copy = object.__new__(type(self))
         copy.__dict__.update(self.__dict__)
+        if attempt_timeout is not None:
+            copy._attempt_timeout = attempt_timeout
         copy._options = _call_options(
             timeout=self._options.timeout if timeout is None else timeout,
             max_retries=self._options.max_retries if max_retries is None else max_retries,
             backoff=self._options.backoff if backoff is None else backoff,
             max_retry_after=self._options.max_retry_after,
+            attempt_timeout=copy._attempt_timeout,
         )
         copy.smtp_users = SmtpUsers(copy)
         return copy
 
     def __repr__(self) -> str:
+        if "_shared" not in self.__dict__:  # seen from the frame of a failed __init__
+            return f"<{type(self).__name__} (not made)>"
         return (
             f"<{type(self).__name__} base_url={str(self._base_url)!r} "
             f"owner_id={self._owner_id!r} state={self._shared.state.name}>"
@@ -279,7 +315,10 @@ class AsyncSarvClient:
             return
         shared.state = ClientState.CLOSED
         if shared.owns_http:
-            await shared.http.aclose()
+            try:
+                await shared.http.aclose()
+            finally:
+                await shared.pipeline.aclose()
 
 
 class AsyncSendCleanClient(AsyncSarvClient):
@@ -302,7 +341,12 @@ def _parse_rate_limit(rate_limit: str | None) -> tuple[RateWindow, ...]:
 
 
 def _call_options(
-    *, timeout: float | httpx.Timeout, max_retries: int, backoff: Backoff, max_retry_after: float
+    *,
+    timeout: float | httpx.Timeout,
+    max_retries: int,
+    backoff: Backoff,
+    max_retry_after: float,
+    attempt_timeout: float | None,
 ) -> CallOptions:
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float, httpx.Timeout)):
         raise ValidationError(
@@ -310,9 +354,18 @@ def _call_options(
             field="timeout",
         )
     if not isinstance(timeout, httpx.Timeout):
-        if timeout <= 0:
-            raise ValidationError(f"timeout must be positive, got {timeout!r}", field="timeout")
+        if not 0 < timeout < math.inf:
+            raise ValidationError(
+                f"timeout must be a positive finite number of seconds, got {timeout!r}",
+                field="timeout",
+            )
         timeout = httpx.Timeout(float(timeout))
+    phases = (timeout.connect, timeout.read, timeout.write, timeout.pool)
+    if any(phase is not None and not 0 < phase < math.inf for phase in phases):
+        raise ValidationError(
+            f"timeout phases must be positive finite seconds or None, got {timeout!r}",
+            field="timeout",
+        )
     if type(max_retries) is not int or max_retries < 0:
         raise ValidationError(
             f"max_retries must be a non-negative integer, got {max_retries!r}",
@@ -323,12 +376,35 @@ def _call_options(
     if (
         isinstance(max_retry_after, bool)
         or not isinstance(max_retry_after, (int, float))
-        or (max_retry_after < 0)
+        or not 0 <= max_retry_after < math.inf
     ):
         raise ValidationError(
-            f"max_retry_after must be non-negative seconds, got {max_retry_after!r}",
+            f"max_retry_after must be finite non-negative seconds, got {max_retry_after!r}",
             field="max_retry_after",
         )
+    if attempt_timeout is None:
+        attempt_timeout = _default_attempt_timeout(timeout)
+    elif (
+        isinstance(attempt_timeout, bool)
+        or not isinstance(attempt_timeout, (int, float))
+        or not 0 < attempt_timeout < math.inf
+    ):
+        raise ValidationError(
+            f"attempt_timeout must be a positive finite number of seconds, got {attempt_timeout!r}",
+            field="attempt_timeout",
+        )
     return CallOptions(
-        timeout=timeout, max_retries=max_retries, backoff=backoff, max_retry_after=max_retry_after
+        timeout=timeout,
+        max_retries=max_retries,
+        backoff=backoff,
+        max_retry_after=max_retry_after,
+        attempt_timeout=float(attempt_timeout) if attempt_timeout is not None else None,
     )
+
+
+def _default_attempt_timeout(timeout: httpx.Timeout) -> float | None:
+    """connect + write + read of ``timeout``: each phase once; None if one is unbounded."""
+    phases = (timeout.connect, timeout.write, timeout.read)
+    if any(phase is None for phase in phases):
+        return None
+    return sum(phase for phase in phases if phase is not None)

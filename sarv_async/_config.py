@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import attrs
 import httpx
@@ -68,7 +69,7 @@ def resolve(
     brand: Brand,
     *,
     owner_id: str | None,
-    token: str | None,
+    token: Secret | None,
     app_domain: str | None,
     base_url: str | httpx.URL | None,
     allow_insecure_http: bool,
@@ -77,6 +78,8 @@ def resolve(
     """Fill what was not given from the environment; refuse what is missing or unsafe.
 
     Explicit arguments win over the environment; ``base_url`` wins over ``app_domain``.
+    The token is only ever held in a `Secret` here, so no frame of an error raised
+    while resolving holds it as a plain local.
     """
     env = os.environ if environ is None else environ
 
@@ -88,7 +91,7 @@ def resolve(
         return None
 
     owner_id = _given(owner_id, "owner_id") or from_env("OWNER_ID")
-    token = _given(token, "token") or from_env("TOKEN")
+    token = _given_secret(token) or _env_secret(from_env)
     missing = [name for name, value in (("owner_id", owner_id), ("token", token)) if not value]
 
     url: str | httpx.URL | None = base_url
@@ -120,9 +123,24 @@ def resolve(
     assert url is not None
     return Settings(
         owner_id=owner_id,
-        token=Secret(token),
+        token=token,
         base_url=_check_base_url(url, allow_insecure_http=allow_insecure_http),
     )
+
+
+def _given_secret(token: Secret | None) -> Secret | None:
+    """The token argument, stripped, or None if empty; its value never bound to a local."""
+    if token is None:
+        return None
+    if not isinstance(token.reveal(), str):
+        raise ValidationError(
+            f"token must be a string, got a {type(token.reveal()).__name__}", field="token"
+        )
+    return Secret(token.reveal().strip()) if token.reveal().strip() else None
+
+
+def _env_secret(from_env: Callable[[str], str | None]) -> Secret | None:
+    return Secret(from_env("TOKEN") or "") if from_env("TOKEN") else None
 
 
 def _given(value: object, field: str) -> str | None:
@@ -137,7 +155,7 @@ def _given(value: object, field: str) -> str | None:
 
 def _from_app_domain(app_domain: str) -> str:
     domain = _given(app_domain, "app_domain")
-    if domain is None or "/" in domain or ":" in domain:
+    if domain is None or not _is_host_name(domain):
         raise ValidationError(
             "app_domain must be a bare domain such as 'tes.example.com' "
             "(give a full URL as base_url instead)",
@@ -147,17 +165,15 @@ def _from_app_domain(app_domain: str) -> str:
 
 
 def _check_base_url(value: str | httpx.URL, *, allow_insecure_http: bool) -> httpx.URL:
+    problem: str | None
     try:
         url = httpx.URL(value)
     except (httpx.InvalidURL, TypeError) as exc:
-        raise ValidationError(f"base_url is not a valid URL: {exc}", field="base_url") from None
-    if url.scheme not in ("http", "https") or not url.host:
-        raise ValidationError(
-            "base_url must be an absolute http(s) URL such as 'https://api.example.com/v1.0/'",
-            field="base_url",
-        )
-    if url.query or url.fragment:
-        raise ValidationError("base_url must not carry a query or fragment", field="base_url")
+        problem = f"is not a valid URL: {exc}"
+    else:
+        problem = _url_problem(url)
+    if problem:
+        raise ValidationError(f"base_url {problem}", field="base_url")
     if not url.raw_path.endswith(b"/"):
         url = url.copy_with(raw_path=url.raw_path + b"/")
     if url.scheme == "http" and not is_loopback(url.host):
@@ -173,6 +189,38 @@ def _check_base_url(value: str | httpx.URL, *, allow_insecure_http: bool) -> htt
             stacklevel=4,
         )
     return url
+
+
+_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
+
+
+def _url_problem(url: httpx.URL) -> str | None:
+    """What makes ``url`` unusable as a base URL, or None."""
+    if url.scheme not in ("http", "https") or not url.raw_host:
+        return "must be an absolute http(s) URL such as 'https://api.example.com/v1.0/'"
+    if url.userinfo:
+        return "must not carry a user name or password (the token goes in the body)"
+    if url.query or url.fragment:
+        return "must not carry a query or fragment"
+    if url.port is not None and not 1 <= url.port <= 65535:
+        return f"has port {url.port}, outside 1-65535"
+    host = url.raw_host.decode("ascii", "replace")
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        if not _is_host_name(host):
+            return f"has no valid host name ({host[:100]!r})"
+    return None
+
+
+def _is_host_name(host: str) -> bool:
+    """Whether ``host`` is a DNS host name: dot-separated letters, digits and inner hyphens."""
+    try:
+        host = host.encode("idna").decode("ascii")
+    except UnicodeError:
+        return False
+    labels = host[:-1].split(".") if host.endswith(".") else host.split(".")
+    return len(host) <= 253 and all(_LABEL.fullmatch(label) for label in labels)
 
 
 def is_loopback(host: str) -> bool:

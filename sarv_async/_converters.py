@@ -27,6 +27,7 @@ from ._requests import (
     SarvRequest,
     UpdateSmtpUserRequest,
 )
+from ._text import server_text
 
 __all__ = ["structure_response", "unstructure_request"]
 
@@ -133,7 +134,11 @@ def unstructure_request(request: SarvRequest[Any]) -> dict[str, Any]:
 
 
 def structure_response(data: dict[str, Any], response_type: type[T], *, status_code: int) -> T:
-    """Read a success answer into ``response_type``, or raise `UnexpectedResponseError`."""
+    """Read a success answer into ``response_type``, or raise `UnexpectedResponseError`.
+
+    The error is raised outside the ``except`` block and after ``data`` is dropped, so
+    neither its context (cattrs' exception and frames) nor this frame holds the answer.
+    """
     try:
         return _converter.structure(
             {key: value for key, value in data.items() if value is not None}, response_type
@@ -144,7 +149,8 @@ def structure_response(data: dict[str, Any], response_type: type[T], *, status_c
             if isinstance(exc, (cattrs.ClassValidationError, cattrs.IterableValidationError))
             else [f"{type(exc).__name__} @ $"]
         )
-        raise UnexpectedResponseError(
-            f"the answer does not fit {response_type.__name__}: {'; '.join(messages)}",
-            status_code=status_code,
-        ) from None
+    del data
+    raise UnexpectedResponseError(
+        server_text(f"the answer does not fit {response_type.__name__}: {'; '.join(messages)}"),
+        status_code=status_code,
+    )

@@ -13,7 +13,8 @@
     ├── UnexpectedResponseError   an answer that is not the documented JSON
     └── OutcomeUnknownError       a call unsafe to repeat may or may not have taken effect
 
-Messages never carry the token, a request body or an SMTP password.
+Messages never carry the token, a request body or an SMTP password. Every error
+pickles with its attributes (and a `SarvError` cause), so it crosses process pools.
 """
 
 from __future__ import annotations
@@ -39,6 +40,19 @@ __all__ = [
 
 class SarvError(Exception):
     """The root of every error raised by sarv-async."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Exception's own reduce calls ``cls(*args)``, which loses keyword-only arguments
+        # (``OutcomeUnknownError(message)`` without ``request`` cannot even be built).
+        state = dict(vars(self))
+        if isinstance(self.__cause__, SarvError):
+            state["__cause__"] = self.__cause__
+        return (_rebuild, (type(self), self.args), state)
+
+
+def _rebuild(cls: type[SarvError], args: tuple[Any, ...]) -> SarvError:
+    """An error of ``cls`` with ``args``, its attributes to be set by unpickling."""
+    return cls.__new__(cls, *args)
 
 
 class APIError(SarvError):
@@ -106,7 +120,11 @@ class GeneralError(APIError):
 
 
 class RateLimitError(APIError):
-    """The API answered HTTP 429 and the retries are spent, or its wait is too long to sit out."""
+    """The API answered HTTP 429 and the retries are spent, or its wait is too long to sit out.
+
+    Only an HTTP 429 raises it: an error envelope that merely names ``RateLimitError``
+    with another status proves nothing about the call and raises `APIError`.
+    """
 
     #: Seconds the server asked us to wait, when it said.
     retry_after: float | None

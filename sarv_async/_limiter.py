@@ -20,7 +20,8 @@ A task that finds no one waiting and every window open returns at once: no lock,
 checkpoint. Otherwise it joins a FIFO queue. Only the head of the queue watches the clock:
 it sleeps until the earliest instant the windows and any pause allow, re-checks both when it
 wakes (a `pause` wakes it early), returns, and hands the head to the next task. A pause
-longer than ``max_pause`` raises `RateLimitError` instead of being waited out.
+is clamped to ``max_pause``: whatever a server asked for, no task is held back longer
+than that by it (the call that met a longer ``Retry-After`` raised instead).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from typing import Protocol, runtime_checkable
 
 from anyio import CancelScope, Event, current_time
 
-from ._exceptions import RateLimitError, ValidationError
+from ._exceptions import ValidationError
 from ._rate_spec import RateWindow, format_rate_limit
 
 __all__ = ["RateLimiter", "SlidingWindowLimiter"]
@@ -49,7 +50,11 @@ class RateLimiter(Protocol):
         ...
 
     def pause(self, seconds: float) -> None:
-        """Hold back every request for ``seconds`` from now (the server answered 429)."""
+        """Hold back every request for ``seconds`` from now (the server answered 429).
+
+        The client never asks for more than its ``max_retry_after``; an implementation
+        should still clamp what it is given, so no one call can disable it for good.
+        """
         ...
 
 
@@ -95,9 +100,10 @@ class SlidingWindowLimiter:
             raise ValidationError(
                 f"margin must be a finite number of seconds >= 0, not {margin!r}", field="margin"
             )
-        if not max_pause >= 0:
+        if not 0 <= max_pause < math.inf:
             raise ValidationError(
-                f"max_pause must be a number of seconds >= 0, not {max_pause!r}", field="max_pause"
+                f"max_pause must be a finite number of seconds >= 0, not {max_pause!r}",
+                field="max_pause",
             )
         rate_windows = tuple(windows)
         for window in rate_windows:
@@ -124,7 +130,7 @@ class SlidingWindowLimiter:
         return f"<SlidingWindowLimiter {pacing}{margin} max_pause={self._max_pause:g}s>"
 
     async def acquire(self) -> None:
-        """Return once a request may be sent now; raise `RateLimitError` on a too-long pause.
+        """Return once a request may be sent now.
 
         Costs no checkpoint when the request may go at once.
         """
@@ -152,30 +158,25 @@ class SlidingWindowLimiter:
             self._leave(ticket)
 
     def pause(self, seconds: float) -> None:
-        """Hold back every task's `acquire` until ``seconds`` from now (a later pause wins)."""
+        """Hold back every task's `acquire` until ``seconds`` from now, at most ``max_pause``.
+
+        A later pause wins; ``inf`` or ``1e308`` hold back for ``max_pause``, not forever.
+        """
         if not seconds >= 0:
             raise ValidationError(
                 f"pause must be a number of seconds >= 0, not {seconds!r}", field="seconds"
             )
-        until = current_time() + seconds
+        until = current_time() + min(seconds, self._max_pause)
         if until > self._pause_until:
             self._pause_until = until
             if self._wakeup is not None:
                 self._wakeup.set()
 
     def _earliest(self, now: float) -> float:
-        """The earliest instant the next send is allowed; raise on a pause over ``max_pause``."""
+        """The earliest instant the next send is allowed."""
         when = now
         pause_until = self._pause_until
         if pause_until > now:
-            remaining = pause_until - now
-            if remaining > self._max_pause:
-                raise RateLimitError(
-                    f"the API asked to pause for {remaining:.3g} s, "
-                    f"longer than max_pause ({self._max_pause:g} s)",
-                    retry_after=remaining,
-                    status_code=None,  # raised here, before anything was sent
-                )
             when = pause_until
         else:
             self._pause_until = _NO_PAUSE

@@ -2,6 +2,13 @@
 
 httpx and cattrs exceptions become `SarvError`s here and nowhere else. Nothing
 logged here carries a body: method, path, HTTP status, duration and attempt only.
+
+What a failed answer proves is read from its HTTP status first (see `_classify` and
+docs/resilience.md): only HTTP 429 proves a call was refused. Errors leave through
+`Pipeline.send` without the frames and context of the reading (they hold the answer,
+passwords included, and sometimes the token), so error trackers that record frame
+locals find no secret. An attempt, from the request leaving to the last byte of the
+answer, is bounded by ``attempt_timeout`` with an anyio cancel scope.
 """
 
 from __future__ import annotations
@@ -9,7 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar
 
 import anyio
@@ -35,17 +42,23 @@ from ._limiter import RateLimiter
 from ._logging import logger
 from ._requests import SarvRequest
 from ._retry import Backoff, Failure, parse_retry_after
+from ._text import server_text
 
 __all__ = ["CallOptions", "Pipeline"]
 
 T = TypeVar("T")
 
+_COMPACT_JSON = json.JSONEncoder(separators=(",", ":"))  # made once: json.dumps makes one a call
+
+#: Error kinds with a class of their own. ``RateLimitError`` is not one: only an HTTP 429
+#: is a throttle, and an envelope that merely names it raises `APIError`.
 _ERROR_KINDS: dict[str, type[APIError]] = {
     "ValidationError": ValidationError,
     "AuthenticationError": AuthenticationError,
     "GeneralError": GeneralError,
-    "RateLimitError": RateLimitError,
 }
+#: Kinds that say the server refused the call, so it was not applied (at 2xx and 4xx).
+_REFUSALS = (ValidationError, AuthenticationError)
 
 
 @attrs.frozen
@@ -56,6 +69,14 @@ class CallOptions:
     max_retries: int
     backoff: Backoff
     max_retry_after: float
+    #: Seconds one attempt may take in all, request out to last answer byte; None: unbounded.
+    attempt_timeout: float | None
+    #: ``timeout`` as httpx's request extension, made once rather than per request.
+    timeout_extension: dict[str, float | None] = attrs.field(init=False, eq=False, repr=False)
+
+    @timeout_extension.default
+    def _timeout_extension(self) -> dict[str, float | None]:
+        return self.timeout.as_dict()
 
 
 class Pipeline:
@@ -71,10 +92,14 @@ class Pipeline:
         limiter: RateLimiter,
         max_concurrency: int,
         headers: dict[str, str] | None,
+        fresh_http: Callable[[], httpx.AsyncClient] | None = None,
     ) -> None:
         self.limiter = limiter
         self.max_concurrency = max_concurrency
         self._http = http
+        #: Makes the pool of calls unsafe to repeat: no keep-alive (see `_http_for_unsafe`).
+        self._fresh_factory = fresh_http
+        self._fresh: httpx.AsyncClient | None = None
         self._base_url = base_url
         self._token = token
         self._owner_id = owner_id
@@ -87,6 +112,7 @@ class Pipeline:
             if "/v1.0/" in base_url.path
             else f"the base URL {base_url} lacks the API version: try {base_url.join('v1.0/')}"
         )
+        self._fixed_bodies: dict[type[SarvRequest[Any]], _RequestBody] = {}
 
     async def send(self, request: SarvRequest[T], options: CallOptions) -> T:
         """Send ``request``, repeating only what is safe to repeat; return its typed answer."""
@@ -101,19 +127,27 @@ class Pipeline:
         if url is None:
             url = self._urls[path] = self._base_url.join(path)
         body = self._encode(request)
+        http = self._http if request.safe_to_repeat else self._http_for_unsafe()
         attempt = 0
         while True:
             attempt += 1
             try:
-                response = await self._post(url, body, options.timeout, path, attempt)
+                response = await self._post(http, url, body, options, path, attempt)
             except httpx.HTTPError as exc:
                 # Not chained: the httpx error and its frames hold the request, token included.
                 error, failure = _translate_transport_error(exc, path)
             else:
-                try:
-                    return self._read(response, request)
-                except SarvError as exc:
-                    error, failure = exc, _classify(exc)
+                if response is None:
+                    error = APITimeoutError(
+                        f"POST {path} did not finish within attempt_timeout "
+                        f"({options.attempt_timeout:g} s)"
+                    )
+                    failure = Failure.MAYBE_APPLIED
+                else:
+                    try:
+                        return self._read(response, request)
+                    except SarvError as exc:
+                        error, failure = _detached(exc), _classify(exc)
 
             if failure is Failure.MAYBE_APPLIED and not request.safe_to_repeat:
                 # INFO, not WARNING: the caller gets OutcomeUnknownError and decides.
@@ -139,6 +173,25 @@ class Pipeline:
                 options.max_retries + 1,
             )
 
+    def _http_for_unsafe(self) -> httpx.AsyncClient:
+        """The pool for calls unsafe to repeat: a fresh connection each, when the pool is ours.
+
+        A keep-alive connection can hold bytes a server sent past an answer's end (h11
+        keeps them for the next response on that connection), so a create sent on it
+        could read a forged answer as its own. A connection of its own cannot.
+        """
+        if self._fresh_factory is None:
+            return self._http
+        if self._fresh is None:
+            self._fresh = self._fresh_factory()
+        return self._fresh
+
+    async def aclose(self) -> None:
+        """Close the pool of calls unsafe to repeat, if one was made."""
+        fresh, self._fresh = self._fresh, None
+        if fresh is not None:
+            await fresh.aclose()
+
     async def _wait_before_retry(
         self, error: SarvError, failure: Failure, attempt: int, options: CallOptions
     ) -> float:
@@ -147,7 +200,9 @@ class Pipeline:
             retry_after = error.retry_after if isinstance(error, RateLimitError) else None
             if retry_after is not None:
                 if retry_after > options.max_retry_after:
-                    self.limiter.pause(retry_after)
+                    # Too long to sit out: this call raises, and the pause is clamped so
+                    # that no later call is held back longer than max_retry_after.
+                    self.limiter.pause(options.max_retry_after)
                     raise error
                 delay = retry_after
             # One 429 pauses every task of the client: the next acquire() waits it out.
@@ -157,26 +212,56 @@ class Pipeline:
         return delay
 
     def _encode(self, request: SarvRequest[Any]) -> _RequestBody:
+        # A request without fields (list) always has the same body: encode it once.
+        body = self._fixed_bodies.get(type(request))
+        if body is not None:
+            return body
         fields = unstructure_request(request)
+        kind = type(request)
+        fixed = not fields and attrs.has(kind) and not attrs.fields(kind)
         fields["owner_id"] = self._owner_id
         fields["token"] = self._token.reveal()
-        return _RequestBody(json.dumps(fields, separators=(",", ":")).encode())
+        body = _RequestBody(_COMPACT_JSON.encode(fields).encode())
+        if fixed:
+            self._fixed_bodies[kind] = body
+        return body
 
     async def _post(
-        self, url: httpx.URL, body: _RequestBody, limits: httpx.Timeout, path: str, attempt: int
-    ) -> httpx.Response:
+        self,
+        http: httpx.AsyncClient,
+        url: httpx.URL,
+        body: _RequestBody,
+        options: CallOptions,
+        path: str,
+        attempt: int,
+    ) -> httpx.Response | None:
+        """POST ``body``; the answer, or None if the attempt overran ``attempt_timeout``."""
         async with self._slots:
             # The pause and the rate windows are checked now, as the request leaves.
             queued = time.perf_counter()
             await self.limiter.acquire()
             started = time.perf_counter()
-            request = self._http.build_request(
-                "POST", url, content=body.content, headers=self._headers, timeout=limits
+            request = http.build_request(
+                "POST",
+                url,
+                content=body.content,
+                headers=self._headers,
+                extensions={"timeout": options.timeout_extension},
             )
             request.stream = body
             request.extensions[_tracing.RESEND_COUNT] = attempt - 1
             _tracing.record_rate_limit_wait(started - queued)
-            response = await self._http.send(request)
+            limit = options.attempt_timeout
+            if limit is None:
+                response = await http.send(request)
+            else:
+                # httpx's timeouts bound each read, so a server dripping a byte now and
+                # then would keep the attempt alive forever. The scope bounds it whole;
+                # httpx closes the connection it cancels (it never returns to the pool).
+                with anyio.CancelScope(deadline=anyio.current_time() + limit) as scope:
+                    response = await http.send(request)
+                if scope.cancelled_caught:
+                    return None
         _tracing.record_attempt(attempt - 1, response.status_code)
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug(
@@ -204,20 +289,24 @@ class Pipeline:
         try:
             data = json.loads(response.content)
         except (ValueError, RecursionError):  # RecursionError: absurdly nested JSON
-            raise UnexpectedResponseError(
-                f"POST {request.path} answered HTTP {status} with {_describe_body(response)}",
-                status_code=status,
-            ) from None
+            data = _NOT_JSON  # raised below, outside this block: no json frames as context
         if not isinstance(data, dict):
             raise UnexpectedResponseError(
-                f"POST {request.path} answered HTTP {status} with a JSON "
-                f"{type(data).__name__}, not an object",
+                f"POST {request.path} answered HTTP {status} with "
+                + (
+                    _describe_body(response)
+                    if data is _NOT_JSON
+                    else f"a JSON {type(data).__name__}, not an object"
+                ),
                 status_code=status,
             )
         outcome = data.get("status")
         if outcome == "error":
-            raise self._api_error(data, status)
+            error = self._api_error(data, status)
+            del data  # the answer leaves no trace in this frame
+            raise error
         if not 200 <= status < 300 or outcome != "success":
+            del data
             raise UnexpectedResponseError(
                 f"POST {request.path} answered HTTP {status} with status {_short(outcome)}, "
                 "neither a success nor an error envelope",
@@ -227,16 +316,19 @@ class Pipeline:
         return result
 
     def _api_error(self, data: dict[str, Any], status: int) -> APIError:
+        token = self._token.reveal()
         kind = data.get("name") or data.get("type")
-        name = kind if isinstance(kind, str) and kind else "APIError"
+        name = server_text(kind, mask=token) if isinstance(kind, str) and kind else "APIError"
         message = data.get("message")
-        message = message if isinstance(message, str) else ""
         # The server has no reason to echo the token, but if it ever does, it stops here.
-        message = message.replace(self._token.reveal(), "***") if message else "(no message)"
+        message = server_text(message, mask=token) if isinstance(message, str) and message else ""
         code = data.get("code")
-        code = code if isinstance(code, (int, str)) and not isinstance(code, bool) else None
+        if isinstance(code, str):
+            code = server_text(code, mask=token)
+        elif not isinstance(code, int) or isinstance(code, bool):
+            code = None
         cls = _ERROR_KINDS.get(name, APIError)
-        return cls(message, name=name, code=code, status_code=status)
+        return cls(message or "(no message)", name=name, code=code, status_code=status)
 
 
 class _RequestBody(httpx.AsyncByteStream):
@@ -276,17 +368,48 @@ class _Once:
 
 
 def _classify(error: SarvError) -> Failure:
-    """What an error read from an answer says about repeating the call."""
-    if isinstance(error, RateLimitError):
+    """What an error read from an answer says about repeating the call.
+
+    The status speaks first: HTTP 429 (and only it) is a throttle, proof that nothing
+    was applied. Any other status outside 2xx and 4xx (a 5xx, a 3xx) says the server
+    failed, so the call may have been applied whatever the body says. At 2xx and 4xx
+    the envelope decides: ``ValidationError`` and ``AuthenticationError`` are refusals;
+    every other kind (``GeneralError``, a ``RateLimitError`` that is no 429, a kind the
+    docs do not list, none) may have been applied. So may an unreadable answer.
+    """
+    status = getattr(error, "status_code", None)
+    if isinstance(error, RateLimitError) and status == 429:
         return Failure.THROTTLED
-    if isinstance(error, (GeneralError, UnexpectedResponseError)):
+    if (
+        isinstance(error, _REFUSALS)
+        and status is not None
+        and (200 <= status < 300 or 400 <= status < 500)
+    ):
+        return Failure.FINAL
+    if isinstance(error, (APIError, UnexpectedResponseError)):
         return Failure.MAYBE_APPLIED
     return Failure.FINAL
+
+
+def _detached(error: SarvError) -> SarvError:
+    """``error`` without the frames and context it was raised with.
+
+    Those frames (the reading of the answer, the converter, cattrs, json) hold the parsed
+    answer, passwords included; the context is json's or cattrs' exception, with more.
+    """
+    error.__traceback__ = None
+    error.__context__ = None
+    return error
+
+
+#: Stands for a body that is not JSON.
+_NOT_JSON: Any = object()
 
 
 def _translate_transport_error(exc: httpx.HTTPError, path: str) -> tuple[SarvError, Failure]:
     """The SDK's error for an httpx failure, and whether the request can have been seen."""
     name = type(exc).__name__
+    text = server_text(str(exc))  # httpx's messages can quote what the server sent
     if isinstance(exc, httpx.TimeoutException):
         not_sent = isinstance(exc, (httpx.ConnectTimeout, httpx.PoolTimeout))
         error: SarvError = APITimeoutError(
@@ -294,15 +417,15 @@ def _translate_transport_error(exc: httpx.HTTPError, path: str) -> tuple[SarvErr
         )
         return error, Failure.NOT_SENT if not_sent else Failure.MAYBE_APPLIED
     if isinstance(exc, httpx.ConnectError):
-        return APIConnectionError(f"POST {path}: could not connect ({exc})"), Failure.NOT_SENT
+        return APIConnectionError(f"POST {path}: could not connect ({text})"), Failure.NOT_SENT
     if isinstance(exc, (httpx.UnsupportedProtocol, httpx.LocalProtocolError)):
-        return APIConnectionError(f"POST {path}: cannot be sent ({name}: {exc})"), Failure.FINAL
+        return APIConnectionError(f"POST {path}: cannot be sent ({name}: {text})"), Failure.FINAL
     if isinstance(exc, httpx.DecodingError):
         return (
             UnexpectedResponseError(f"POST {path}: the answer could not be decoded ({name})"),
             Failure.MAYBE_APPLIED,
         )
-    return APIConnectionError(f"POST {path}: connection failed ({name}: {exc})"), (
+    return APIConnectionError(f"POST {path}: connection failed ({name}: {text})"), (
         Failure.MAYBE_APPLIED
     )
 
@@ -312,7 +435,8 @@ def _describe_body(response: httpx.Response) -> str:
     size = len(response.content)
     if not size:
         return "an empty body, not JSON"
-    kind = response.headers.get("content-type", "").split(";")[0].strip() or "untyped"
+    kind = server_text(response.headers.get("content-type", "").split(";")[0].strip(), limit=100)
+    kind = kind or "untyped"
     body = f"{'an' if kind[0] in 'aeiou' else 'a'} {kind} body of {size} bytes"
     return f"invalid JSON ({body})" if "json" in kind else f"{body}, not JSON"
 

@@ -6,13 +6,21 @@ import email.utils
 import enum
 import math
 import random
+import re
 import time
 
 import attrs
 
 from ._exceptions import ValidationError
 
-__all__ = ["Backoff", "Failure", "parse_retry_after"]
+__all__ = ["MAX_HEADER_PAUSE", "Backoff", "Failure", "parse_retry_after"]
+
+#: The longest pause a ``Retry-After`` header is believed for: the API's longest window is
+#: a day. Anything longer (``1e308``, the year 9999) is a broken header, read as absent.
+MAX_HEADER_PAUSE = 86_400.0
+
+#: delta-seconds (RFC 9110), with the fraction some servers add.
+_DELTA_SECONDS = re.compile(r"[0-9]{1,12}(?:\.[0-9]{1,9})?")
 
 
 class Failure(enum.Enum):
@@ -29,9 +37,14 @@ class Failure(enum.Enum):
 
 
 def _non_negative(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
+    if (
+        not isinstance(value, (int, float))
+        or isinstance(value, bool)
+        or not 0 <= value < math.inf  # refuses NaN too
+    ):
         raise ValidationError(
-            f"{attribute.name} must be a non-negative number, got {value!r}", field=attribute.name
+            f"{attribute.name} must be a finite non-negative number, got {value!r}",
+            field=attribute.name,
         )
 
 
@@ -51,20 +64,27 @@ class Backoff:
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
-    """Seconds to wait per a ``Retry-After`` header (seconds or HTTP date); None if unreadable."""
+    """Seconds to wait per a ``Retry-After`` header (seconds or HTTP date); None if unusable.
+
+    Unusable, and so read as absent: anything but plain decimal seconds or an HTTP date
+    (``-5``, ``nan``, ``inf``, ``1e308``, ``soon``), a date in the past, and a pause longer
+    than `MAX_HEADER_PAUSE`.
+    """
     if value is None:
         return None
     value = value.strip()
-    try:
+    if _DELTA_SECONDS.fullmatch(value):
         seconds = float(value)
-    except ValueError:
+    else:
         try:
             moment = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
+        except (TypeError, ValueError, IndexError, OverflowError):
             return None
         if moment.tzinfo is None:
             return None
         seconds = moment.timestamp() - (time.time() if now is None else now)
-    if math.isnan(seconds) or math.isinf(seconds):
+        if seconds < 0:  # a date in the past
+            return None
+    if not 0 <= seconds <= MAX_HEADER_PAUSE:
         return None
-    return max(0.0, seconds)
+    return seconds
