@@ -1,0 +1,107 @@
+"""Precomputed readers for well-formed answers: the converter's fast path.
+
+A reader is generated once per attrs model from its fields. It accepts only the
+well-formed shape: a ``dict`` holding every required field, strings as ``str``,
+integers as ``int`` (never ``bool``), enums as one of their exact values, optional
+fields absent or well-formed, a password under either of its names. On anything
+else (a numeric string, ``"enable"``, ``1``, a null, a missing key, a non-dict) it
+raises, and the caller reads the same value through the tolerant cattrs path, which
+knows every spelling and names the bad field. So a reader never decides an answer
+the tolerant path would read differently; it only decides it sooner.
+
+For a slotted model with no validators, converters or init hooks the reader fills
+the slots directly, as the model's own ``__init__`` would, without its per-field
+``object.__setattr__`` calls.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+import attrs
+
+__all__ = ["NotWellFormed", "make_reader"]
+
+T = TypeVar("T")
+
+
+class NotWellFormed(Exception):
+    """The value is not of the well-formed shape: read it the tolerant way."""
+
+
+def make_reader(cls: type[T], *, aliases: Mapping[str, str]) -> Callable[[Any], T] | None:
+    """A reader of one ``cls`` from a dict, or ``None`` if ``cls`` has fields it cannot read.
+
+    ``aliases`` maps a field to a second key, read when the first is absent. The
+    reader raises (`NotWellFormed`, `KeyError`, `TypeError`...) on any surprise.
+    """
+    model: Any = cls
+    fields = attrs.fields(attrs.resolve_types(model))
+    namespace: dict[str, Any] = {"_cls": model, "_NotWellFormed": NotWellFormed}
+    reads: list[str] = []
+    checks: list[str] = []
+    for i, field in enumerate(fields):
+        value, key = f"v{i}", field.name
+        if not field.init:
+            return None
+        if field.default is attrs.NOTHING:
+            read = f"d[{key!r}]"
+            if key in aliases:
+                read = f"d[{key!r}] if {key!r} in d else d[{aliases[key]!r}]"
+        elif isinstance(field.default, (str, int)) and key not in aliases:
+            namespace[f"_default{i}"] = field.default
+            read = f"d.get({key!r}, _default{i})"
+        else:  # a factory default, or a default with an alias: the tolerant path knows
+            return None
+        if field.type is str or field.type is int:
+            checks.append(f"type({value}) is not {field.type.__name__}")
+        elif isinstance(field.type, type) and issubclass(field.type, enum.Enum):
+            # The exact values only: other spellings are the tolerant path's business.
+            namespace[f"_members{i}"] = {
+                member.value: member for member in field.type if isinstance(member.value, str)
+            }
+            read = f"_members{i}[{read}]"
+        else:
+            return None
+        reads.append(f"{value} = {read}")
+
+    build = _build_lines(model, fields, namespace)
+    if build is None:
+        return None
+    body = [*reads]
+    if checks:
+        body.append(f"if {' or '.join(checks)}:")
+        body.append("    raise _NotWellFormed")
+    body.extend(build)
+    source = "\n".join(["def read(d):", *(f"    {line}" for line in body), "    return o"])
+    code = compile(source, f"<sarv_async fast reader of {cls.__name__}>", "exec")
+    exec(code, namespace)  # noqa: S102 - our own source, built from the model's fields
+    reader: Callable[[Any], T] = namespace["read"]
+    return reader
+
+
+def _build_lines(
+    cls: type[Any], fields: tuple[attrs.Attribute[Any], ...], namespace: dict[str, Any]
+) -> list[str] | None:
+    """Lines that build ``o`` from ``v0...``: by filling slots, else by calling ``cls``."""
+    names = [field.name for field in fields]
+    slots = cls.__dict__.get("__slots__")
+    direct = (
+        slots is not None
+        and cls.__mro__ == (cls, object)
+        and set(slots) - {"__weakref__"} == set(names)
+        and all(field.validator is None and field.converter is None for field in fields)
+        and not hasattr(cls, "__attrs_pre_init__")
+        and not hasattr(cls, "__attrs_post_init__")
+    )
+    if direct:
+        namespace["_new"] = object.__new__
+        lines = ["o = _new(_cls)"]
+        for i, name in enumerate(names):
+            namespace[f"_set{i}"] = cls.__dict__[name].__set__
+            lines.append(f"_set{i}(o, v{i})")
+        return lines
+    arguments = ", ".join(f"{field.alias}=v{i}" for i, field in enumerate(fields))
+    return [f"o = _cls({arguments})"]
