@@ -17,7 +17,9 @@ envelope and structures typed `SmtpUser`s.
 Each round times a batch of calls of every case on both sides, interleaved (the side that
 goes first alternates), so drift and the load of other processes fall on both sides alike.
 Printed: the median time per call of each side, the median of the per-round ratios (SDK /
-raw) with their spread (min-max over rounds), and for lists the cost per user.
+raw) with their spread (min-max over rounds), and for lists the cost per user. Twice: by
+the wall clock, and by this process's CPU time, which the load of other processes on a
+shared machine disturbs far less (over HTTP it leaves out the server's work).
 """
 
 from __future__ import annotations
@@ -122,12 +124,12 @@ def loopback_server(sizes: list[int]) -> Iterator[str]:
 Call = Callable[[], Awaitable[object]]
 
 
-async def batch(calls: int, call: Call) -> float:
-    """Seconds per call over ``calls`` calls."""
-    started = time.perf_counter()
+async def batch(calls: int, call: Call) -> tuple[float, float]:
+    """Wall-clock and CPU seconds (of this process) per call, over ``calls`` calls."""
+    wall, cpu = time.perf_counter(), time.process_time()
     for _ in range(calls):
         await call()
-    return (time.perf_counter() - started) / calls
+    return (time.perf_counter() - wall) / calls, (time.process_time() - cpu) / calls
 
 
 async def cases(
@@ -190,18 +192,21 @@ def _raw_edit(raw: httpx.AsyncClient, base: str) -> Call:
     return call
 
 
+Sample = tuple[tuple[float, float], tuple[float, float]]  # (raw, SDK) x (wall, CPU)
+
+
 async def measure(
     root: str, sizes: list[int], rounds: int, seconds: float, mock: bool
-) -> dict[str, list[tuple[float, float]]]:
-    """``name -> [(raw s/call, SDK s/call) per round]``."""
+) -> dict[str, list[Sample]]:
+    """``name -> [((raw wall, raw CPU), (SDK wall, SDK CPU)) per round]``, seconds per call."""
     async with AsyncExitStack() as stack:
         pairs = await cases(stack, root, sizes, mock)
         counts = {}
         for name, (raw, sdk) in pairs.items():  # warm up; size batches to ~``seconds``
             await batch(3, sdk)
-            per_call = await batch(3, raw)
+            per_call, _ = await batch(3, raw)
             counts[name] = max(3, round(seconds / per_call))
-        results: dict[str, list[tuple[float, float]]] = {name: [] for name in pairs}
+        results: dict[str, list[Sample]] = {name: [] for name in pairs}
         for round_ in range(rounds):
             for name, (raw, sdk) in pairs.items():
                 if round_ % 2:
@@ -212,27 +217,30 @@ async def measure(
     return results
 
 
-def report(transport: str, backend: str, results: dict[str, list[tuple[float, float]]]) -> None:
-    """Print one line per case: medians, ratio with spread, per-user costs."""
-    print(f"\n{transport}, {backend}, {len(next(iter(results.values())))} interleaved rounds")
-    print(
-        f"{'call':11s} {'raw httpx':>11s} {'sarv-async':>11s}  {'ratio (min-max)':22s}"
-        f"{'raw/user':>10s} {'sdk/user':>10s} {'added/user':>11s}"
-    )
-    for name, pairs in results.items():
-        raw = statistics.median(r for r, _ in pairs)
-        sdk = statistics.median(s for _, s in pairs)
-        ratios = sorted(s / r for r, s in pairs)
-        line = (
-            f"{name:11s} {_us(raw):>11s} {_us(sdk):>11s}  "
-            f"{statistics.median(ratios):.2f}x ({ratios[0]:.2f}-{ratios[-1]:.2f}){'':6s}"
+def report(title: str, results: dict[str, list[Sample]]) -> None:
+    """Print, per clock, one line per case: medians, ratio with spread, per-user costs."""
+    rounds = len(next(iter(results.values())))
+    for clock, clock_name in ((0, "wall time"), (1, "CPU time of this process")):
+        print(f"\n{title}, {rounds} interleaved rounds, {clock_name}")
+        print(
+            f"{'call':11s} {'raw httpx':>10s} {'sarv-async':>11s}  {'ratio (min-max)':20s}"
+            f"{'raw/user':>9s} {'sdk/user':>9s} {'added/user':>11s}"
         )
-        users = int(name.split()[1]) if name.startswith("list") else 0
-        if users > 1:
-            added = statistics.median((s - r) for r, s in pairs)
-            per_user = (raw / users * 1e9, sdk / users * 1e9, added / users * 1e9)
-            line += "{:8.0f} ns {:7.0f} ns {:8.0f} ns".format(*per_user)
-        print(line)
+        for name, samples in results.items():
+            pairs = [(raw[clock], sdk[clock]) for raw, sdk in samples]
+            raw_s = statistics.median(r for r, _ in pairs)
+            sdk_s = statistics.median(s for _, s in pairs)
+            ratios = sorted(s / r for r, s in pairs)
+            line = (
+                f"{name:11s} {_us(raw_s):>10s} {_us(sdk_s):>11s}  "
+                f"{statistics.median(ratios):.2f}x ({ratios[0]:.2f}-{ratios[-1]:.2f})    "
+            )
+            users = int(name.split()[1]) if name.startswith("list") else 0
+            if users > 1:
+                added = statistics.median((s - r) for r, s in pairs)
+                per_user = (raw_s / users * 1e9, sdk_s / users * 1e9, added / users * 1e9)
+                line += "{:6.0f} ns {:6.0f} ns {:8.0f} ns".format(*per_user)
+            print(line)
 
 
 def _us(seconds: float) -> str:
@@ -264,13 +272,13 @@ def main() -> None:
             measure, "https://api.bench.example", sizes, args.rounds, args.seconds, True,
             backend=args.backend,
         )  # fmt: skip
-        report("MockTransport", args.backend, results)
+        report(f"MockTransport, {args.backend}", results)
     if args.transport in ("http", "both"):
         with loopback_server(sizes) as root:
             results = anyio.run(
                 measure, root, sizes, args.rounds, args.seconds, False, backend=args.backend
             )
-        report("loopback HTTP (uvicorn in a child process)", args.backend, results)
+        report(f"loopback HTTP (uvicorn in a child process), {args.backend}", results)
 
 
 if __name__ == "__main__":
