@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import attrs
 
 from ._exceptions import UnexpectedResponseError
-from ._fast_read import make_reader
 from ._models import SmtpCredentials, SmtpUser, SmtpUserList, SmtpUserStatus
 from ._requests import (
     CreateSmtpUserRequest,
@@ -83,6 +82,8 @@ def _make_converter(*, fast: bool = True) -> cattrs.Converter:
     """The converter; ``fast=False`` leaves out the fast path (tests compare the two)."""
     from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn
     from cattrs.preconf.json import make_converter
+
+    from ._fast_read import make_reader
 
     converter = make_converter()
     converter.register_structure_hook(int, _structure_int)
