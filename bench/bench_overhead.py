@@ -3,7 +3,7 @@
 ::
 
     python bench/bench_overhead.py [--rounds 15] [--transport mock|http|both]
-                                   [--sizes 1,100,5000] [--backend asyncio|trio]
+                                   [--sizes 1,100,5000] [--backend asyncio|trio] [--no-gc]
 
 Calls: list with 1, 100 and 5,000 users (``--sizes``), and edit. Transports: an
 ``httpx.MockTransport`` (no network: what is left is the two sides' own cost), and a real
@@ -25,6 +25,7 @@ shared machine disturbs far less (over HTTP it leaves out the server's work).
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import socket
 import statistics
@@ -257,15 +258,20 @@ def main() -> None:
     parser.add_argument("--sizes", default="1,100,5000", help="users per list (%(default)s)")
     parser.add_argument("--transport", choices=("mock", "http", "both"), default="both")
     parser.add_argument("--backend", choices=("asyncio", "trio"), default="asyncio")
+    parser.add_argument(
+        "--no-gc", action="store_true", help="turn the cyclic garbage collector off (both sides)"
+    )
     parser.add_argument("--serve", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
         serve([int(size) for size in args.serve.split(",")])
         return
     sizes = [int(size) for size in args.sizes.split(",")]
+    if args.no_gc:
+        gc.disable()
     print(
         f"Python {sys.version.split()[0]}, httpx {httpx.__version__}, "
-        f"{args.seconds:.2f} s per batch"
+        f"{args.seconds:.2f} s per batch{', garbage collector off' if args.no_gc else ''}"
     )
     if args.transport in ("mock", "both"):
         results = anyio.run(

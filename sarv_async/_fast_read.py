@@ -67,14 +67,11 @@ def make_reader(cls: type[T], *, aliases: Mapping[str, str]) -> Callable[[Any], 
             return None
         reads.append(f"{value} = {read}")
 
-    build = _build_lines(model, fields, namespace)
-    if build is None:
-        return None
     body = [*reads]
     if checks:
         body.append(f"if {' or '.join(checks)}:")
         body.append("    raise _NotWellFormed")
-    body.extend(build)
+    body.extend(_build_lines(model, fields, namespace))
     source = "\n".join(["def read(d):", *(f"    {line}" for line in body), "    return o"])
     code = compile(source, f"<sarv_async fast reader of {cls.__name__}>", "exec")
     exec(code, namespace)  # noqa: S102 - our own source, built from the model's fields
@@ -84,7 +81,7 @@ def make_reader(cls: type[T], *, aliases: Mapping[str, str]) -> Callable[[Any], 
 
 def _build_lines(
     cls: type[Any], fields: tuple[attrs.Attribute[Any], ...], namespace: dict[str, Any]
-) -> list[str] | None:
+) -> list[str]:
     """Lines that build ``o`` from ``v0...``: by filling slots, else by calling ``cls``."""
     names = [field.name for field in fields]
     slots = cls.__dict__.get("__slots__")
