@@ -16,7 +16,7 @@ The converter, and cattrs with it, is built on first use, not at import.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
@@ -77,6 +77,21 @@ def _structure_status(value: object, _: type[SmtpUserStatus]) -> SmtpUserStatus:
 #: The password's second name: the docs' sample says ``password``, their table ``smtp_password``.
 _ALIASES = {"smtp_password": "password"}
 
+#: The status spellings the fast path reads too (each is one the tolerant path reads alike).
+_STATUS_SPELLINGS: dict[Hashable, SmtpUserStatus] = {
+    spelling: status
+    for alias, status in _STATUS_ALIASES.items()
+    for spelling in (
+        (alias, int(alias)) if alias.isdigit() else (alias, alias.capitalize(), alias.upper())
+    )
+}
+
+
+_READER_OPTIONS: dict[str, Any] = {
+    "aliases": _ALIASES,
+    "spellings": {SmtpUserStatus: _STATUS_SPELLINGS},
+}
+
 
 def _make_converter(*, fast: bool = True) -> cattrs.Converter:
     """The converter; ``fast=False`` leaves out the fast path (tests compare the two)."""
@@ -105,13 +120,13 @@ def _make_converter(*, fast: bool = True) -> cattrs.Converter:
 
     for model in (SmtpUser, SmtpCredentials):
         tolerant = _tolerant(make_dict_structure_fn(model, converter))
-        reader = make_reader(model, aliases=_ALIASES) if fast else None
+        reader = make_reader(model, **_READER_OPTIONS) if fast else None
         converter.register_structure_hook(
             model, tolerant if reader is None else _fast_first(reader, tolerant)
         )
 
     read_list = make_dict_structure_fn(SmtpUserList, converter)
-    read_user = make_reader(SmtpUser, aliases=_ALIASES) if fast else None
+    read_user = make_reader(SmtpUser, **_READER_OPTIONS) if fast else None
     if [field.name for field in attrs.fields(SmtpUserList)] != ["smtp_list", "message"]:
         read_user = None  # the fast path below builds exactly these two fields
 

@@ -17,7 +17,7 @@ the slots directly, as the model's own ``__init__`` would, without its per-field
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from typing import Any, TypeVar
 
 import attrs
@@ -31,11 +31,18 @@ class NotWellFormed(Exception):
     """The value is not of the well-formed shape: read it the tolerant way."""
 
 
-def make_reader(cls: type[T], *, aliases: Mapping[str, str]) -> Callable[[Any], T] | None:
+def make_reader(
+    cls: type[T],
+    *,
+    aliases: Mapping[str, str],
+    spellings: Mapping[type[enum.Enum], Mapping[Hashable, enum.Enum]] | None = None,
+) -> Callable[[Any], T] | None:
     """A reader of one ``cls`` from a dict, or ``None`` if ``cls`` has fields it cannot read.
 
-    ``aliases`` maps a field to a second key, read when the first is absent. The
-    reader raises (`NotWellFormed`, `KeyError`, `TypeError`...) on any surprise.
+    ``aliases`` maps a field to a second key, read when the first is absent.
+    ``spellings`` gives, per enum, the exact JSON strings and integers read as each
+    member (default: its string values). The reader raises (`NotWellFormed`,
+    `KeyError`, `TypeError`...) on any surprise.
     """
     model: Any = cls
     fields = attrs.fields(attrs.resolve_types(model))
@@ -58,11 +65,15 @@ def make_reader(cls: type[T], *, aliases: Mapping[str, str]) -> Callable[[Any], 
         if field.type is str or field.type is int:
             checks.append(f"type({value}) is not {field.type.__name__}")
         elif isinstance(field.type, type) and issubclass(field.type, enum.Enum):
-            # The exact values only: other spellings are the tolerant path's business.
-            namespace[f"_members{i}"] = {
-                member.value: member for member in field.type if isinstance(member.value, str)
-            }
-            read = f"_members{i}[{read}]"
+            # Exact spellings only: any other is the tolerant path's business.
+            members = dict((spellings or {}).get(field.type) or _values(field.type))
+            namespace[f"_members{i}"] = members
+            if all(type(spelling) is str for spelling in members):
+                read = f"_members{i}[{read}]"
+            else:  # 1 is a key, and True and 1.0 would find it: check the raw type too
+                reads.append(f"s{i} = {read}")
+                read = f"_members{i}[s{i}]"
+                checks.append(f"(type(s{i}) is not str and type(s{i}) is not int)")
         else:
             return None
         reads.append(f"{value} = {read}")
@@ -77,6 +88,10 @@ def make_reader(cls: type[T], *, aliases: Mapping[str, str]) -> Callable[[Any], 
     exec(code, namespace)  # noqa: S102 - our own source, built from the model's fields
     reader: Callable[[Any], T] = namespace["read"]
     return reader
+
+
+def _values(cls: type[enum.Enum]) -> dict[Hashable, enum.Enum]:
+    return {member.value: member for member in cls if isinstance(member.value, str)}
 
 
 def _build_lines(

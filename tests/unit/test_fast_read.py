@@ -21,7 +21,7 @@ from sarv_async import (
     SmtpUserStatus,
     UnexpectedResponseError,
 )
-from sarv_async._converters import _ALIASES, _make_converter, _structure_with
+from sarv_async._converters import _READER_OPTIONS, _make_converter, _structure_with
 from sarv_async._fast_read import make_reader
 
 FAST = _make_converter()
@@ -192,7 +192,7 @@ def _user(i: int) -> SmtpUser:
 
 def test_the_reader_takes_the_well_formed_shape_in_both_spellings() -> None:
     """The documented shapes (``password`` or ``smtp_password``) need no fall-back."""
-    read = make_reader(SmtpUser, aliases=_ALIASES)
+    read = make_reader(SmtpUser, **_READER_OPTIONS)
     assert read is not None
     sample = well_formed(7)
     assert read(sample) == _user(7)
@@ -203,9 +203,35 @@ def test_the_reader_takes_the_well_formed_shape_in_both_spellings() -> None:
     assert read({**sample, "smtp_password": "other"}).smtp_password == "other"
 
 
+@pytest.mark.parametrize(
+    ("status", "expected"),
+    [
+        ("Enable", SmtpUserStatus.ENABLE),
+        ("disabled", SmtpUserStatus.DISABLE),
+        (1, SmtpUserStatus.ENABLE),
+        (0, SmtpUserStatus.DISABLE),
+        ("0", SmtpUserStatus.DISABLE),
+    ],
+)
+def test_the_reader_takes_the_tables_integer_status(status: object, expected: object) -> None:
+    """The table's integer status and the common spellings need no fall-back either."""
+    read = make_reader(SmtpUser, **_READER_OPTIONS)
+    assert read is not None
+    assert read({**well_formed(1), "status": status}).status is expected
+
+
+@pytest.mark.parametrize("status", [True, False, 1.0, 0.0, " Enable", "eNaBlE", None])
+def test_the_reader_leaves_other_statuses_to_the_tolerant_path(status: object) -> None:
+    """A bool or float equal to 1 or 0, or an odd spelling, is not the reader's to decide."""
+    read = make_reader(SmtpUser, **_READER_OPTIONS)
+    assert read is not None
+    with pytest.raises(Exception):  # noqa: B017, PT011 - any exception means "fall back"
+        read({**well_formed(1), "status": status})
+
+
 def test_users_filled_directly_behave_like_constructed_ones() -> None:
     """A user the reader builds is equal, hashes alike, is frozen and hides its password."""
-    read = make_reader(SmtpUser, aliases=_ALIASES)
+    read = make_reader(SmtpUser, **_READER_OPTIONS)
     assert read is not None
     user, built = read(well_formed(3)), _user(3)
     assert type(user) is SmtpUser
