@@ -169,6 +169,36 @@ def test_a_bad_value_anywhere_in_5000_users_is_named_by_its_path(
         )
 
 
+@pytest.mark.parametrize(("odd", "tolerant_reads"), [(None, 0), (0, 1), (4999, 1), (2500, 1)])
+def test_only_the_surprising_user_takes_the_tolerant_path(
+    odd: int | None, tolerant_reads: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A well-formed list never reaches the tolerant path; one odd user alone does."""
+    import sarv_async._converters as converters
+
+    calls: list[object] = []
+    tolerant = converters._tolerant
+
+    def counting(read: Any) -> Any:
+        inner = tolerant(read)
+
+        def structure(value: Any, cls: type[Any]) -> Any:
+            calls.append(value)
+            return inner(value, cls)
+
+        return structure
+
+    monkeypatch.setattr(converters, "_tolerant", counting)
+    converter = converters._make_converter()
+    users = list(BIG)
+    if odd is not None:
+        users[odd] = {**BIG[odd], "total_limit": str(BIG[odd]["total_limit"])}
+    data = {"status": "success", "smtp_list": users}
+    answer = _structure_with(converter, data, SmtpUserList, status_code=200)
+    assert answer.smtp_list == [_user(i) for i in range(5000)]
+    assert len(calls) == tolerant_reads
+
+
 def test_a_non_object_user_is_named_by_its_index() -> None:
     """A list entry that is not an object fails with its index, not a TypeError."""
     users = [*BIG[:3], "smtp4"]
