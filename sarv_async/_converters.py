@@ -34,6 +34,8 @@ from ._requests import (
 if TYPE_CHECKING:
     import cattrs
 
+    from ._fast_read import Spellings
+
 __all__ = ["structure_response", "unstructure_request"]
 
 T = TypeVar("T")
@@ -87,10 +89,7 @@ _STATUS_SPELLINGS: dict[Hashable, SmtpUserStatus] = {
 }
 
 
-_READER_OPTIONS: dict[str, Any] = {
-    "aliases": _ALIASES,
-    "spellings": {SmtpUserStatus: _STATUS_SPELLINGS},
-}
+_SPELLINGS: Spellings = {SmtpUserStatus: _STATUS_SPELLINGS}
 
 
 def _make_converter(*, fast: bool = True) -> cattrs.Converter:
@@ -120,13 +119,19 @@ def _make_converter(*, fast: bool = True) -> cattrs.Converter:
 
     for model in (SmtpUser, SmtpCredentials):
         tolerant = _tolerant(make_dict_structure_fn(model, converter))
-        reader = make_reader(model, **_READER_OPTIONS) if fast else None
+        # Returning None on a value of another type, rather than raising, keeps a list
+        # whose every user has one (say numbers as strings) as cheap as the tolerant path.
+        reader = (
+            make_reader(model, aliases=_ALIASES, spellings=_SPELLINGS, or_none=True)
+            if fast
+            else None
+        )
         converter.register_structure_hook(
             model, tolerant if reader is None else _fast_first(reader, tolerant)
         )
 
     read_list = make_dict_structure_fn(SmtpUserList, converter)
-    read_user = make_reader(SmtpUser, **_READER_OPTIONS) if fast else None
+    read_user = make_reader(SmtpUser, aliases=_ALIASES, spellings=_SPELLINGS) if fast else None
     if [field.name for field in attrs.fields(SmtpUserList)] != ["smtp_list", "message"]:
         read_user = None  # the fast path below builds exactly these two fields
 
@@ -137,8 +142,12 @@ def _make_converter(*, fast: bool = True) -> cattrs.Converter:
             if type(users) is list and type(message) is str:
                 try:
                     return SmtpUserList([read_user(user) for user in users], message)
-                except Exception:  # noqa: S110 - a surprise: read user by user below
-                    pass
+                except Exception:
+                    # A first user already odd: the server spells every user its own way
+                    # (say numbers as strings), and the tolerant path alone is cheaper.
+                    # Otherwise each user below still tries its fast reader first.
+                    if not _reads_fast(read_user, users[0]):
+                        return _get_converter(fast=False).structure(value, SmtpUserList)
         # An account with no users may come back as null, or (PHP) as an empty object.
         if isinstance(value, dict):
             users = value.get("smtp_list")
@@ -153,15 +162,16 @@ def _make_converter(*, fast: bool = True) -> cattrs.Converter:
 
 
 def _fast_first(
-    fast: Callable[[Any], T], tolerant: Callable[[Any, type[T]], T]
+    fast: Callable[[Any], T | None], tolerant: Callable[[Any, type[T]], T]
 ) -> Callable[[Any, type[T]], T]:
     """Read with ``fast``; on any surprise, read the same value with ``tolerant``."""
 
     def structure(value: Any, cls: type[T]) -> T:
         try:
-            return fast(value)
+            result = fast(value)
         except Exception:
-            return tolerant(value, cls)
+            result = None
+        return tolerant(value, cls) if result is None else result
 
     return structure
 
@@ -181,15 +191,26 @@ def _tolerant(read: Callable[[Any, type[T]], T]) -> Callable[[Any, type[T]], T]:
     return structure
 
 
-_converter: cattrs.Converter | None = None
+def _reads_fast(read: Callable[[Any], object], value: object) -> bool:
+    try:
+        read(value)
+    except Exception:
+        return False
+    return True
 
 
-def _get_converter() -> cattrs.Converter:
-    """The converter, built on first use (two threads may both build it: harmless)."""
-    global _converter
-    if _converter is None:
-        _converter = _make_converter()
-    return _converter
+_converters: dict[bool, cattrs.Converter] = {}
+
+
+def _get_converter(*, fast: bool = True) -> cattrs.Converter:
+    """The converter, built on first use (two threads may both build it: harmless).
+
+    ``fast=False``: the one without the fast path, for lists odd from their first user.
+    """
+    converter = _converters.get(fast)
+    if converter is None:
+        converter = _converters[fast] = _make_converter(fast=fast)
+    return converter
 
 
 def unstructure_request(request: SarvRequest[Any]) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Hashable, Mapping
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar, overload
 
 import attrs
 
@@ -31,18 +31,44 @@ class NotWellFormed(Exception):
     """The value is not of the well-formed shape: read it the tolerant way."""
 
 
+Spellings = Mapping[type[enum.Enum], Mapping[Hashable, enum.Enum]]
+
+
+@overload
 def make_reader(
     cls: type[T],
     *,
     aliases: Mapping[str, str],
-    spellings: Mapping[type[enum.Enum], Mapping[Hashable, enum.Enum]] | None = None,
-) -> Callable[[Any], T] | None:
+    spellings: Spellings | None = ...,
+    or_none: Literal[False] = ...,
+) -> Callable[[Any], T] | None: ...
+
+
+@overload
+def make_reader(
+    cls: type[T],
+    *,
+    aliases: Mapping[str, str],
+    spellings: Spellings | None = ...,
+    or_none: Literal[True],
+) -> Callable[[Any], T | None] | None: ...
+
+
+def make_reader(
+    cls: type[T],
+    *,
+    aliases: Mapping[str, str],
+    spellings: Spellings | None = None,
+    or_none: bool = False,
+) -> Callable[[Any], T | None] | None:
     """A reader of one ``cls`` from a dict, or ``None`` if ``cls`` has fields it cannot read.
 
     ``aliases`` maps a field to a second key, read when the first is absent.
     ``spellings`` gives, per enum, the exact JSON strings and integers read as each
     member (default: its string values). The reader raises (`NotWellFormed`,
-    `KeyError`, `TypeError`...) on any surprise.
+    `KeyError`, `TypeError`...) on any surprise; with ``or_none`` it returns ``None``
+    instead where a value is of another type, which is cheaper than raising when many
+    values are (a server that sends every number as a string).
     """
     model: Any = cls
     fields = attrs.fields(attrs.resolve_types(model))
@@ -81,12 +107,12 @@ def make_reader(
     body = [*reads]
     if checks:
         body.append(f"if {' or '.join(checks)}:")
-        body.append("    raise _NotWellFormed")
+        body.append("    return None" if or_none else "    raise _NotWellFormed")
     body.extend(_build_lines(model, fields, namespace))
     source = "\n".join(["def read(d):", *(f"    {line}" for line in body), "    return o"])
     code = compile(source, f"<sarv_async fast reader of {cls.__name__}>", "exec")
     exec(code, namespace)  # noqa: S102 - our own source, built from the model's fields
-    reader: Callable[[Any], T] = namespace["read"]
+    reader: Callable[[Any], T | None] = namespace["read"]
     return reader
 
 
