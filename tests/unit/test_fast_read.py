@@ -87,7 +87,7 @@ def both_ways(data: dict[str, Any], response_type: type[Any]) -> tuple[object, o
     return results[0], results[1]
 
 
-@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(user_entries(), max_size=6), st.one_of(st.none(), st.text(max_size=4), st.just(3)))
 def test_any_list_answer_reads_alike_both_ways(users: list[object], message: object) -> None:
     """For any list answer, the fast path gives the tolerant path's users, or its error."""
@@ -96,7 +96,7 @@ def test_any_list_answer_reads_alike_both_ways(users: list[object], message: obj
     assert fast == tolerant
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(user_entries(), st.one_of(st.none(), st.text(max_size=4), st.just(MISSING)))
 def test_any_credentials_answer_reads_alike_both_ways(entry: object, message: object) -> None:
     """Create and reset-password answers read alike both ways, whatever their shape."""
