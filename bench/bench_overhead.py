@@ -1,101 +1,291 @@
-"""Per-call cost of the SDK versus raw httpx on the same in-memory transport.
+"""Per-call cost of the SDK versus raw httpx + ``json.loads``, on the same transport.
 
-    python bench/bench_overhead.py [--calls 5000] [--repeat 7] [--backend asyncio|trio]
+::
 
-Both sides POST a JSON body to ``httpx.MockTransport`` and decode the JSON answer; the
-SDK also validates the request, paces it (with a limiter that never has to wait),
-bounds concurrency, checks the envelope and structures a typed answer. The ratio is
-SDK time / raw time per call (best of ``--repeat`` rounds).
+    python bench/bench_overhead.py [--rounds 15] [--transport mock|http|both]
+                                   [--sizes 1,100,5000] [--backend asyncio|trio] [--no-gc]
+
+Calls: list with 1, 100 and 5,000 users (``--sizes``), and edit. Transports: an
+``httpx.MockTransport`` (no network: what is left is the two sides' own cost), and a real
+HTTP server on loopback, in its own process, answering precomputed bodies (uvicorn, h11).
+
+The raw side encodes the body with ``json.dumps``, POSTs it with ``httpx.AsyncClient.post``
+and decodes the answer with ``json.loads``: the floor. The SDK side also validates the
+request, paces it (with a limiter that never has to wait), bounds concurrency, checks the
+envelope and structures typed `SmtpUser`s.
+
+Each round times a batch of calls of every case on both sides, interleaved (the side that
+goes first alternates), so drift and the load of other processes fall on both sides alike.
+Printed: the median time per call of each side, the median of the per-round ratios (SDK /
+raw) with their spread (min-max over rounds), and for lists the cost per user. Twice: by
+the wall clock, and by this process's CPU time, which the load of other processes on a
+shared machine disturbs far less (over HTTP it leaves out the server's work).
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
+import socket
 import statistics
+import subprocess
+import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import AsyncExitStack, contextmanager
+from typing import Any
 
 import anyio
 import httpx
 
 from sarv_async import AsyncSarvClient
 
-BASE = "https://api.bench.example/v1.0/"
-USERS = [
-    {
-        "smtp_user_name": f"smtp{i}",
-        "password": f"pw{i}",
-        "status": "Enable",
-        "total_limit": 100,
-        "hourly_limit": 10,
-    }
-    for i in range(3)
-]
-LIST_BODY = json.dumps({"status": "success", "smtp_list": USERS}).encode()
+OWNER, TOKEN = "owner", "token"
+JSON = {"content-type": "application/json"}
 EDIT_BODY = json.dumps({"status": "success", "message": "SMTP User Updated"}).encode()
-HEADERS = {"content-type": "application/json"}
 
 
-def handler(request: httpx.Request) -> httpx.Response:
-    body = LIST_BODY if request.url.path.endswith("listSmtp") else EDIT_BODY
-    return httpx.Response(200, content=body, headers=HEADERS)
+def list_body(users: int) -> bytes:
+    """A list answer of ``users`` users, shaped like the docs' sample."""
+    return json.dumps(
+        {
+            "status": "success",
+            "message": "",
+            "smtp_list": [
+                {
+                    "smtp_user_name": f"smtp{i:07d}",
+                    "password": f"{i:010x}",
+                    "status": "Enable" if i % 4 else "Disable",
+                    "total_limit": 1000 + i % 997,
+                    "hourly_limit": 10 + i % 89,
+                }
+                for i in range(users)
+            ],
+        }
+    ).encode()
 
 
-async def timed(calls: int, call: Callable[[], Awaitable[object]]) -> float:
-    for _ in range(200):  # warm up pools and caches
-        await call()
-    started = time.perf_counter()
+def bodies(sizes: list[int]) -> dict[str, bytes]:
+    """Answer by URL path: ``/u{size}/v1.0/settings/listSmtp`` and ``.../editSmtp``."""
+    answers = {f"/u{size}/v1.0/settings/listSmtp": list_body(size) for size in sizes}
+    answers.update({f"/u{size}/v1.0/settings/editSmtp": EDIT_BODY for size in sizes})
+    return answers
+
+
+# -- the loopback server (run as ``bench_overhead.py --serve SIZES``) -----------------
+
+
+def serve(sizes: list[int]) -> None:
+    """Serve the precomputed answers on a free loopback port; print the port, then run."""
+    import uvicorn
+
+    answers = bodies(sizes)
+    missing = b'{"status": "error", "name": "GeneralError", "message": "no such path"}'
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        more = True
+        while more:  # drain the request body
+            message = await receive()
+            more = message.get("more_body", False)
+        body = answers.get(scope["path"], missing)
+        headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets that say they are TCP,
+    # and without it every answer's body waits ~40 ms for the client's delayed ACK.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    print(sock.getsockname()[1], flush=True)
+    config = uvicorn.Config(app, lifespan="off", log_level="warning", access_log=False)
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+@contextmanager
+def loopback_server(sizes: list[int]) -> Iterator[str]:
+    """Start the server in a child process; yield its root URL."""
+    child = subprocess.Popen(  # noqa: S603 - this interpreter, this file
+        [sys.executable, __file__, "--serve", ",".join(map(str, sizes))],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None
+        port = int(child.stdout.readline())
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        child.terminate()
+        child.wait(10)
+
+
+# -- timing ------------------------------------------------------------------------------
+
+Call = Callable[[], Awaitable[object]]
+
+
+async def batch(calls: int, call: Call) -> tuple[float, float]:
+    """Wall-clock and CPU seconds (of this process) per call, over ``calls`` calls."""
+    wall, cpu = time.perf_counter(), time.process_time()
     for _ in range(calls):
         await call()
-    return (time.perf_counter() - started) / calls
+    return (time.perf_counter() - wall) / calls, (time.process_time() - cpu) / calls
 
 
-async def main(calls: int, repeat: int) -> None:
-    transport = httpx.MockTransport(handler)
-    auth = {"owner_id": "owner", "token": "token"}
-    results: dict[str, list[float]] = {}
-
-    async with httpx.AsyncClient(transport=transport) as raw:
-
-        async def raw_list() -> object:
-            response = await raw.post(f"{BASE}settings/listSmtp", json=auth)
-            return response.json()
-
-        async def raw_edit() -> object:
-            body = {"smtp_user_name": "smtp1", "hourly_limit": 5, **auth}
-            response = await raw.post(f"{BASE}settings/editSmtp", json=body)
-            return response.json()
-
-        sdk_http = httpx.AsyncClient(transport=transport)
-        sdk = AsyncSarvClient(
-            "owner", "token", base_url=BASE, http_client=sdk_http, rate_limit="1000000/second"
+async def cases(
+    stack: AsyncExitStack, root: str, sizes: list[int], mock: bool
+) -> dict[str, tuple[Call, Call]]:
+    """``name -> (raw call, SDK call)`` for every list size and for edit."""
+    transport = httpx.MockTransport(_mock_handler(bodies(sizes))) if mock else None
+    raw = await stack.enter_async_context(httpx.AsyncClient(transport=transport))
+    result: dict[str, tuple[Call, Call]] = {}
+    for size in sizes:
+        base = f"{root}/u{size}/v1.0/"
+        http = (
+            await stack.enter_async_context(httpx.AsyncClient(transport=transport))
+            if mock
+            else None
         )
-        async with sdk_http, sdk:
-            cases: dict[str, Callable[[], Awaitable[object]]] = {
-                "raw list": raw_list,
-                "sdk list": sdk.smtp_users.list,
-                "raw edit": raw_edit,
-                "sdk edit": lambda: sdk.smtp_users.update("smtp1", hourly_limit=5),
-            }
-            for _ in range(repeat):
-                for name, call in cases.items():
-                    results.setdefault(name, []).append(await timed(calls, call))
+        sdk = await stack.enter_async_context(
+            AsyncSarvClient(
+                OWNER, TOKEN, base_url=base, http_client=http, rate_limit="1000000/second"
+            )
+        )
+        result[f"list {size}"] = (_raw_list(raw, base), sdk.smtp_users.list)
+        if size == sizes[0]:
 
-    best = {name: min(times) for name, times in results.items()}
-    for name, times in results.items():
+            async def sdk_edit(sdk: AsyncSarvClient = sdk) -> object:
+                return await sdk.smtp_users.update("smtp0000001", hourly_limit=5)
+
+            result["edit"] = (_raw_edit(raw, base), sdk_edit)
+    return result
+
+
+def _mock_handler(answers: dict[str, bytes]) -> Callable[[httpx.Request], httpx.Response]:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=answers[request.url.path], headers=JSON)
+
+    return handler
+
+
+def _raw_list(raw: httpx.AsyncClient, base: str) -> Call:
+    url = f"{base}settings/listSmtp"
+
+    async def call() -> object:
+        body = json.dumps({"owner_id": OWNER, "token": TOKEN})
+        response = await raw.post(url, content=body, headers=JSON)
+        return json.loads(response.content)
+
+    return call
+
+
+def _raw_edit(raw: httpx.AsyncClient, base: str) -> Call:
+    url = f"{base}settings/editSmtp"
+
+    async def call() -> object:
+        body = json.dumps(
+            {"smtp_user_name": "smtp0000001", "hourly_limit": 5, "owner_id": OWNER, "token": TOKEN}
+        )
+        response = await raw.post(url, content=body, headers=JSON)
+        return json.loads(response.content)
+
+    return call
+
+
+Sample = tuple[tuple[float, float], tuple[float, float]]  # (raw, SDK) x (wall, CPU)
+
+
+async def measure(
+    root: str, sizes: list[int], rounds: int, seconds: float, mock: bool
+) -> dict[str, list[Sample]]:
+    """``name -> [((raw wall, raw CPU), (SDK wall, SDK CPU)) per round]``, seconds per call."""
+    async with AsyncExitStack() as stack:
+        pairs = await cases(stack, root, sizes, mock)
+        counts = {}
+        for name, (raw, sdk) in pairs.items():  # warm up; size batches to ~``seconds``
+            await batch(3, sdk)
+            per_call, _ = await batch(3, raw)
+            counts[name] = max(3, round(seconds / per_call))
+        results: dict[str, list[Sample]] = {name: [] for name in pairs}
+        for round_ in range(rounds):
+            for name, (raw, sdk) in pairs.items():
+                if round_ % 2:
+                    sdk_s, raw_s = await batch(counts[name], sdk), await batch(counts[name], raw)
+                else:
+                    raw_s, sdk_s = await batch(counts[name], raw), await batch(counts[name], sdk)
+                results[name].append((raw_s, sdk_s))
+    return results
+
+
+def report(title: str, results: dict[str, list[Sample]]) -> None:
+    """Print, per clock, one line per case: medians, ratio with spread, per-user costs."""
+    rounds = len(next(iter(results.values())))
+    for clock, clock_name in ((0, "wall time"), (1, "CPU time of this process")):
+        print(f"\n{title}, {rounds} interleaved rounds, {clock_name}")
         print(
-            f"{name:9s} best {best[name] * 1e6:7.1f} us/call   "
-            f"median {statistics.median(times) * 1e6:7.1f} us/call"
+            f"{'call':11s} {'raw httpx':>10s} {'sarv-async':>11s}  {'ratio (min-max)':20s}"
+            f"{'raw/user':>9s} {'sdk/user':>9s} {'added/user':>11s}"
         )
-    for kind in ("list", "edit"):
-        print(f"ratio {kind}: {best[f'sdk {kind}'] / best[f'raw {kind}']:.3f}x (sdk / raw httpx)")
+        for name, samples in results.items():
+            pairs = [(raw[clock], sdk[clock]) for raw, sdk in samples]
+            raw_s = statistics.median(r for r, _ in pairs)
+            sdk_s = statistics.median(s for _, s in pairs)
+            ratios = sorted(s / r for r, s in pairs)
+            line = (
+                f"{name:11s} {_us(raw_s):>10s} {_us(sdk_s):>11s}  "
+                f"{statistics.median(ratios):.2f}x ({ratios[0]:.2f}-{ratios[-1]:.2f})    "
+            )
+            users = int(name.split()[1]) if name.startswith("list") else 0
+            if users > 1:
+                added = statistics.median((s - r) for r, s in pairs)
+                per_user = (raw_s / users * 1e9, sdk_s / users * 1e9, added / users * 1e9)
+                line += "{:6.0f} ns {:6.0f} ns {:8.0f} ns".format(*per_user)
+            print(line)
+
+
+def _us(seconds: float) -> str:
+    return f"{seconds * 1e6:.1f} us" if seconds < 1e-3 else f"{seconds * 1e3:.2f} ms"
+
+
+def main() -> None:
+    """Parse options, run each transport, print the tables."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=15, help="default: %(default)s")
+    parser.add_argument(
+        "--seconds", type=float, default=0.1, help="per batch of one side (default: %(default)s)"
+    )
+    parser.add_argument("--sizes", default="1,100,5000", help="users per list (%(default)s)")
+    parser.add_argument("--transport", choices=("mock", "http", "both"), default="both")
+    parser.add_argument("--backend", choices=("asyncio", "trio"), default="asyncio")
+    parser.add_argument(
+        "--no-gc", action="store_true", help="turn the cyclic garbage collector off (both sides)"
+    )
+    parser.add_argument("--serve", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        serve([int(size) for size in args.serve.split(",")])
+        return
+    sizes = [int(size) for size in args.sizes.split(",")]
+    if args.no_gc:
+        gc.disable()
+    print(
+        f"Python {sys.version.split()[0]}, httpx {httpx.__version__}, "
+        f"{args.seconds:.2f} s per batch{', garbage collector off' if args.no_gc else ''}"
+    )
+    if args.transport in ("mock", "both"):
+        results = anyio.run(
+            measure, "https://api.bench.example", sizes, args.rounds, args.seconds, True,
+            backend=args.backend,
+        )  # fmt: skip
+        report(f"MockTransport, {args.backend}", results)
+    if args.transport in ("http", "both"):
+        with loopback_server(sizes) as root:
+            results = anyio.run(
+                measure, root, sizes, args.rounds, args.seconds, False, backend=args.backend
+            )
+        report(f"loopback HTTP (uvicorn in a child process), {args.backend}", results)
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--calls", type=int, default=5000)
-    parser.add_argument("--repeat", type=int, default=7)
-    parser.add_argument("--backend", choices=["asyncio", "trio"], default="asyncio")
-    args = parser.parse_args()
-    anyio.run(main, args.calls, args.repeat, backend=args.backend)
+    main()

@@ -7,16 +7,19 @@ numeric strings; ``status`` as ``"Enable"``/``"Disable"`` (any case) or ``1``/``
 unknown keys are ignored, and so are nulls (a default applies, as for an absent key).
 What cannot be read raises `UnexpectedResponseError`
 with the path of the bad value, never a cattrs exception.
+
+A well-formed answer (the documented shape, exact types) takes a fast path: readers
+precomputed per model (`._fast_read`), registered as the models' cattrs hooks. Any
+surprise sends that value down the tolerant path, so both read every answer alike.
+The converter, and cattrs with it, is built on first use, not at import.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, TypeVar
+from collections.abc import Callable, Hashable
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import cattrs
-from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn
-from cattrs.preconf.json import make_converter
+import attrs
 
 from ._exceptions import UnexpectedResponseError
 from ._models import SmtpCredentials, SmtpUser, SmtpUserList, SmtpUserStatus
@@ -28,6 +31,11 @@ from ._requests import (
     UpdateSmtpUserRequest,
 )
 from ._text import server_text
+
+if TYPE_CHECKING:
+    import cattrs
+
+    from ._fast_read import Spellings
 
 __all__ = ["structure_response", "unstructure_request"]
 
@@ -69,7 +77,29 @@ def _structure_status(value: object, _: type[SmtpUserStatus]) -> SmtpUserStatus:
     raise ValueError("not 'Enable' or 'Disable'")
 
 
-def _make_converter() -> cattrs.Converter:
+#: The password's second name: the docs' sample says ``password``, their table ``smtp_password``.
+_ALIASES = {"smtp_password": "password"}
+
+#: The status spellings the fast path reads too (each is one the tolerant path reads alike).
+_STATUS_SPELLINGS: dict[Hashable, SmtpUserStatus] = {
+    spelling: status
+    for alias, status in _STATUS_ALIASES.items()
+    for spelling in (
+        (alias, int(alias)) if alias.isdigit() else (alias, alias.capitalize(), alias.upper())
+    )
+}
+
+
+_SPELLINGS: Spellings = {SmtpUserStatus: _STATUS_SPELLINGS}
+
+
+def _make_converter(*, fast: bool = True) -> cattrs.Converter:
+    """The converter; ``fast=False`` leaves out the fast path (tests compare the two)."""
+    from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn
+    from cattrs.preconf.json import make_converter
+
+    from ._fast_read import make_reader
+
     converter = make_converter()
     converter.register_structure_hook(int, _structure_int)
     converter.register_structure_hook(str, _structure_str)
@@ -89,13 +119,36 @@ def _make_converter() -> cattrs.Converter:
     converter.register_unstructure_hook(SmtpUserStatus, lambda status: status.value)
 
     for model in (SmtpUser, SmtpCredentials):
+        tolerant = _tolerant(make_dict_structure_fn(model, converter))
+        # Returning None on a value of another type, rather than raising, keeps a list
+        # whose every user has one (say numbers as strings) as cheap as the tolerant path.
+        reader = (
+            make_reader(model, aliases=_ALIASES, spellings=_SPELLINGS, or_none=True)
+            if fast
+            else None
+        )
         converter.register_structure_hook(
-            model, _tolerant(make_dict_structure_fn(model, converter))
+            model, tolerant if reader is None else _fast_first(reader, tolerant)
         )
 
     read_list = make_dict_structure_fn(SmtpUserList, converter)
+    read_user = make_reader(SmtpUser, aliases=_ALIASES, spellings=_SPELLINGS) if fast else None
+    if [field.name for field in attrs.fields(SmtpUserList)] != ["smtp_list", "message"]:
+        read_user = None  # the fast path below builds exactly these two fields
 
     def structure_list(value: Any, _: type[SmtpUserList]) -> SmtpUserList:
+        if type(value) is dict and read_user is not None:
+            users = value.get("smtp_list")
+            message = value.get("message", "")
+            if type(users) is list and type(message) is str:
+                try:
+                    return SmtpUserList([read_user(user) for user in users], message)
+                except Exception:
+                    # A first user already odd: the server spells every user its own way
+                    # (say numbers as strings), and the tolerant path alone is cheaper.
+                    # Otherwise each user below still tries its fast reader first.
+                    if not _reads_fast(read_user, users[0]):
+                        return _get_converter(fast=False).structure(value, SmtpUserList)
         # An account with no users may come back as null, or (PHP) as an empty object.
         if isinstance(value, dict):
             users = value.get("smtp_list")
@@ -107,6 +160,21 @@ def _make_converter() -> cattrs.Converter:
 
     converter.register_structure_hook(SmtpUserList, structure_list)
     return converter
+
+
+def _fast_first(
+    fast: Callable[[Any], T | None], tolerant: Callable[[Any, type[T]], T]
+) -> Callable[[Any, type[T]], T]:
+    """Read with ``fast``; on any surprise, read the same value with ``tolerant``."""
+
+    def structure(value: Any, cls: type[T]) -> T:
+        try:
+            result = fast(value)
+        except Exception:
+            result = None
+        return tolerant(value, cls) if result is None else result
+
+    return structure
 
 
 def _tolerant(read: Callable[[Any, type[T]], T]) -> Callable[[Any, type[T]], T]:
@@ -124,26 +192,54 @@ def _tolerant(read: Callable[[Any, type[T]], T]) -> Callable[[Any, type[T]], T]:
     return structure
 
 
-_converter = _make_converter()
+def _reads_fast(read: Callable[[Any], object], value: object) -> bool:
+    try:
+        read(value)
+    except Exception:
+        return False
+    return True
+
+
+_converters: dict[bool, cattrs.Converter] = {}
+
+
+def _get_converter(*, fast: bool = True) -> cattrs.Converter:
+    """The converter, built on first use (two threads may both build it: harmless).
+
+    ``fast=False``: the one without the fast path, for lists odd from their first user.
+    """
+    converter = _converters.get(fast)
+    if converter is None:
+        converter = _converters[fast] = _make_converter(fast=fast)
+    return converter
 
 
 def unstructure_request(request: SarvRequest[Any]) -> dict[str, Any]:
     """The request's body fields, with unset optional fields left out."""
-    body: dict[str, Any] = _converter.unstructure(request)
+    body: dict[str, Any] = _get_converter().unstructure(request)
     return body
 
 
-def structure_response(data: dict[str, Any], response_type: type[T], *, status_code: int) -> T:
+def structure_response(
+    data: dict[str, Any],
+    response_type: type[T],
+    *,
+    status_code: int,
+    converter: cattrs.Converter | None = None,
+) -> T:
     """Read a success answer into ``response_type``, or raise `UnexpectedResponseError`.
 
-    The error is raised outside the ``except`` block and after ``data`` is dropped, so
-    neither its context (cattrs' exception and frames) nor this frame holds the answer.
+    ``converter`` defaults to the SDK's own (tests compare it with others). The error is
+    raised outside the ``except`` block and after ``data`` is dropped, so neither its
+    context (cattrs' exception and frames) nor this frame holds the answer.
     """
     try:
-        return _converter.structure(
+        return (converter or _get_converter()).structure(
             {key: value for key, value in data.items() if value is not None}, response_type
         )
     except Exception as exc:  # cattrs' errors are translated here, at one boundary.
+        import cattrs
+
         messages = (
             cattrs.transform_error(exc, path="$")
             if isinstance(exc, (cattrs.ClassValidationError, cattrs.IterableValidationError))

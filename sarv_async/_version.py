@@ -1,12 +1,7 @@
-"""The installed version, read once from the package metadata (pyproject.toml is the source)."""
+"""The version: written here once; the build reads it from here (``[tool.hatch.version]``)."""
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
-
 __all__ = ["__version__"]
 
-try:
-    __version__ = version("sarv-async")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree
-    __version__ = "0+unknown"
+__version__ = "0.1.0"

@@ -2,7 +2,19 @@
 
 from __future__ import annotations
 
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
 import sarv_async
+
+
+def _run(code: str) -> str:
+    """Run ``code`` in a fresh interpreter (nothing imported yet); return what it printed."""
+    return subprocess.run(  # noqa: S603 - this interpreter, fixed code
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.strip()
 
 
 def test_all_names_exist_and_are_public() -> None:
@@ -15,6 +27,9 @@ def test_all_names_exist_and_are_public() -> None:
 def test_no_public_name_is_left_out_of_all() -> None:
     """Every public attribute of the package (but submodules) is listed in __all__."""
     import types
+
+    for name in sarv_async.__all__:  # load the names that load on first use
+        getattr(sarv_async, name)
 
     public = {
         name
@@ -56,6 +71,72 @@ def test_issue_contract_names_are_exported() -> None:
         "ListSmtpUsersRequest",
     }
     assert expected <= set(sarv_async.__all__)
+
+
+def test_importing_the_package_imports_no_dependency() -> None:
+    """``import sarv_async`` (as the pytest plugin does) loads no third-party package."""
+    code = (
+        "import sys, sarv_async; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & "
+        "{'httpx', 'httpcore', 'attr', 'attrs', 'cattrs', 'anyio', 'importlib_metadata'}), "
+        "'importlib.metadata' in sys.modules)"
+    )
+    assert _run(code) == "[] False"
+
+
+def test_names_load_on_first_use_as_the_public_module() -> None:
+    """A name loads on first access, named sarv_async.X, and `dir` lists every name."""
+    code = (
+        "import sys, sarv_async; "
+        "before = 'sarv_async._client' in sys.modules; "
+        "cls = sarv_async.AsyncSarvClient; "
+        "print(before, cls.__module__, set(sarv_async.__all__) <= set(dir(sarv_async)))"
+    )
+    assert _run(code) == "False sarv_async True"
+
+
+def test_errors_are_public_whichever_module_raises_them() -> None:
+    """An error raised through a private import path still says sarv_async.X."""
+    code = (
+        "from sarv_async._client import AsyncSarvClient\n"
+        "try:\n"
+        "    AsyncSarvClient('o', 't', base_url='https://x.example/', max_concurrency=0)\n"
+        "except Exception as exc:\n"
+        "    print(type(exc).__module__, type(exc).__name__)"
+    )
+    assert _run(code) == "sarv_async ValidationError"
+
+
+def test_answers_are_read_when_names_loaded_before_the_converter() -> None:
+    """Loading every public name first (renaming them) leaves requests and answers readable."""
+    code = (
+        "import sarv_async\n"
+        "for name in sarv_async.__all__: getattr(sarv_async, name)\n"
+        "from sarv_async._converters import structure_response, unstructure_request\n"
+        "print(unstructure_request(sarv_async.CreateSmtpUserRequest(total_limit=2, "
+        "hourly_limit=1)))\n"
+        "print(structure_response({'smtp_list': [], 'message': 'ok'}, sarv_async.SmtpUserList, "
+        "status_code=200))"
+    )
+    assert _run(code).splitlines() == [
+        "{'total_limit': 2, 'hourly_limit': 1}",
+        "SmtpUserList(smtp_list=[], message='ok')",
+    ]
+
+
+def test_type_checkers_see_every_name_that_loads_on_first_use() -> None:
+    """Each lazily loaded name is imported under TYPE_CHECKING from the module it loads from."""
+    tree = ast.parse(Path(sarv_async.__file__).read_text())
+    checked = {
+        alias.asname: f".{node.module}"
+        for block in tree.body
+        if isinstance(block, ast.If) and "TYPE_CHECKING" in ast.unparse(block.test)
+        for node in block.body
+        if isinstance(node, ast.ImportFrom) and node.level == 1
+        for alias in node.names
+        if alias.asname == alias.name
+    }
+    assert checked == sarv_async._LAZY
 
 
 def test_version_comes_from_package_metadata() -> None:

@@ -32,6 +32,40 @@ def test_importing_the_plugin_loads_neither_uvicorn_nor_the_emulator() -> None:
     assert out.strip() == "['sarv_async.testing.pytest_plugin']"
 
 
+def test_a_pytest_run_with_the_plugin_imports_no_dependency(tmp_path: Path) -> None:
+    """In an unrelated project's test run, the plugin loads only itself and the package root."""
+    (tmp_path / "test_other.py").write_text(
+        textwrap.dedent(
+            """
+            import sys
+
+            def test_nothing_heavy_was_imported():
+                loaded = {m for m in sys.modules if m.split(".")[0] in (
+                    "sarv_async", "httpx", "attr", "attrs", "cattrs", "anyio", "uvicorn"
+                )}
+                assert "sarv_async.testing.pytest_plugin" in loaded
+                assert loaded <= {
+                    "sarv_async", "sarv_async._exceptions", "sarv_async._version",
+                    "sarv_async.testing", "sarv_async.testing.pytest_plugin",
+                }, sorted(loaded)
+            """
+        )
+    )
+    result = subprocess.run(  # noqa: S603 - this interpreter, fixed arguments
+        [
+            *(sys.executable, "-m", "pytest", "-q", str(tmp_path)),
+            *("-p", "sarv_async.testing.pytest_plugin", "-p", "no:cacheprovider"),
+        ],
+        cwd=tmp_path,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 passed" in result.stdout
+
+
 def test_the_fixture_serves_a_test_configured_by_the_marker(tmp_path: Path) -> None:
     """A test using ``sarv_emulator`` and its marker passes under a plain pytest run."""
     (tmp_path / "test_user.py").write_text(
