@@ -12,7 +12,16 @@ import httpx
 
 from ._exceptions import ValidationError
 
-__all__ = ["SARV", "SENDCLEAN", "Brand", "InsecureHTTPWarning", "Secret", "Settings", "resolve"]
+__all__ = [
+    "SARV",
+    "SENDCLEAN",
+    "Brand",
+    "InsecureHTTPWarning",
+    "Secret",
+    "Settings",
+    "from_environment",
+    "resolve",
+]
 
 
 class InsecureHTTPWarning(UserWarning):
@@ -122,6 +131,18 @@ def resolve(
         token=Secret(token),
         base_url=_check_base_url(url, allow_insecure_http=allow_insecure_http),
     )
+
+
+def from_environment(
+    brand: Brand, name: str, environ: Mapping[str, str] | None = None
+) -> str | None:
+    """The brand's ``{PREFIX}_{name}`` variable (first prefix first), if set and not blank."""
+    env = os.environ if environ is None else environ
+    for prefix in brand.env_prefixes:
+        value = env.get(f"{prefix}_{name}", "").strip()
+        if value:
+            return value
+    return None
 
 
 def _given(value: object, field: str) -> str | None:

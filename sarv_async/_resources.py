@@ -6,6 +6,8 @@ import builtins
 from collections.abc import AsyncIterable, Iterable
 from typing import TYPE_CHECKING
 
+from ._exceptions import ValidationError
+from ._idempotency import check_key
 from ._models import SmtpCredentials, SmtpUser, SmtpUserStatus, UpdateSmtpUserResponse
 from ._provision import (
     DEFAULT_MAX_ROUNDS,
@@ -38,14 +40,35 @@ class SmtpUsers:
     def __repr__(self) -> str:
         return f"<SmtpUsers of {self._client!r}>"
 
-    async def create(self, *, total_limit: int, hourly_limit: int) -> SmtpCredentials:
+    async def create(
+        self, *, total_limit: int, hourly_limit: int, idempotency_key: str | None = None
+    ) -> SmtpCredentials:
         """Add an SMTP user with these quotas; return its name and password.
 
-        Never repeated once it may have reached the server: such a failure raises
-        `OutcomeUnknownError` (reconcile with `list`).
+        Without a ledger, the create is never repeated once it may have reached the
+        server: such a failure raises `OutcomeUnknownError` (reconcile with `list`).
+
+        With a ledger (see `AsyncSarvClient`), the create is recorded before it is sent,
+        and a lost answer is settled before returning: by adopting the user it made, or
+        by creating again once the account provably has none. ``idempotency_key`` makes
+        the call repeatable: a later call with the same key, from any task or process
+        sharing the ledger, returns that user (its current password read with `list`)
+        and sends no create. The same key with other limits is a `ValidationError`, as is
+        a key without a ledger. Nothing is sent in either case.
         """
         request = CreateSmtpUserRequest(total_limit=total_limit, hourly_limit=hourly_limit)
-        return await self._client.send(request)
+        if idempotency_key is not None:
+            idempotency_key = check_key(idempotency_key)
+        creates = self._client._shared.creates
+        if creates is None:
+            if idempotency_key is not None:
+                raise ValidationError(
+                    "idempotency_key needs a ledger: pass ledger= (a path or a Ledger) to "
+                    "the client, or set SARV_LEDGER",
+                    field="idempotency_key",
+                )
+            return await self._client.send(request)
+        return await creates.using(self._client).create(request, idempotency_key)
 
     async def update(
         self,
