@@ -11,7 +11,6 @@ from ._idempotency import check_key
 from ._models import SmtpCredentials, SmtpUser, SmtpUserStatus, UpdateSmtpUserResponse
 from ._provision import (
     DEFAULT_MAX_ROUNDS,
-    DEFAULT_SETTLE_DELAY,
     ProgressCallback,
     Provisioning,
     ProvisionSpec,
@@ -103,17 +102,24 @@ class SmtpUsers:
         concurrency: int | None = None,
         progress: ProgressCallback | None = None,
         max_rounds: int = DEFAULT_MAX_ROUNDS,
-        settle_delay: float = DEFAULT_SETTLE_DELAY,
+        settle_delay: float | None = None,
+        run_id: str | None = None,
     ) -> Provisioning:
         """Create many SMTP users concurrently, exactly once, and stream what became of each.
 
         ``specs`` are `CreateSmtpUserRequest`s or mappings with ``total_limit`` and
-        ``hourly_limit``. ``concurrency`` defaults to the client's ``max_concurrency``;
+        ``hourly_limit``, and optionally ``key``, the spec's idempotency key. A spec
+        without one gets ``f"{run_id}:{position}"`` (``run_id`` is random unless given).
+        With the client's ledger, a spec whose key has its user already is not created
+        again (`ProvisionOutcome.EXISTING`, credentials read with `list`): run the same
+        specs with the same ``run_id`` again after a crash, and the run resumes.
+
+        ``concurrency`` defaults to the client's ``max_concurrency``;
         ``progress(done, failed, total)`` is called after each result. Creates whose
-        outcome is unknown are reconciled by listing the account, ``settle_delay``
-        seconds after the creates ended (a create the server was still processing must
-        land first); specs proven not created are created again, up to ``max_rounds``
-        times (see `Provisioning`)::
+        outcome is unknown are reconciled during the run by listing the account
+        ``settle_delay`` seconds (default: the client's) after they ended (a create the
+        server was still processing must land first); specs proven not created are
+        created again, up to ``max_rounds`` times (see `Provisioning`)::
 
             async with client.smtp_users.provision(specs) as run:
                 async for result in run:
@@ -127,4 +133,5 @@ class SmtpUsers:
             progress=progress,
             max_rounds=max_rounds,
             settle_delay=settle_delay,
+            run_id=run_id,
         )
