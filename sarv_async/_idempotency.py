@@ -179,6 +179,7 @@ class LedgerCreates:
         poll = _POLL_FIRST
         resends = 0
         while True:
+            asked = anyio.current_time()
             begun = await self.ledger.begin(
                 self.account,
                 key,
@@ -205,7 +206,7 @@ class LedgerCreates:
                 poll = min(poll * 2, _POLL_MAX)
                 continue
             if decision is Decision.RECONCILE:
-                settled = await self._reconcile(request, key, holder, entry, resends)
+                settled = await self._reconcile(request, key, holder, entry, asked, resends)
                 if isinstance(settled, SmtpCredentials):
                     return settled
                 if settled is _AGAIN:
@@ -263,6 +264,7 @@ class LedgerCreates:
         key: str,
         holder: str,
         entry: LedgerEntry,
+        asked: float,
         resends: int,
     ) -> SmtpCredentials | _Next:
         """Settle an unknown key ``holder`` holds: adopt a user, or prove it absent.
@@ -272,7 +274,8 @@ class LedgerCreates:
         """
         ledger, account = self.ledger, self.account
         limits = (request.total_limit, request.hourly_limit)
-        ready_at = anyio.current_time() - (entry.ended_ago or 0.0) + self.settle_delay
+        # From when begin was asked: errs early by at most one ledger call (see provision).
+        ready_at = asked - (entry.ended_ago or 0.0) + self.settle_delay
 
         async def settle() -> SmtpCredentials | _Next:
             nonlocal ready_at

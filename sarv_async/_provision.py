@@ -13,8 +13,9 @@ this run alone; see ``_ledger.py`` for the invariants). How a run goes:
    on, a reconciler lists the account once at least ``settle_delay`` has passed since such
    attempts ended, adopts an unowned user with the same limits for each, and sends again
    those proven absent (at most ``max_rounds`` times; then they fail with the error that
-   lost them). If the account cannot be listed once every create has ended, what is
-   still set aside ends `UNKNOWN`: the ledger keeps it, and a rerun settles it.
+   lost them). If the account cannot be listed (three tries in a row) once every create
+   has ended, what is still set aside ends `UNKNOWN`: the ledger keeps it, and a rerun
+   settles it.
 4. A last list finds the *orphans*: new users that no ledger entry owns.
 
 The one assumption: every create on the account goes through a ledger shared by all who
@@ -88,6 +89,8 @@ DEFAULT_MAX_ROUNDS = 3
 #: Seconds to wait before a reconciling list, so that a create the server was still
 #: processing when the client gave up on it has landed by then.
 DEFAULT_SETTLE_DELAY = 5.0
+#: Reconciling lists tried in a row, once every create has ended, before giving up.
+_LIST_TRIES = 3
 
 
 class ProvisionOutcome(enum.StrEnum):
@@ -387,6 +390,7 @@ class Provisioning:
             await self._finish(item, ProvisionOutcome.FAILED, error=self._auth_failure)
             return
         while True:
+            asked = anyio.current_time()
             begun = await self._ledger.begin(
                 self._account,
                 key,
@@ -413,7 +417,7 @@ class Provisioning:
             self._set_aside(item, now + _poll(entry))
         else:  # RECONCILE: the reconciler takes it from here, when the time comes
             await self._ledger.release(self._account, key, holder=item.holder)
-            self._set_aside(item, self._settled_at(entry, now))
+            self._set_aside(item, self._settled_at(entry, asked))
 
     def _key_of(self, index: int, spec: ProvisionSpec) -> tuple[str, str | None]:
         if isinstance(spec, Mapping):
@@ -487,12 +491,18 @@ class Provisioning:
         self._pending.append(item)
         self._wake.set()
 
-    def _settled_at(self, entry: LedgerEntry, now: float) -> float:
-        """When a list may first prove the entry's last attempt absent (anyio clock)."""
-        return now - (entry.ended_ago or 0.0) + self._settle_delay
+    def _settled_at(self, entry: LedgerEntry, asked: float) -> float:
+        """When a list may first prove the entry's last attempt absent (anyio clock).
+
+        ``asked`` is when the ledger was asked: the store measured ``ended_ago`` a moment
+        later, so the answer errs early by at most one ledger call, far below any
+        settle delay; it keeps two clocks from ever being compared.
+        """
+        return asked - (entry.ended_ago or 0.0) + self._settle_delay
 
     async def _reconcile(self, tg: TaskGroup) -> None:
         """Settle set-aside specs from lists, for as long as creates may set more aside."""
+        failures = 0  # reconciling lists failed in a row
         while True:
             if not self._pending:
                 if not self._creating and not self._sending:
@@ -509,13 +519,15 @@ class Provisioning:
             try:
                 users = await self._client.smtp_users.list()
             except SarvError as exc:
-                if not self._creating and not self._sending:
+                failures += 1
+                if not self._creating and not self._sending and failures >= _LIST_TRIES:
                     await self._give_up(exc)
                     return
-                # Creates are still running: try again a little later.
+                # Creates are still running, or tries are left: try again a little later.
                 for item in self._pending:
                     item.ready_at = max(item.ready_at, started + max(self._settle_delay, 0.1))
                 continue
+            failures = 0
             self._users.update((user.smtp_user_name, user) for user in users)
             ready = sorted(
                 (item for item in self._pending if item.ready_at <= started),
@@ -562,6 +574,7 @@ class Provisioning:
     ) -> None:
         """Settle one set-aside spec from a list started at ``started``."""
         ledger, account, request = self._ledger, self._account, item.request
+        asked = anyio.current_time()
         begun = await ledger.begin(
             account,
             item.key,
@@ -591,7 +604,7 @@ class Provisioning:
             self._set_aside(item, now + _poll(entry))
             return
         # RECONCILE: this list proves absence only if started settle_delay after the end.
-        settled_at = self._settled_at(entry, now)
+        settled_at = self._settled_at(entry, asked)
         if started < settled_at:
             await ledger.release(account, item.key, holder=item.holder)
             self._set_aside(item, settled_at)

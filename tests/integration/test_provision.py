@@ -217,8 +217,8 @@ async def test_a_spec_whose_user_may_exist_is_reported_unknown() -> None:
         async def specs() -> AsyncIterator[dict[str, int]]:
             yield {"total_limit": 10, "hourly_limit": 1}
             yield {"total_limit": 20, "hourly_limit": 2}
-            # Once spec 1 is done, make the reconciliation's list call fail.
-            emu.inject_fault("general_error", "listSmtp")
+            # Once spec 1 is done, make the reconciliation's list calls fail.
+            emu.inject_fault("general_error", "listSmtp", count=3)
 
         async with (
             emu.client(rate_limit=None, max_retries=0, backoff=FAST) as c,

@@ -74,7 +74,7 @@ async def test_a_cancelled_run_resumes_with_one_user_per_spec(tmp_path: Path) ->
         results = await _run(emu, ledger, specs, run_id="batch", concurrency=4)
         users = _by_name(emu)
     assert 0 < partial < 30
-    assert all(r.ok for r in results), [r.error for r in results]
+    assert all(r.ok for r in results), [(r.outcome, r.error) for r in results if not r.ok]
     names = [r.credentials.smtp_user_name for r in results if r.credentials is not None]
     assert len(set(names)) == 30 == len(users)
     assert Counter(r.outcome for r in results)[ProvisionOutcome.EXISTING] > 0
