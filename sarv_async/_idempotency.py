@@ -20,6 +20,7 @@ from __future__ import annotations
 import enum
 import os
 import socket
+import sys
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, TypeVar
@@ -40,6 +41,7 @@ __all__ = [
     "LedgerCreates",
     "check_key",
     "free_users",
+    "holder_is_dead",
     "holding",
     "mismatch_error",
     "new_holder",
@@ -60,6 +62,30 @@ T = TypeVar("T")
 def new_holder() -> str:
     """An id for one attempt: host, process and a random part."""
     return f"{_HOST}:{os.getpid()}:{uuid.uuid4().hex[:16]}"
+
+
+def holder_is_dead(holder: str | None) -> bool:
+    """Whether ``holder`` is an attempt of a process of this host that no longer runs.
+
+    Its hold can then end at once instead of when its lease runs out (a rerun after
+    ``kill -9`` need not wait). Anything unsure (another host, a process id now used by
+    another process, no way to ask) counts as alive: its lease still bounds the wait.
+    """
+    if holder is None or sys.platform == "win32":
+        return False
+    parts = holder.rsplit(":", 2)
+    if len(parts) != 3 or parts[0] != _HOST or not parts[1].isdigit():
+        return False
+    pid = int(parts[1])
+    if pid == os.getpid() or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False
+    return False
 
 
 def check_key(key: object, field: str = "idempotency_key") -> str:
@@ -201,6 +227,10 @@ class LedgerCreates:
                 assert entry.user_name is not None
                 return await self.read_back(key, entry.user_name)
             if decision is Decision.BUSY:
+                if holder_is_dead(entry.holder):
+                    assert entry.holder is not None
+                    await self.ledger.expire(self.account, key, holder=entry.holder)
+                    continue
                 left = entry.lease_left if entry.lease_left is not None else poll
                 await anyio.sleep(max(0.0, min(poll, left + 0.01)))
                 poll = min(poll * 2, _POLL_MAX)

@@ -201,6 +201,27 @@ class SqliteLedger:
 
         return await self._write(op)
 
+    async def expire(self, account: str, key: str, *, holder: str) -> bool:
+        def op(db: sqlite3.Connection, now: float) -> bool:
+            cursor = db.execute(
+                "UPDATE entries SET state = ?, holder = NULL, lease_until = NULL, "
+                "ended_at = max(coalesce(ended_at, 0), ?), updated_at = ? "
+                "WHERE account = ? AND key = ? AND holder = ? AND state IN (?, ?)",
+                (
+                    EntryState.UNKNOWN,
+                    now,
+                    now,
+                    account,
+                    key,
+                    holder,
+                    EntryState.PENDING,
+                    EntryState.UNKNOWN,
+                ),
+            )
+            return cursor.rowcount > 0
+
+        return await self._write(op)
+
     async def release(self, account: str, key: str, *, holder: str) -> None:
         def op(db: sqlite3.Connection, now: float) -> None:
             db.execute(

@@ -54,6 +54,7 @@ from ._idempotency import (
     LedgerCreates,
     check_key,
     free_users,
+    holder_is_dead,
     holding,
     mismatch_error,
     new_holder,
@@ -414,7 +415,12 @@ class Provisioning:
             error = mismatch_error(key, entry, request, fingerprint, field="key")
             await self._finish(item, ProvisionOutcome.FAILED, error=error)
         elif begun.decision is Decision.BUSY:
-            self._set_aside(item, now + _poll(entry))
+            if holder_is_dead(entry.holder):  # a killed earlier run's: settle it now
+                assert entry.holder is not None
+                await self._ledger.expire(self._account, key, holder=entry.holder)
+                self._set_aside(item, now + self._settle_delay)
+            else:
+                self._set_aside(item, now + _poll(entry))
         else:  # RECONCILE: the reconciler takes it from here, when the time comes
             await self._ledger.release(self._account, key, holder=item.holder)
             self._set_aside(item, self._settled_at(entry, asked))
@@ -601,7 +607,12 @@ class Provisioning:
             await self._finish(item, ProvisionOutcome.FAILED, error=error)
             return
         if begun.decision is Decision.BUSY:
-            self._set_aside(item, now + _poll(entry))
+            if holder_is_dead(entry.holder):
+                assert entry.holder is not None
+                await ledger.expire(account, item.key, holder=entry.holder)
+                self._set_aside(item, now + self._settle_delay)
+            else:
+                self._set_aside(item, now + _poll(entry))
             return
         # RECONCILE: this list proves absence only if started settle_delay after the end.
         settled_at = self._settled_at(entry, asked)

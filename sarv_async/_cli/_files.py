@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import io
 import os
 import stat
 import sys
@@ -155,7 +156,10 @@ def resume_credentials_file(
         raise CliError(f"{path} is not a regular file", exit_code=EXIT_USAGE)
     try:
         with open(path, encoding="utf-8", newline="") as file:
-            rows = list(csv.reader(file))
+            text = file.read()
+        # A process killed while writing may leave its last row cut short: each row is
+        # complete only with its line end, so whatever follows the last one is dropped.
+        rows = list(csv.reader(io.StringIO(text[: text.rfind("\n") + 1])))
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise CliError(f"cannot read {path} to resume: {exc}", exit_code=EXIT_USAGE) from None
     if not rows or tuple(rows[0]) != tuple(header):

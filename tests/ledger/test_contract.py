@@ -229,6 +229,27 @@ async def test_a_holder_whose_lease_ran_out_is_taken_as_ended_then(ledger: Ledge
     assert (entry.state, entry.holder) == (EntryState.UNKNOWN, "h2")
 
 
+async def test_a_holder_known_dead_is_expired_at_once(ledger: Ledger) -> None:
+    """expire ends a dead holder's hold now: its PENDING key is UNKNOWN, free to reconcile."""
+    await _ready(ledger)
+    await _send(ledger, "k", holder="dead")
+    assert not await ledger.expire(ACCOUNT, "k", holder="someone-else")
+    assert (await ledger.begin(ACCOUNT, "k", **LIMITS, holder="h2", lease=60)).decision is (
+        Decision.BUSY
+    )
+    assert await ledger.expire(ACCOUNT, "k", holder="dead")
+    entry = await ledger.get(ACCOUNT, "k")
+    assert entry is not None
+    assert (entry.state, entry.holder) == (EntryState.UNKNOWN, None)
+    assert entry.ended_ago is not None
+    assert entry.ended_ago < 5
+    begun = await ledger.begin(ACCOUNT, "k", **LIMITS, holder="h2", lease=60)
+    assert begun.decision is Decision.RECONCILE
+    assert not await ledger.expire(ACCOUNT, "nokey", holder="dead")
+    await ledger.claim(ACCOUNT, "k", "smtp1")
+    assert not await ledger.expire(ACCOUNT, "k", holder="h2")  # CREATED: nothing to end
+
+
 async def test_renew_keeps_a_slow_holder_s_lease(ledger: Ledger) -> None:
     """A renewed lease does not run out; only the holder may renew it."""
     await _ready(ledger)
