@@ -1,11 +1,15 @@
 """`SqliteLedger`: the embedded default `Ledger`, one SQLite file shared by every process on a host.
 
-Each operation is one ``BEGIN IMMEDIATE`` transaction (the write lock is taken up front,
-so two processes never deadlock upgrading a read), run in a worker thread so the event
-loop never blocks on the disk or on another process's lock. The file is in WAL mode
-(readers never wait for the writer) with a busy timeout, created with mode 0600, and
-commits are synced to disk (``synchronous=FULL``) so an intent recorded before a create
-survives a power cut, not only a crash. Each thread has its own connection.
+Each write runs in a ``BEGIN IMMEDIATE`` transaction (the write lock is taken up front,
+so two processes never deadlock upgrading a read), in a worker thread so the event loop
+never blocks on the disk or on another process's lock. Writes that arrive while one
+batch is in the thread are committed together (group commit: one thread trip and one
+sync for the batch, each operation in its own savepoint, so each stays atomic and one
+failing spoils no other).
+The file is in WAL mode (readers never wait for the writer) with a busy timeout, created
+with mode 0600, and commits are synced to disk (``synchronous=FULL``) so an intent
+recorded before a create survives a power cut, not only a crash. Each thread has its
+own connection.
 
 User names are unique per account across entries (a partial unique index) and are checked
 against the baseline in the same transaction, which is what makes `claim` exclusive.
@@ -20,7 +24,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Collection
-from typing import TypeVar
+from typing import Any, Generic, TypeVar
 
 import anyio
 
@@ -100,6 +104,8 @@ class SqliteLedger:
         self._lock = threading.Lock()
         self._connections: dict[tuple[int, int], sqlite3.Connection] = {}
         self._closed = False
+        # Group commit: per thread (so per event loop), the writes queued meanwhile.
+        self._queues: dict[int, _LoopQueue] = {}
 
     def __repr__(self) -> str:
         return f"<SqliteLedger {self.path!r}>"
@@ -334,7 +340,31 @@ class SqliteLedger:
     # -- plumbing ------------------------------------------------------------------
 
     async def _write(self, op: Callable[[sqlite3.Connection, float], T]) -> T:
-        return await anyio.to_thread.run_sync(functools.partial(self._transaction, op, True))
+        """Run ``op`` in a write transaction, committed with the writes queued meanwhile.
+
+        Writes of one event loop queue up while a batch is in the worker thread; the task
+        that finds no batch running carries every queued write to the thread in one
+        transaction (group commit: one trip to the thread and one sync to disk for the
+        batch), then wakes their tasks. Like a plain thread call, no caller returns (nor
+        is cancelled) before its write is committed or has failed.
+        """
+        slot: _Slot[T] = _Slot(op)
+        queue = self._queues.setdefault(threading.get_ident(), _LoopQueue())
+        queue.slots.append(slot)
+        with anyio.CancelScope(shield=True):
+            if queue.flushing:
+                await slot.event.wait()
+            else:
+                queue.flushing = True
+                try:
+                    while queue.slots:
+                        batch, queue.slots = queue.slots, []
+                        await anyio.to_thread.run_sync(self._run_batch, batch)
+                        for done in batch:
+                            done.event.set()
+                finally:
+                    queue.flushing = False
+        return slot.outcome()
 
     async def _read(self, op: Callable[[sqlite3.Connection, float], T]) -> T:
         return await anyio.to_thread.run_sync(functools.partial(self._transaction, op, False))
@@ -353,6 +383,30 @@ class SqliteLedger:
         except sqlite3.Error as exc:
             raise LedgerError(f"the ledger {self.path} failed: {exc}") from exc
         return result
+
+    def _run_batch(self, batch: list[_Slot[Any]]) -> None:
+        try:
+            db = self._connection()
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                for slot in batch:
+                    db.execute("SAVEPOINT op")
+                    try:
+                        slot.value = slot.op(db, time.time())
+                    except Exception as exc:
+                        db.execute("ROLLBACK TO op")
+                        slot.error = exc
+                    db.execute("RELEASE op")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+        except BaseException as exc:
+            for slot in batch:
+                slot.error = exc
+        finally:
+            for slot in batch:
+                slot.done = True
 
     def _connection(self) -> sqlite3.Connection:
         ident = (os.getpid(), threading.get_ident())
@@ -386,6 +440,36 @@ class SqliteLedger:
             connection.close()
             raise
         return connection
+
+
+class _Slot(Generic[T]):
+    """One write operation waiting for, or done by, a group commit."""
+
+    __slots__ = ("done", "error", "event", "op", "value")
+
+    def __init__(self, op: Callable[[sqlite3.Connection, float], T]) -> None:
+        self.op = op
+        self.done = False
+        self.value: T | None = None
+        self.error: BaseException | None = None
+        self.event = anyio.Event()
+
+    def outcome(self) -> T:
+        if self.error is not None:
+            if isinstance(self.error, sqlite3.Error):
+                raise LedgerError(f"the ledger failed: {self.error}") from self.error
+            raise self.error
+        return self.value  # type: ignore[return-value]  # set when no error
+
+
+class _LoopQueue:
+    """The writes one event loop has queued, and whether a batch of them is running."""
+
+    __slots__ = ("flushing", "slots")
+
+    def __init__(self) -> None:
+        self.slots: list[_Slot[Any]] = []
+        self.flushing = False
 
 
 def _select(db: sqlite3.Connection, account: str, key: str) -> _Row | None:
