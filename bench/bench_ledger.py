@@ -11,7 +11,8 @@ with 10 calls in flight, in interleaved rounds of three shapes: the floor (raw h
 posting ``addSmtp`` and ``json.loads``-ing the answers), ``provision()`` without a ledger
 (a `MemoryLedger` for the run), and ``provision()`` with a `SqliteLedger` file (synced
 commits; a fresh file per round). Prints the median and the spread of creates a second,
-and the ratio of the medians (target: the ledger at least 0.8x of no ledger).
+the client process's CPU time per create (all its threads), and the ratio of the medians
+(target: the ledger at least 0.8x of no ledger).
 
 Size: the ledger file after ``--size`` creates recorded through the ledger's own
 operations (one begin and one claim per create, keys like the CLI's), per 100,000.
@@ -114,11 +115,13 @@ async def provision(url: str, count: int, ledger: str | None) -> float:
 
 async def throughput(count: int, rounds: int) -> None:
     rates: dict[str, list[float]] = {"floor": [], "no ledger": [], "sqlite ledger": []}
+    cpu: dict[str, list[float]] = {shape: [] for shape in rates}
     with tempfile.TemporaryDirectory() as tmp, emulator() as url:
         await floor(url, 200)  # warm up
         for round_ in range(rounds):
             for shape in rates:  # interleaved: every shape once per round
                 reset(url)
+                used = time.process_time()
                 if shape == "floor":
                     elapsed = await floor(url, count)
                 elif shape == "no ledger":
@@ -127,11 +130,13 @@ async def throughput(count: int, rounds: int) -> None:
                     path = os.path.join(tmp, f"ledger-{round_}.sqlite3")
                     elapsed = await provision(url, count, path)
                 rates[shape].append(count / elapsed)
+                cpu[shape].append((time.process_time() - used) / count * 1e6)
     print(f"{count} creates per round, {rounds} interleaved rounds, {CONCURRENCY} in flight")
     for shape, values in rates.items():
         print(
             f"  {shape:14} median {statistics.median(values):7.1f} creates/s  "
-            f"spread {min(values):7.1f}-{max(values):7.1f}"
+            f"spread {min(values):7.1f}-{max(values):7.1f}  "
+            f"client CPU {statistics.median(cpu[shape]):5.0f} us/create"
         )
     ratio = statistics.median(rates["sqlite ledger"]) / statistics.median(rates["no ledger"])
     print(f"  sqlite ledger / no ledger: {ratio:.2f}x (target >= 0.8x)")

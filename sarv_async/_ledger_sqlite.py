@@ -106,6 +106,7 @@ class SqliteLedger:
         self._closed = False
         # Group commit: per thread (so per event loop), the writes queued meanwhile.
         self._queues: dict[int, _LoopQueue] = {}
+        self._with_baseline: set[str] = set()
 
     def __repr__(self) -> str:
         return f"<SqliteLedger {self.path!r}>"
@@ -141,11 +142,13 @@ class SqliteLedger:
         def op(db: sqlite3.Connection, now: float) -> Begin:
             row = _select(db, account, key)
             if row is None or row[4] == EntryState.FAILED:
-                has_baseline = db.execute(
-                    "SELECT 1 FROM accounts WHERE account = ?", (account,)
-                ).fetchone()
-                if not has_baseline:
-                    return Begin(Decision.NEED_BASELINE, _entry(row, now))
+                # A baseline, once recorded, is never removed: remember whose we saw.
+                if account not in self._with_baseline:
+                    if not db.execute(
+                        "SELECT 1 FROM accounts WHERE account = ?", (account,)
+                    ).fetchone():
+                        return Begin(Decision.NEED_BASELINE, _entry(row, now))
+                    self._with_baseline.add(account)
                 db.execute(
                     "INSERT INTO entries (account, key, total_limit, hourly_limit, fingerprint, "
                     "state, user_name, holder, lease_until, ended_at, attempts, created_at, "
@@ -170,7 +173,18 @@ class SqliteLedger:
                         now,
                     ),
                 )
-                return Begin(Decision.SEND, _entry(_select(db, account, key), now))
+                entry = LedgerEntry(
+                    key=key,
+                    total_limit=total_limit,
+                    hourly_limit=hourly_limit,
+                    state=EntryState.PENDING,
+                    fingerprint=fingerprint,
+                    holder=holder,
+                    lease_left=lease,
+                    ended_ago=None if row is None or row[8] is None else max(0.0, now - row[8]),
+                    attempts=1 if row is None else row[9] + 1,
+                )
+                return Begin(Decision.SEND, entry)
             _, total, hourly, stored_fingerprint, state, _, held_by, lease_until, ended, _ = row
             if (int(total), int(hourly), stored_fingerprint) != (
                 total_limit,
