@@ -386,7 +386,7 @@ class SqliteLedger:
     def _transaction(self, op: Callable[[sqlite3.Connection, float], T], write: bool) -> T:
         try:
             db = self._connection()
-            db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+            self._when_not_busy(lambda: db.execute("BEGIN IMMEDIATE" if write else "BEGIN"))
             try:
                 result = op(db, time.time())
             except BaseException:
@@ -401,7 +401,7 @@ class SqliteLedger:
     def _run_batch(self, batch: list[_Slot[Any]]) -> None:
         try:
             db = self._connection()
-            db.execute("BEGIN IMMEDIATE")
+            self._when_not_busy(lambda: db.execute("BEGIN IMMEDIATE"))
             try:
                 for slot in batch:
                     db.execute("SAVEPOINT op")
@@ -421,6 +421,27 @@ class SqliteLedger:
         finally:
             for slot in batch:
                 slot.done = True
+
+    def _when_not_busy(self, step: Callable[[], object]) -> None:
+        """Run ``step``, which changes nothing if it fails, until the database lets it.
+
+        SQLite answers "database is locked" at once, without its busy handler, in a few
+        cases (another process converting the file to WAL, or recovering it): such a
+        step is tried again until the busy timeout has passed.
+        """
+        deadline = time.monotonic() + self._busy_timeout
+        pause = 0.005
+        while True:
+            try:
+                step()
+            except sqlite3.OperationalError as exc:
+                busy = exc.sqlite_errorcode & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+                if not busy or time.monotonic() + pause > deadline:
+                    raise
+                time.sleep(pause)
+                pause = min(pause * 2, 0.1)
+            else:
+                return
 
     def _connection(self) -> sqlite3.Connection:
         ident = (os.getpid(), threading.get_ident())
@@ -447,9 +468,9 @@ class SqliteLedger:
         )
         try:
             connection.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
-            connection.execute("PRAGMA journal_mode = WAL")
+            self._when_not_busy(lambda: connection.execute("PRAGMA journal_mode = WAL"))
             connection.execute(f"PRAGMA synchronous = {self._synchronous}")
-            connection.executescript(_SCHEMA)
+            self._when_not_busy(lambda: connection.executescript(_SCHEMA))
         except BaseException:
             connection.close()
             raise
