@@ -448,3 +448,33 @@ def test_a_write_failure_names_the_user_it_could_not_save(
     assert f"SMTP user {user['smtp_user_name']} was created" in run.err
     assert f"reset-password {user['smtp_user_name']}" in run.err
     assert user["password"] not in run.err + run.out
+
+
+@posix_only
+def test_resuming_keeps_credentials_and_drops_cut_or_failed_rows(tmp_path: Path) -> None:
+    """A resumed OUT keeps rows with a user, drops failed ones and a row cut by a kill."""
+    from sarv_async._cli._files import resume_credentials_file
+
+    header = ["customer", "smtp_user_name", "smtp_password", "outcome", "error"]
+    out = tmp_path / "creds.csv"
+    out.write_text(
+        "customer,smtp_user_name,smtp_password,outcome,error\r\n"
+        "a,smtp1,pw-1,created,\r\n"
+        "b,,,failed,ValidationError\r\n"
+        "c,smtp3,pw-3,adopted,\r\n"
+        "d,smtp4,pw-4-cut-sh",  # killed mid-write: no line end
+        encoding="utf-8",
+    )
+    out.chmod(0o644)
+    resumed, users = resume_credentials_file(str(out), header, "smtp_user_name")
+    with resumed:
+        resumed.write_row(["e", "smtp5", "pw-5", "created", ""])
+    assert users == {"smtp1", "smtp3"}
+    assert file_mode(out) == 0o600
+    assert out.read_text(encoding="utf-8").splitlines() == [
+        "customer,smtp_user_name,smtp_password,outcome,error",
+        "a,smtp1,pw-1,created,",
+        "c,smtp3,pw-3,adopted,",
+        "e,smtp5,pw-5,created,",
+    ]
+    assert not (tmp_path / "creds.csv.partial").exists()
