@@ -478,3 +478,21 @@ def test_resuming_keeps_credentials_and_drops_cut_or_failed_rows(tmp_path: Path)
         "e,smtp5,pw-5,created,",
     ]
     assert not (tmp_path / "creds.csv.partial").exists()
+
+
+def test_the_ledger_holds_no_password_and_no_token(
+    cli: Cli, account_env: Emulator, tmp_path: Path
+) -> None:
+    """After a run, no password and no token are anywhere in the ledger's files."""
+    from sarv_async._cli._state import default_ledger_path
+
+    specs = _write_specs(tmp_path / "specs.csv", 5)
+    run = cli("smtp", "provision", "--settle-delay", "0", str(specs), "--out", str(tmp_path / "o"))
+    assert run.code == 0, run.err
+    ledger = default_ledger_path()
+    files = [path for path in ledger.parent.iterdir() if path.name.startswith(ledger.name)]
+    content = b"".join(path.read_bytes() for path in files)
+    names = [name.encode() for name in passwords(account_env)]
+    assert all(name in content for name in names)  # the user names are recorded...
+    for secret in [*passwords(account_env).values(), TOKEN]:
+        assert secret.encode() not in content  # ...their passwords and the token never
