@@ -27,6 +27,7 @@ from collections.abc import Callable, Collection
 from typing import Any, Generic, TypeVar
 
 import anyio
+import anyio.lowlevel
 
 from ._exceptions import LedgerError
 from ._ledger import Begin, Claim, Decision, EntryState, LedgerEntry
@@ -104,7 +105,8 @@ class SqliteLedger:
         self._lock = threading.Lock()
         self._connections: dict[tuple[int, int], sqlite3.Connection] = {}
         self._closed = False
-        # Group commit: per thread (so per event loop), the writes queued meanwhile.
+        # Group commit: per event loop (by the id of its native token), the writes queued
+        # meanwhile; an entry lives while writes are queued or running.
         self._queues: dict[int, _LoopQueue] = {}
         self._with_baseline: set[str] = set()
 
@@ -363,7 +365,10 @@ class SqliteLedger:
         is cancelled) before its write is committed or has failed.
         """
         slot: _Slot[T] = _Slot(op)
-        queue = self._queues.setdefault(threading.get_ident(), _LoopQueue())
+        loop = anyio.lowlevel.current_token().native_token
+        queue = self._queues.get(id(loop))
+        if queue is None or queue.loop is not loop:
+            queue = self._queues[id(loop)] = _LoopQueue(loop)
         queue.slots.append(slot)
         with anyio.CancelScope(shield=True):
             if queue.flushing:
@@ -378,6 +383,8 @@ class SqliteLedger:
                             done.event.set()
                 finally:
                     queue.flushing = False
+                    if not queue.slots:  # idle: forget it (and its loop)
+                        self._queues.pop(id(loop), None)
         return slot.outcome()
 
     async def _read(self, op: Callable[[sqlite3.Connection, float], T]) -> T:
@@ -500,9 +507,10 @@ class _Slot(Generic[T]):
 class _LoopQueue:
     """The writes one event loop has queued, and whether a batch of them is running."""
 
-    __slots__ = ("flushing", "slots")
+    __slots__ = ("flushing", "loop", "slots")
 
-    def __init__(self) -> None:
+    def __init__(self, loop: object) -> None:
+        self.loop = loop
         self.slots: list[_Slot[Any]] = []
         self.flushing = False
 
