@@ -4,8 +4,8 @@ Each write runs in a ``BEGIN IMMEDIATE`` transaction (the write lock is taken up
 so two processes never deadlock upgrading a read), in a worker thread so the event loop
 never blocks on the disk or on another process's lock. Writes that arrive while one
 batch is in the thread are committed together (group commit: one thread trip and one
-sync for the batch, each operation in its own savepoint, so each stays atomic and one
-failing spoils no other).
+sync for the batch; should one operation fail, the batch is rolled back and each runs in
+a transaction of its own, so each stays atomic and one failing spoils no other).
 The file is in WAL mode (readers never wait for the writer) with a busy timeout, created
 with mode 0600, and commits are synced to disk (``synchronous=FULL``) so an intent
 recorded before a create survives a power cut, not only a crash. Each thread has its
@@ -406,28 +406,35 @@ class SqliteLedger:
         return result
 
     def _run_batch(self, batch: list[_Slot[Any]]) -> None:
+        """Run ``batch`` in one transaction; if any operation fails, each in its own."""
         try:
-            db = self._connection()
-            self._when_not_busy(lambda: db.execute("BEGIN IMMEDIATE"))
             try:
-                for slot in batch:
-                    db.execute("SAVEPOINT op")
+                self._run_together(batch)
+            except Exception:
+                if len(batch) == 1:
+                    raise
+                for slot in batch:  # the batch was rolled back: isolate the failure
                     try:
-                        slot.value = slot.op(db, time.time())
+                        self._run_together([slot])
                     except Exception as exc:
-                        db.execute("ROLLBACK TO op")
                         slot.error = exc
-                    db.execute("RELEASE op")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
         except BaseException as exc:
             for slot in batch:
                 slot.error = exc
         finally:
             for slot in batch:
                 slot.done = True
+
+    def _run_together(self, batch: list[_Slot[Any]]) -> None:
+        db = self._connection()
+        self._when_not_busy(lambda: db.execute("BEGIN IMMEDIATE"))
+        try:
+            for slot in batch:
+                slot.value = slot.op(db, time.time())
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
 
     def _when_not_busy(self, step: Callable[[], object]) -> None:
         """Run ``step``, which changes nothing if it fails, until the database lets it.

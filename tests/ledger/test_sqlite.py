@@ -70,3 +70,40 @@ def test_one_handle_serves_two_event_loops_at_once(tmp_path: Path) -> None:
         thread.join(30)
     anyio.run(ledger.aclose)
     assert sorted(sends) == sorted(f"k{i}" for i in range(40))
+
+
+@pytest.mark.anyio
+async def test_a_failing_write_spoils_no_other_in_its_batch(tmp_path: Path) -> None:
+    """Writes committed together: one that fails is undone alone; the others hold."""
+    import sqlite3
+
+    ledger = SqliteLedger(tmp_path / "ledger.sqlite3")
+    await ledger.record_baseline(ACCOUNT, [])
+    decisions: list[Decision] = []
+
+    def failing(db: sqlite3.Connection, now: float) -> None:
+        db.execute("INSERT INTO accounts (account, baseline_at) VALUES ('half-done', 1)")
+        raise ValueError("boom")
+
+    async def begin(i: int) -> None:
+        begun = await ledger.begin(
+            ACCOUNT, f"k{i}", total_limit=1, hourly_limit=1, holder="h", lease=60
+        )
+        decisions.append(begun.decision)
+
+    async def fail() -> None:
+        with pytest.raises(ValueError, match="boom"):
+            await ledger._write(failing)
+
+    try:
+        async with anyio.create_task_group() as tg:
+            for i in range(10):
+                tg.start_soon(begin, i)
+            tg.start_soon(fail)
+            for i in range(10, 20):
+                tg.start_soon(begin, i)
+        assert decisions == [Decision.SEND] * 20
+        # The failing write's own change was undone: that account has no baseline.
+        assert await ledger.record_baseline("half-done", [])
+    finally:
+        await ledger.aclose()
