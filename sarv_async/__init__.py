@@ -21,6 +21,7 @@ from ._exceptions import APIError as APIError
 from ._exceptions import APITimeoutError as APITimeoutError
 from ._exceptions import AuthenticationError as AuthenticationError
 from ._exceptions import GeneralError as GeneralError
+from ._exceptions import LedgerError as LedgerError
 from ._exceptions import OutcomeUnknownError as OutcomeUnknownError
 from ._exceptions import RateLimitError as RateLimitError
 from ._exceptions import SarvError as SarvError
@@ -33,6 +34,9 @@ if typing.TYPE_CHECKING:
     from ._client import AsyncSendCleanClient as AsyncSendCleanClient
     from ._client import ClientState as ClientState
     from ._config import InsecureHTTPWarning as InsecureHTTPWarning
+    from ._ledger import Ledger as Ledger
+    from ._ledger import LedgerEntry as LedgerEntry
+    from ._ledger_sqlite import SqliteLedger as SqliteLedger
     from ._limiter import RateLimiter as RateLimiter
     from ._limiter import SlidingWindowLimiter as SlidingWindowLimiter
     from ._models import SmtpCredentials as SmtpCredentials
@@ -68,6 +72,9 @@ __all__ = [
     "CreateSmtpUserRequest",
     "GeneralError",
     "InsecureHTTPWarning",
+    "Ledger",
+    "LedgerEntry",
+    "LedgerError",
     "ListSmtpUsersRequest",
     "NotProvisioned",
     "OutcomeUnknownError",
@@ -88,6 +95,7 @@ __all__ = [
     "SmtpUserList",
     "SmtpUserStatus",
     "SmtpUsers",
+    "SqliteLedger",
     "UnexpectedResponseError",
     "UpdateSmtpUserRequest",
     "UpdateSmtpUserResponse",
@@ -102,6 +110,9 @@ _LAZY: dict[str, str] = {
     "AsyncSendCleanClient": "._client",
     "ClientState": "._client",
     "InsecureHTTPWarning": "._config",
+    "Ledger": "._ledger",
+    "LedgerEntry": "._ledger",
+    "SqliteLedger": "._ledger_sqlite",
     "RateLimiter": "._limiter",
     "SlidingWindowLimiter": "._limiter",
     "SmtpCredentials": "._models",

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import enum
 import math
+import os
 import warnings
 from types import TracebackType
 from typing import ClassVar, TypeVar
 
 import httpx
 
-from ._config import SARV, SENDCLEAN, Brand, Secret, resolve
+from ._config import SARV, SENDCLEAN, Brand, Secret, from_environment, resolve
 from ._exceptions import ValidationError
+from ._idempotency import LedgerCreates
+from ._ledger import Ledger, account_id, open_ledger
 from ._limiter import RateLimiter, SlidingWindowLimiter
 from ._pipeline import CallOptions, Pipeline
+from ._provision import DEFAULT_SETTLE_DELAY
 from ._rate_spec import RateWindow, parse_rate_limit
 from ._requests import SarvRequest
 from ._resources import SmtpUsers
@@ -57,7 +61,16 @@ class _Shared:
     while the pool it opened is still open.
     """
 
-    __slots__ = ("description", "http", "owns_http", "pipeline", "state", "used")
+    __slots__ = (
+        "creates",
+        "description",
+        "http",
+        "owns_http",
+        "owns_ledger",
+        "pipeline",
+        "state",
+        "used",
+    )
 
     def __init__(
         self, pipeline: Pipeline, http: httpx.AsyncClient, owns_http: bool, description: str
@@ -68,6 +81,9 @@ class _Shared:
         self.description = description
         self.state = ClientState.UNOPENED
         self.used = False
+        #: Creates through the client's ledger, when it has one.
+        self.creates: LedgerCreates | None = None
+        self.owns_ledger = False
 
     def __del__(self) -> None:
         if (
@@ -103,6 +119,13 @@ class AsyncSarvClient:
     ``None`` for no pacing) and ``max_concurrency`` (requests in flight) hold for every
     task using the client. An ``http_client`` you pass is used as is and never closed by
     the client.
+
+    ``ledger`` (a `Ledger`, or the path of a `SqliteLedger` file; ``SARV_LEDGER`` when not
+    given) records every create durably, so that ``create(idempotency_key=...)`` and
+    ``provision()`` create each user exactly once across crashes, reruns and processes
+    (see docs/idempotency.md). A ledger opened from a path is closed with the client.
+    ``settle_delay`` is how long after a create's answer was lost the account is listed
+    to settle it, so a create the server was still processing has landed by then.
     """
 
     _brand: ClassVar[Brand] = SARV
@@ -128,6 +151,8 @@ class AsyncSarvClient:
         limiter: RateLimiter | None = None,
         http_client: httpx.AsyncClient | None = None,
         allow_insecure_http: bool = False,
+        ledger: Ledger | str | os.PathLike[str] | None = None,
+        settle_delay: float = DEFAULT_SETTLE_DELAY,
     ) -> None:
         # From here on the token lives in a Secret only: no frame of an error raised
         # below (a bad option, a bad base URL) holds it as a plain local.
@@ -203,6 +228,19 @@ class AsyncSarvClient:
         self._attempt_timeout = attempt_timeout
         self._owner_id = settings.owner_id
         self._base_url = settings.base_url
+        self._settle_delay = _check_settle_delay(settle_delay)
+        if ledger is None:
+            ledger = from_environment(self._brand, "LEDGER")
+            self._shared.owns_ledger = ledger is not None
+        else:
+            self._shared.owns_ledger = not isinstance(ledger, Ledger)
+        if ledger is not None:
+            self._shared.creates = LedgerCreates(
+                self,
+                open_ledger(ledger),
+                account_id(str(settings.base_url), settings.owner_id),
+                settle_delay=self._settle_delay,
+            )
         self.smtp_users = SmtpUsers(self)
 
     # -- configuration -------------------------------------------------------------
@@ -216,6 +254,17 @@ class AsyncSarvClient:
     def owner_id(self) -> str:
         """The account this client acts for."""
         return self._owner_id
+
+    @property
+    def ledger(self) -> Ledger | None:
+        """The ledger every create is recorded in, if the client has one."""
+        creates = self._shared.creates
+        return creates.ledger if creates is not None else None
+
+    @property
+    def settle_delay(self) -> float:
+        """Seconds to wait after a create's answer was lost before listing to settle it."""
+        return self._settle_delay
 
     @property
     def state(self) -> ClientState:
@@ -314,11 +363,15 @@ class AsyncSarvClient:
         if shared.state is ClientState.CLOSED:
             return
         shared.state = ClientState.CLOSED
-        if shared.owns_http:
-            try:
-                await shared.http.aclose()
-            finally:
-                await shared.pipeline.aclose()
+        try:
+            if shared.owns_http:
+                try:
+                    await shared.http.aclose()
+                finally:
+                    await shared.pipeline.aclose()
+        finally:
+            if shared.owns_ledger and shared.creates is not None:
+                await shared.creates.ledger.aclose()
 
 
 class AsyncSendCleanClient(AsyncSarvClient):
@@ -338,6 +391,18 @@ def _parse_rate_limit(rate_limit: str | None) -> tuple[RateWindow, ...]:
         return parse_rate_limit(rate_limit)
     except (TypeError, ValueError) as exc:
         raise ValidationError(str(exc), field="rate_limit") from None
+
+
+def _check_settle_delay(value: object) -> float:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not 0 <= value < float("inf")
+    ):
+        raise ValidationError(
+            f"settle_delay must be non-negative seconds, got {value!r}", field="settle_delay"
+        )
+    return float(value)
 
 
 def _call_options(

@@ -13,7 +13,16 @@ import httpx
 
 from ._exceptions import ValidationError
 
-__all__ = ["SARV", "SENDCLEAN", "Brand", "InsecureHTTPWarning", "Secret", "Settings", "resolve"]
+__all__ = [
+    "SARV",
+    "SENDCLEAN",
+    "Brand",
+    "InsecureHTTPWarning",
+    "Secret",
+    "Settings",
+    "from_environment",
+    "resolve",
+]
 
 
 class InsecureHTTPWarning(UserWarning):
@@ -81,14 +90,9 @@ def resolve(
     The token is only ever held in a `Secret` here, so no frame of an error raised
     while resolving holds it as a plain local.
     """
-    env = os.environ if environ is None else environ
 
     def from_env(name: str) -> str | None:
-        for prefix in brand.env_prefixes:
-            value = env.get(f"{prefix}_{name}", "").strip()
-            if value:
-                return value
-        return None
+        return from_environment(brand, name, environ)
 
     owner_id = _given(owner_id, "owner_id") or from_env("OWNER_ID")
     token = _given_secret(token) or _env_secret(from_env)
@@ -141,6 +145,18 @@ def _given_secret(token: Secret | None) -> Secret | None:
 
 def _env_secret(from_env: Callable[[str], str | None]) -> Secret | None:
     return Secret(from_env("TOKEN") or "") if from_env("TOKEN") else None
+
+
+def from_environment(
+    brand: Brand, name: str, environ: Mapping[str, str] | None = None
+) -> str | None:
+    """The brand's ``{PREFIX}_{name}`` variable (first prefix first), if set and not blank."""
+    env = os.environ if environ is None else environ
+    for prefix in brand.env_prefixes:
+        value = env.get(f"{prefix}_{name}", "").strip()
+        if value:
+            return value
+    return None
 
 
 def _given(value: object, field: str) -> str | None:

@@ -11,7 +11,8 @@
     ├── APIConnectionError        no usable answer: the connection failed or dropped
     │   └── APITimeoutError       the call timed out
     ├── UnexpectedResponseError   an answer that is not the documented JSON
-    └── OutcomeUnknownError       a call unsafe to repeat may or may not have taken effect
+    ├── OutcomeUnknownError       a call unsafe to repeat may or may not have taken effect
+    └── LedgerError               the ledger's store failed, or contradicts the account
 
 Messages never carry the token, a request body or an SMTP password. Every error
 pickles with its attributes (and a `SarvError` cause), so it crosses process pools.
@@ -30,6 +31,7 @@ __all__ = [
     "APITimeoutError",
     "AuthenticationError",
     "GeneralError",
+    "LedgerError",
     "OutcomeUnknownError",
     "RateLimitError",
     "SarvError",
@@ -175,7 +177,20 @@ class OutcomeUnknownError(SarvError):
 
     #: The request whose outcome is unknown (it holds no secret).
     request: SarvRequest[Any]
+    #: With a ledger: the idempotency key to call again with to settle the outcome.
+    idempotency_key: str | None
 
-    def __init__(self, message: str, *, request: SarvRequest[Any]) -> None:
+    def __init__(
+        self, message: str, *, request: SarvRequest[Any], idempotency_key: str | None = None
+    ) -> None:
         super().__init__(message)
         self.request = request
+        self.idempotency_key = idempotency_key
+
+
+class LedgerError(SarvError):
+    """The ledger could not be read or written, or what it records contradicts the account.
+
+    Nothing is sent when the ledger fails before a create; a create whose result could not
+    be recorded stays `PENDING` in the ledger and is reconciled by the next caller.
+    """

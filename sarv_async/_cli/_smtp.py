@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import functools
+import signal
+import sys
 from collections.abc import Awaitable, Callable
 from contextlib import nullcontext
 from typing import Any, TypeAlias, TypeVar
@@ -18,7 +20,7 @@ from .._client import AsyncSarvClient
 from .._exceptions import APIConnectionError, GeneralError, UnexpectedResponseError
 from .._models import SmtpCredentials, SmtpUser
 from .._provision import DEFAULT_SETTLE_DELAY, ProgressCallback, ProvisionResult, ProvisionSummary
-from ._files import CredentialsFile, check_output_path
+from ._files import CredentialsFile, check_output_path, resume_credentials_file
 from ._options import (
     ClientConfig,
     add_connection_options,
@@ -30,7 +32,9 @@ from ._options import (
 )
 from ._output import (
     EXIT_FAILURE,
+    EXIT_INTERRUPTED,
     EXIT_OUTCOME_UNKNOWN,
+    EXIT_TERMINATED,
     EXIT_USAGE,
     CliError,
     describe_error,
@@ -43,6 +47,7 @@ from ._output import (
     progress_display,
 )
 from ._provision_csv import MAX_REPORTED, SpecRow, SpecsFile, provision_rows, read_specs
+from ._state import ledger_path
 
 __all__ = ["register"]
 
@@ -76,6 +81,14 @@ def register(subparsers: Subparsers) -> None:
     parser = _command(commands, "create", "create an SMTP user", _run_create)
     _limit_options(parser, required=True)
     _output_options(parser, what="the new password", out=True)
+    parser.add_argument(
+        "--idempotency-key",
+        metavar="KEY",
+        help="create at most one user for KEY: run again with it, and the same user is "
+        "returned (its password read back with list) and nothing is created",
+    )
+    _ledger_option(parser)
+    _settle_option(parser)
 
     parser = _command(commands, "update", "change an SMTP user's limits or status", _run_update)
     parser.add_argument("name", metavar="NAME", help="the SMTP user name, e.g. smtp10001")
@@ -98,11 +111,14 @@ def register(subparsers: Subparsers) -> None:
         _run_provision,
         description=(
             "Create an SMTP user for each row of FILE (a CSV file with a header row holding "
-            "total_limit and hourly_limit; other columns are carried through). The whole file "
-            "is checked before anything is created. Each result is written to OUT as it "
-            "arrives: the input columns plus smtp_user_name, smtp_password, outcome and error. "
-            "Calls whose answer was lost are reconciled by listing the account, so no row "
-            "gets two users. Exit status 0 when every row has credentials."
+            "total_limit and hourly_limit, and optionally key; other columns are carried "
+            "through). The whole file is checked before anything is created. Each result is "
+            "written to OUT as it arrives: the input columns plus smtp_user_name, "
+            "smtp_password, outcome and error. Every create is recorded in a ledger first, "
+            "so no row ever gets two users: run the same command again after any "
+            "interruption and it resumes into OUT. Exit status 0 when every row has "
+            "credentials, 1 if some failed, 3 if some outcomes are still unknown (run again), "
+            "130 on Ctrl-C, 143 on SIGTERM."
         ),
     )
     parser.add_argument("file", metavar="FILE", help="the CSV file of specs")
@@ -110,11 +126,10 @@ def register(subparsers: Subparsers) -> None:
         "--out",
         required=True,
         metavar="OUT",
-        help="the credentials CSV file to create (mode 0600; must not exist)",
+        help="the credentials CSV file (mode 0600); if it exists from an earlier run of "
+        "the same command, the run resumes into it",
     )
-    parser.add_argument(
-        "--force", action="store_true", help="replace OUT if it exists (it is removed first)"
-    )
+    _ledger_option(parser)
     parser.add_argument(
         "--concurrency",
         type=positive_int,
@@ -128,14 +143,7 @@ def register(subparsers: Subparsers) -> None:
         help="the account's limits, e.g. '20/second' or '60/minute;3600/hour' "
         "(default: the API's published 60/minute;3600/hour;50000/day; 'none': no pacing)",
     )
-    parser.add_argument(
-        "--settle-delay",
-        type=seconds,
-        default=DEFAULT_SETTLE_DELAY,
-        metavar="SECONDS",
-        help="wait this long before listing the account to settle calls whose answer was "
-        "lost, so a create the server was still processing has landed (default: %(default)s)",
-    )
+    _settle_option(parser)
 
 
 def _command(
@@ -150,6 +158,26 @@ def _command(
     parser.set_defaults(run=run)
     add_connection_options(parser, nested=True)
     return parser
+
+
+def _settle_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--settle-delay",
+        type=seconds,
+        default=DEFAULT_SETTLE_DELAY,
+        metavar="SECONDS",
+        help="wait this long before listing the account to settle calls whose answer was "
+        "lost, so a create the server was still processing has landed (default: %(default)s)",
+    )
+
+
+def _ledger_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--ledger",
+        metavar="PATH",
+        help="the ledger file recording every create (SARV_LEDGER; default: "
+        "$XDG_STATE_HOME/sarv-async/ledger.sqlite3, one per user)",
+    )
 
 
 def _limit_options(parser: argparse.ArgumentParser, *, required: bool) -> None:
@@ -235,10 +263,13 @@ def _user_json(user: SmtpUser, *, secrets: bool) -> dict[str, Any]:
 def _run_create(args: argparse.Namespace) -> int:
     def create(client: AsyncSarvClient) -> Awaitable[SmtpCredentials]:
         return client.smtp_users.create(
-            total_limit=args.total_limit, hourly_limit=args.hourly_limit
+            total_limit=args.total_limit,
+            hourly_limit=args.hourly_limit,
+            idempotency_key=args.idempotency_key,
         )
 
-    return _credentials_command(args, create, "created SMTP user")
+    # Recorded in the ledger like every create, so that no run's reconciliation adopts it.
+    return _credentials_command(args, create, "created SMTP user", ledger=ledger_path(args.ledger))
 
 
 def _run_reset_password(args: argparse.Namespace) -> int:
@@ -261,6 +292,7 @@ def _credentials_command(
     args: argparse.Namespace,
     call: Callable[[AsyncSarvClient], Awaitable[SmtpCredentials]],
     done: str,
+    **options: Any,
 ) -> int:
     """Make a call that answers a password; show or save it as the options say."""
     if args.out is not None:
@@ -274,7 +306,7 @@ def _credentials_command(
         else None
     )
     with out if out is not None else nullcontext():
-        creds = _call(config, call)
+        creds = _call(config, call, **options)
         if out is not None:
             out.write_row([creds.smtp_user_name, creds.smtp_password])
     if args.json:
@@ -328,17 +360,19 @@ def _usage(message: str) -> CliError:
 
 def _run_provision(args: argparse.Namespace) -> int:
     specs = read_specs(args.file)
-    check_output_path(args.out, force=args.force, not_same_as=args.file)
+    check_output_path(args.out, force=True, not_same_as=args.file)
     config = client_config(args)
-    options: dict[str, Any] = {}
+    options: dict[str, Any] = {"ledger": ledger_path(args.ledger)}
     if args.rate_limit is not None:
         options["rate_limit"] = rate_limit_setting(args.rate_limit)
     if args.concurrency is not None:
         options["max_concurrency"] = args.concurrency
     total = len(specs.rows)
     failures: list[tuple[SpecRow, ProvisionResult]] = []
+    stopped: list[signal.Signals] = []
 
-    out = CredentialsFile(args.out, specs.output_columns, force=args.force)
+    out, in_out = resume_credentials_file(args.out, specs.output_columns, "smtp_user_name")
+    summary: ProvisionSummary | None = None
     try:
         with out, progress_display("provisioning", total) as progress:
             run = functools.partial(
@@ -351,15 +385,19 @@ def _run_provision(args: argparse.Namespace) -> int:
                 progress,
                 failures,
                 args.settle_delay,
+                frozenset(in_out),
+                stopped,
             )
             summary = anyio.run(run)
     except BaseException as exc:
-        if out.rows_written or isinstance(exc, (KeyboardInterrupt, CliError)):
-            print_warning(
-                f"stopped with {out.rows_written} of {plural(total, 'row')} in {args.out}; "
-                "users for the other rows may exist: check with 'sarv-async smtp list'"
-            )
+        if isinstance(exc, (KeyboardInterrupt, CliError)) or out.rows_written:
+            _stopped_note(args.out, out.kept + out.rows_written - len(failures), total)
         raise
+    done = out.kept + out.rows_written - len(failures)
+    if summary is None:  # stopped by a signal
+        _stopped_note(args.out, done, total)
+        [signum] = stopped[:1] or [signal.SIGINT]
+        return EXIT_TERMINATED if signum == signal.SIGTERM else EXIT_INTERRUPTED
 
     for row, result in failures[:MAX_REPORTED]:
         error = describe_error(result.error) if result.error is not None else "no credentials"
@@ -369,26 +407,34 @@ def _run_provision(args: argparse.Namespace) -> int:
     if summary.unknown:
         print_warning(
             f"{plural(summary.unknown, 'row')} may or may not have a user (the account could "
-            "not be listed to find out): check with 'sarv-async smtp list'"
+            "not be listed to find out): run the same command again to settle them"
         )
     if not summary.orphans_checked:
         print_warning("the account could not be listed at the end: orphans were not looked for")
     if summary.orphans:
         names = ", ".join(user.smtp_user_name for user in summary.orphans)
         print_warning(
-            f"orphans: {plural(len(summary.orphans), 'new SMTP user')} that no row accounts "
-            f"for (not in {args.out}): {names}"
+            f"{plural(len(summary.orphans), 'new SMTP user')} match no row and no ledger "
+            f"entry (orphans, not in {args.out}): {names}"
         )
-    orphans = plural(len(summary.orphans), "orphan")
     echo(
         f"{plural(total, 'row')}: {summary.created} created, {summary.adopted} adopted, "
-        f"{summary.failed} failed, {summary.unknown} unknown, {orphans}; "
-        f"credentials in {args.out} (mode 0600)"
+        f"{summary.existing} done earlier, {summary.failed} failed, {summary.unknown} unknown, "
+        f"{plural(len(summary.orphans), 'orphan')}; credentials in {args.out} (mode 0600)"
     )
-    complete = summary.created + summary.adopted == total and out.rows_written == total
+    if summary.existing == total:
+        echo("nothing to do: every row was provisioned by an earlier run; nothing was created")
     if summary.unknown:
-        return EXIT_OUTCOME_UNKNOWN  # wins over failed rows: settle before rerunning
-    return 0 if complete else EXIT_FAILURE
+        return EXIT_OUTCOME_UNKNOWN
+    complete = summary.created + summary.adopted + summary.existing == total
+    return 0 if complete and not failures else EXIT_FAILURE
+
+
+def _stopped_note(out: str, done: int, total: int) -> None:
+    print_warning(
+        f"stopped: {done} of {plural(total, 'row')} done (in {out}); "
+        "run the same command again to resume"
+    )
 
 
 async def _provision(
@@ -400,14 +446,31 @@ async def _provision(
     progress: ProgressCallback,
     failures: list[tuple[SpecRow, ProvisionResult]],
     settle_delay: float,
-) -> ProvisionSummary:
-    async with config.client(**options) as client:
-        return await provision_rows(
-            client,
-            specs,
-            out,
-            concurrency=concurrency,
-            progress=progress,
-            failures=failures,
-            settle_delay=settle_delay,
-        )
+    in_out: frozenset[str],
+    stopped: list[signal.Signals],
+) -> ProvisionSummary | None:
+    """Provision the rows; on SIGINT or SIGTERM stop cleanly and return None."""
+    async with anyio.create_task_group() as tg:
+        if sys.platform != "win32":
+            tg.start_soon(_stop_on_signal, tg.cancel_scope, stopped)
+        async with config.client(**options) as client:
+            summary = await provision_rows(
+                client,
+                specs,
+                out,
+                concurrency=concurrency,
+                progress=progress,
+                failures=failures,
+                settle_delay=settle_delay,
+                in_out=in_out,
+            )
+        tg.cancel_scope.cancel()
+    return None if stopped else summary
+
+
+async def _stop_on_signal(scope: anyio.CancelScope, stopped: list[signal.Signals]) -> None:
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            stopped.append(signum)
+            scope.cancel()
+            return

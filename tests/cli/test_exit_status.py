@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
+from sarv_async import SqliteLedger
 from sarv_async._cli import _emulator, _output
-from sarv_async._provision import Provisioning
 from sarv_async.testing import Emulator
 
 from ._support import OWNER_ID, TOKEN, create_users, passwords
@@ -85,9 +85,12 @@ def test_a_base_url_without_the_api_version_is_a_usage_error(
 
 
 def test_a_create_whose_outcome_is_unknown_exits_3(cli: Cli, account_env: Emulator) -> None:
-    """A create whose answer was lost: 3, not the 1 of a certain failure."""
+    """A create whose answer was lost and could not be settled: 3, not the 1 of a failure."""
+    # A first create, so the ledger has met the account (its baseline is recorded).
+    assert cli("smtp", "create", "--total-limit", "1", "--hourly-limit", "1").code == 0
     account_env.inject_fault("drop_after_apply", "addSmtp")
-    run = cli("smtp", "create", "--total-limit", "5", "--hourly-limit", "1")
+    account_env.inject_fault("drop_before", "listSmtp", count=3)
+    run = cli("smtp", "create", "--total-limit", "5", "--hourly-limit", "1", "--settle-delay", "0")
     assert run.code == 3
     assert "sarv-async smtp list" in run.err
 
@@ -119,14 +122,15 @@ def test_provision_with_unknown_rows_exits_3_even_with_failed_rows(
     # Rows 1 and 2 lose their answers; row 3 is refused by the server (a certain failure).
     account_env.inject_fault("drop_after_apply", "addSmtp")
     account_env.inject_fault("general_error", "addSmtp")
-    create_all = Provisioning._create_all
+    record_baseline = SqliteLedger.record_baseline
 
-    async def create_all_then_break_listing(self: Provisioning, *args: Any) -> None:
-        await create_all(self, *args)
-        # The reconciling list fails, retries included: rows 1 and 2 stay unknown.
-        account_env.inject_fault("gateway_page", "listSmtp", count=10)
+    async def record_baseline_then_break_listing(self: SqliteLedger, *args: Any) -> bool:
+        # The snapshot list is done; every later list fails, retries included: rows 1 and
+        # 2 stay unknown.
+        account_env.inject_fault("gateway_page", "listSmtp", count=100)
+        return await record_baseline(self, *args)
 
-    monkeypatch.setattr(Provisioning, "_create_all", create_all_then_break_listing)
+    monkeypatch.setattr(SqliteLedger, "record_baseline", record_baseline_then_break_listing)
     argv = ["--concurrency", "1", "--settle-delay", "0", str(specs), "--out", str(tmp_path / "o")]
     run = cli("smtp", "provision", *argv)
     assert "1 failed, 2 unknown" in run.out, run.out + run.err

@@ -19,8 +19,14 @@ def test_verbose_shows_retries_and_unknown_outcomes(cli: Cli, account_env: Emula
     run = cli("-v", "smtp", "list")
     assert run.code == 0
     assert "log: retrying POST settings/listSmtp after UnexpectedResponseError" in run.err
+    # A first create, so the ledger has met the account (its baseline is recorded); then a
+    # lost answer that no list can settle.
+    assert cli("smtp", "create", "--total-limit", "1", "--hourly-limit", "1").code == 0
     account_env.inject_fault("drop_after_apply", "addSmtp")
-    run = cli("-v", "smtp", "create", "--total-limit", "1", "--hourly-limit", "1")
+    account_env.inject_fault("drop_before", "listSmtp", count=3)
+    run = cli(
+        "-v", "smtp", "create", "--total-limit", "1", "--hourly-limit", "1", "--settle-delay", "0"
+    )
     assert run.code == 3
     assert "log: POST settings/addSmtp may have taken effect" in run.err
     assert TOKEN not in run.err
@@ -28,8 +34,10 @@ def test_verbose_shows_retries_and_unknown_outcomes(cli: Cli, account_env: Emula
 
 def test_without_verbose_only_the_error_line(cli: Cli, account_env: Emulator) -> None:
     """No -v: the lost create is one error line, no log line."""
+    assert cli("smtp", "create", "--total-limit", "1", "--hourly-limit", "1").code == 0
     account_env.inject_fault("drop_after_apply", "addSmtp")
-    run = cli("smtp", "create", "--total-limit", "1", "--hourly-limit", "1")
+    account_env.inject_fault("drop_before", "listSmtp", count=3)
+    run = cli("smtp", "create", "--total-limit", "1", "--hourly-limit", "1", "--settle-delay", "0")
     assert [line.split(":")[0] for line in run.err.splitlines()] == ["error"]
 
 

@@ -17,6 +17,7 @@ from sarv_async import (
     AuthenticationError,
     CreateSmtpUserRequest,
     GeneralError,
+    LedgerError,
     OutcomeUnknownError,
     RateLimitError,
     SarvError,
@@ -42,6 +43,8 @@ EXAMPLES: list[SarvError] = [
     APITimeoutError("slow"),
     UnexpectedResponseError("html", status_code=502),
     OutcomeUnknownError("maybe", request=REQUEST),
+    OutcomeUnknownError("maybe", request=REQUEST, idempotency_key="tenant-42"),
+    LedgerError("the ledger lost idempotency key 'tenant-42'"),
 ]
 
 

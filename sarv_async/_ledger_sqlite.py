@@ -1,0 +1,548 @@
+"""`SqliteLedger`: the embedded default `Ledger`, one SQLite file shared by every process on a host.
+
+Each write runs in a ``BEGIN IMMEDIATE`` transaction (the write lock is taken up front,
+so two processes never deadlock upgrading a read), in a worker thread so the event loop
+never blocks on the disk or on another process's lock. Writes that arrive while one
+batch is in the thread are committed together (group commit: one thread trip and one
+sync for the batch; should one operation fail, the batch is rolled back and each runs in
+a transaction of its own, so each stays atomic and one failing spoils no other).
+The file is in WAL mode (readers never wait for the writer) with a busy timeout, created
+with mode 0600, and commits are synced to disk (``synchronous=FULL``) so an intent
+recorded before a create survives a power cut, not only a crash. Each thread has its
+own connection.
+
+User names are unique per account across entries (a partial unique index) and are checked
+against the baseline in the same transaction, which is what makes `claim` exclusive.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Collection
+from typing import Any, Generic, TypeVar
+
+import anyio
+import anyio.lowlevel
+
+from ._exceptions import LedgerError
+from ._ledger import Begin, Claim, Decision, EntryState, LedgerEntry
+
+__all__ = ["DEFAULT_BUSY_TIMEOUT", "SqliteLedger"]
+
+T = TypeVar("T")
+
+#: Seconds an operation waits for another process's write to finish before failing.
+DEFAULT_BUSY_TIMEOUT = 30.0
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS accounts (
+    account TEXT PRIMARY KEY,
+    baseline_at REAL NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS baseline (
+    account TEXT NOT NULL,
+    user_name TEXT NOT NULL,
+    PRIMARY KEY (account, user_name)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS entries (
+    account TEXT NOT NULL,
+    key TEXT NOT NULL,
+    total_limit TEXT NOT NULL,  -- decimal text: limits may exceed 64 bits
+    hourly_limit TEXT NOT NULL,
+    fingerprint TEXT,
+    state TEXT NOT NULL,
+    user_name TEXT,
+    holder TEXT,
+    lease_until REAL,
+    ended_at REAL,
+    attempts INTEGER NOT NULL,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    PRIMARY KEY (account, key)
+) WITHOUT ROWID;
+CREATE UNIQUE INDEX IF NOT EXISTS entries_by_user
+    ON entries (account, user_name) WHERE user_name IS NOT NULL;
+"""
+
+_COLUMNS = (
+    "key, total_limit, hourly_limit, fingerprint, state, user_name, holder, lease_until, "
+    "ended_at, attempts"
+)
+
+_Row = tuple[str, str, str, "str | None", str, "str | None", "str | None", "float | None",
+             "float | None", int]  # fmt: skip
+
+
+class SqliteLedger:
+    """A `Ledger` in a SQLite file: safe for every task, thread and process of one host.
+
+    ::
+
+        ledger = SqliteLedger("~/.local/state/sarv-async/ledger.sqlite3")
+        async with AsyncSarvClient(..., ledger=ledger) as client: ...
+
+    The file (and its ``-wal`` and ``-shm`` companions) is created with mode 0600 if it
+    does not exist; its directory must exist. It holds idempotency keys, limits and user
+    names, never a password or a token. Not for network file systems (SQLite's locks do
+    not hold there): use the Redis ledger to share one between hosts.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
+        synchronous: bool = True,
+    ) -> None:
+        self.path = os.path.abspath(os.path.expanduser(os.fspath(path)))
+        self._busy_timeout = busy_timeout
+        self._synchronous = "FULL" if synchronous else "NORMAL"
+        self._lock = threading.Lock()
+        self._connections: dict[tuple[int, int], sqlite3.Connection] = {}
+        self._closed = False
+        # Group commit: per event loop (by the id of its native token), the writes queued
+        # meanwhile; an entry lives while writes are queued or running.
+        self._queues: dict[int, _LoopQueue] = {}
+        self._with_baseline: set[str] = set()
+
+    def __repr__(self) -> str:
+        return f"<SqliteLedger {self.path!r}>"
+
+    # -- the protocol --------------------------------------------------------------
+
+    async def record_baseline(self, account: str, user_names: Collection[str]) -> bool:
+        names = sorted(set(user_names))
+
+        def op(db: sqlite3.Connection, now: float) -> bool:
+            if db.execute("SELECT 1 FROM accounts WHERE account = ?", (account,)).fetchone():
+                return False
+            db.execute("INSERT INTO accounts (account, baseline_at) VALUES (?, ?)", (account, now))
+            db.executemany(
+                "INSERT OR IGNORE INTO baseline (account, user_name) VALUES (?, ?)",
+                [(account, name) for name in names],
+            )
+            return True
+
+        return await self._write(op)
+
+    async def begin(
+        self,
+        account: str,
+        key: str,
+        *,
+        total_limit: int,
+        hourly_limit: int,
+        holder: str,
+        lease: float,
+        fingerprint: str | None = None,
+    ) -> Begin:
+        def op(db: sqlite3.Connection, now: float) -> Begin:
+            row = _select(db, account, key)
+            if row is None or row[4] == EntryState.FAILED:
+                # A baseline, once recorded, is never removed: remember whose we saw.
+                if account not in self._with_baseline:
+                    if not db.execute(
+                        "SELECT 1 FROM accounts WHERE account = ?", (account,)
+                    ).fetchone():
+                        return Begin(Decision.NEED_BASELINE, _entry(row, now))
+                    self._with_baseline.add(account)
+                db.execute(
+                    "INSERT INTO entries (account, key, total_limit, hourly_limit, fingerprint, "
+                    "state, user_name, holder, lease_until, ended_at, attempts, created_at, "
+                    "updated_at) VALUES (?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, ?, ?, ?) "
+                    "ON CONFLICT (account, key) DO UPDATE SET total_limit = excluded.total_limit, "
+                    "hourly_limit = excluded.hourly_limit, fingerprint = excluded.fingerprint, "
+                    "state = excluded.state, user_name = NULL, holder = excluded.holder, "
+                    "lease_until = excluded.lease_until, attempts = attempts + 1, "
+                    "updated_at = excluded.updated_at",
+                    (
+                        account,
+                        key,
+                        str(total_limit),
+                        str(hourly_limit),
+                        fingerprint,
+                        EntryState.PENDING.value,
+                        holder,
+                        now + lease,
+                        None,
+                        1,
+                        now,
+                        now,
+                    ),
+                )
+                entry = LedgerEntry(
+                    key=key,
+                    total_limit=total_limit,
+                    hourly_limit=hourly_limit,
+                    state=EntryState.PENDING,
+                    fingerprint=fingerprint,
+                    holder=holder,
+                    lease_left=lease,
+                    ended_ago=None if row is None or row[8] is None else max(0.0, now - row[8]),
+                    attempts=1 if row is None else row[9] + 1,
+                )
+                return Begin(Decision.SEND, entry)
+            _, total, hourly, stored_fingerprint, state, _, held_by, lease_until, ended, _ = row
+            if (int(total), int(hourly), stored_fingerprint) != (
+                total_limit,
+                hourly_limit,
+                fingerprint,
+            ):
+                return Begin(Decision.MISMATCH, _entry(row, now))
+            if state == EntryState.CREATED:
+                return Begin(Decision.DONE, _entry(row, now))
+            held = held_by is not None and lease_until is not None and lease_until > now
+            if held and (held_by != holder or state == EntryState.PENDING):
+                return Begin(Decision.BUSY, _entry(row, now))
+            if state == EntryState.PENDING:
+                # Its holder's lease ran out: take its attempt as ended then.
+                assert lease_until is not None
+                ended = lease_until if ended is None else max(ended, lease_until)
+            db.execute(
+                "UPDATE entries SET state = ?, holder = ?, lease_until = ?, ended_at = ?, "
+                "updated_at = ? WHERE account = ? AND key = ?",
+                (EntryState.UNKNOWN.value, holder, now + lease, ended, now, account, key),
+            )
+            return Begin(Decision.RECONCILE, _entry(_select(db, account, key), now))
+
+        return await self._write(op)
+
+    async def renew(self, account: str, key: str, *, holder: str, lease: float) -> bool:
+        def op(db: sqlite3.Connection, now: float) -> bool:
+            cursor = db.execute(
+                "UPDATE entries SET lease_until = ?, updated_at = ? "
+                "WHERE account = ? AND key = ? AND holder = ? AND state IN (?, ?)",
+                (now + lease, now, account, key, holder, EntryState.PENDING, EntryState.UNKNOWN),
+            )
+            return cursor.rowcount > 0
+
+        return await self._write(op)
+
+    async def expire(self, account: str, key: str, *, holder: str) -> bool:
+        def op(db: sqlite3.Connection, now: float) -> bool:
+            cursor = db.execute(
+                "UPDATE entries SET state = ?, holder = NULL, lease_until = NULL, "
+                "ended_at = max(coalesce(ended_at, 0), ?), updated_at = ? "
+                "WHERE account = ? AND key = ? AND holder = ? AND state IN (?, ?)",
+                (
+                    EntryState.UNKNOWN,
+                    now,
+                    now,
+                    account,
+                    key,
+                    holder,
+                    EntryState.PENDING,
+                    EntryState.UNKNOWN,
+                ),
+            )
+            return cursor.rowcount > 0
+
+        return await self._write(op)
+
+    async def release(self, account: str, key: str, *, holder: str) -> None:
+        def op(db: sqlite3.Connection, now: float) -> None:
+            db.execute(
+                "UPDATE entries SET holder = NULL, lease_until = NULL, updated_at = ? "
+                "WHERE account = ? AND key = ? AND holder = ? AND state != ?",
+                (now, account, key, holder, EntryState.PENDING),
+            )
+
+        await self._write(op)
+
+    async def claim(self, account: str, key: str, user_name: str) -> Claim:
+        def op(db: sqlite3.Connection, now: float) -> Claim:
+            row = _select(db, account, key)
+            if row is None:
+                return Claim.NO_ENTRY
+            if row[4] == EntryState.CREATED:
+                return Claim.CLAIMED if row[5] == user_name else Claim.SETTLED
+            taken = db.execute(
+                "SELECT 1 FROM entries WHERE account = ? AND user_name = ? "
+                "UNION ALL SELECT 1 FROM baseline WHERE account = ? AND user_name = ?",
+                (account, user_name, account, user_name),
+            ).fetchone()
+            if taken:
+                if row[4] == EntryState.PENDING:
+                    db.execute(
+                        "UPDATE entries SET state = ?, holder = NULL, lease_until = NULL, "
+                        "ended_at = ?, updated_at = ? WHERE account = ? AND key = ?",
+                        (EntryState.UNKNOWN, now, now, account, key),
+                    )
+                return Claim.TAKEN
+            db.execute(
+                "UPDATE entries SET state = ?, user_name = ?, holder = NULL, lease_until = NULL, "
+                "ended_at = ?, updated_at = ? WHERE account = ? AND key = ?",
+                (EntryState.CREATED, user_name, now, now, account, key),
+            )
+            return Claim.CLAIMED
+
+        return await self._write(op)
+
+    async def mark_unknown(self, account: str, key: str, *, holder: str) -> None:
+        def op(db: sqlite3.Connection, now: float) -> None:
+            db.execute(
+                "UPDATE entries SET state = ?, ended_at = max(coalesce(ended_at, 0), ?), "
+                "holder = CASE WHEN holder = ? THEN NULL ELSE holder END, "
+                "lease_until = CASE WHEN holder = ? THEN NULL ELSE lease_until END, "
+                "updated_at = ? WHERE account = ? AND key = ? AND state != ?",
+                (EntryState.UNKNOWN, now, holder, holder, now, account, key, EntryState.CREATED),
+            )
+
+        await self._write(op)
+
+    async def mark_failed(self, account: str, key: str, *, holder: str) -> None:
+        def op(db: sqlite3.Connection, now: float) -> None:
+            db.execute(
+                "UPDATE entries SET state = ?, holder = NULL, lease_until = NULL, ended_at = ?, "
+                "updated_at = ? WHERE account = ? AND key = ? AND holder = ? AND state IN (?, ?)",
+                (
+                    EntryState.FAILED,
+                    now,
+                    now,
+                    account,
+                    key,
+                    holder,
+                    EntryState.PENDING,
+                    EntryState.UNKNOWN,
+                ),
+            )
+
+        await self._write(op)
+
+    async def resend(self, account: str, key: str, *, holder: str, lease: float) -> bool:
+        def op(db: sqlite3.Connection, now: float) -> bool:
+            cursor = db.execute(
+                "UPDATE entries SET state = ?, lease_until = ?, attempts = attempts + 1, "
+                "updated_at = ? WHERE account = ? AND key = ? AND holder = ? AND state = ?",
+                (EntryState.PENDING, now + lease, now, account, key, holder, EntryState.UNKNOWN),
+            )
+            return cursor.rowcount > 0
+
+        return await self._write(op)
+
+    async def owned(self, account: str, user_names: Collection[str]) -> set[str]:
+        names = json.dumps(sorted(set(user_names)))
+
+        def op(db: sqlite3.Connection, now: float) -> set[str]:
+            rows = db.execute(
+                "SELECT names.value FROM json_each(?) AS names WHERE EXISTS ("
+                "SELECT 1 FROM entries WHERE account = ? AND user_name = names.value"
+                ") OR EXISTS ("
+                "SELECT 1 FROM baseline WHERE account = ? AND user_name = names.value)",
+                (names, account, account),
+            )
+            return {name for (name,) in rows}
+
+        return await self._read(op)
+
+    async def get(self, account: str, key: str) -> LedgerEntry | None:
+        def op(db: sqlite3.Connection, now: float) -> LedgerEntry | None:
+            return _entry(_select(db, account, key), now)
+
+        return await self._read(op)
+
+    async def aclose(self) -> None:
+        with self._lock:
+            self._closed = True
+            connections, self._connections = list(self._connections.values()), {}
+        for connection in connections:
+            connection.close()
+
+    # -- plumbing ------------------------------------------------------------------
+
+    async def _write(self, op: Callable[[sqlite3.Connection, float], T]) -> T:
+        """Run ``op`` in a write transaction, committed with the writes queued meanwhile.
+
+        Writes of one event loop queue up while a batch is in the worker thread; the task
+        that finds no batch running carries every queued write to the thread in one
+        transaction (group commit: one trip to the thread and one sync to disk for the
+        batch), then wakes their tasks. Like a plain thread call, no caller returns (nor
+        is cancelled) before its write is committed or has failed.
+        """
+        slot: _Slot[T] = _Slot(op)
+        loop = anyio.lowlevel.current_token().native_token
+        queue = self._queues.get(id(loop))
+        if queue is None or queue.loop is not loop:
+            queue = self._queues[id(loop)] = _LoopQueue(loop)
+        queue.slots.append(slot)
+        with anyio.CancelScope(shield=True):
+            if queue.flushing:
+                await slot.event.wait()
+            else:
+                queue.flushing = True
+                try:
+                    while queue.slots:
+                        batch, queue.slots = queue.slots, []
+                        await anyio.to_thread.run_sync(self._run_batch, batch)
+                        for done in batch:
+                            done.event.set()
+                finally:
+                    queue.flushing = False
+                    if not queue.slots:  # idle: forget it (and its loop)
+                        self._queues.pop(id(loop), None)
+        return slot.outcome()
+
+    async def _read(self, op: Callable[[sqlite3.Connection, float], T]) -> T:
+        return await anyio.to_thread.run_sync(functools.partial(self._transaction, op, False))
+
+    def _transaction(self, op: Callable[[sqlite3.Connection, float], T], write: bool) -> T:
+        try:
+            db = self._connection()
+            self._when_not_busy(lambda: db.execute("BEGIN IMMEDIATE" if write else "BEGIN"))
+            try:
+                result = op(db, time.time())
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            else:
+                db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise LedgerError(f"the ledger {self.path} failed: {exc}") from exc
+        return result
+
+    def _run_batch(self, batch: list[_Slot[Any]]) -> None:
+        """Run ``batch`` in one transaction; if any operation fails, each in its own."""
+        try:
+            try:
+                self._run_together(batch)
+            except Exception:
+                if len(batch) == 1:
+                    raise
+                for slot in batch:  # the batch was rolled back: isolate the failure
+                    try:
+                        self._run_together([slot])
+                    except Exception as exc:
+                        slot.error = exc
+        except BaseException as exc:
+            for slot in batch:
+                slot.error = exc
+        finally:
+            for slot in batch:
+                slot.done = True
+
+    def _run_together(self, batch: list[_Slot[Any]]) -> None:
+        db = self._connection()
+        self._when_not_busy(lambda: db.execute("BEGIN IMMEDIATE"))
+        try:
+            for slot in batch:
+                slot.value = slot.op(db, time.time())
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    def _when_not_busy(self, step: Callable[[], object]) -> None:
+        """Run ``step``, which changes nothing if it fails, until the database lets it.
+
+        SQLite answers "database is locked" at once, without its busy handler, in a few
+        cases (another process converting the file to WAL, or recovering it): such a
+        step is tried again until the busy timeout has passed.
+        """
+        deadline = time.monotonic() + self._busy_timeout
+        pause = 0.005
+        while True:
+            try:
+                step()
+            except sqlite3.OperationalError as exc:
+                busy = exc.sqlite_errorcode & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+                if not busy or time.monotonic() + pause > deadline:
+                    raise
+                time.sleep(pause)
+                pause = min(pause * 2, 0.1)
+            else:
+                return
+
+    def _connection(self) -> sqlite3.Connection:
+        ident = (os.getpid(), threading.get_ident())
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("this SqliteLedger is closed")
+            connection = self._connections.get(ident)
+        if connection is not None:
+            return connection
+        connection = self._connect()
+        with self._lock:
+            self._connections[ident] = connection
+        return connection
+
+    def _connect(self) -> sqlite3.Connection:
+        if not os.path.exists(self.path):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600)
+            except OSError as exc:
+                raise LedgerError(f"cannot create the ledger {self.path}: {exc.strerror}") from None
+            os.close(fd)
+        connection = sqlite3.connect(
+            self.path, timeout=self._busy_timeout, isolation_level=None, check_same_thread=False
+        )
+        try:
+            connection.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
+            self._when_not_busy(lambda: connection.execute("PRAGMA journal_mode = WAL"))
+            connection.execute(f"PRAGMA synchronous = {self._synchronous}")
+            self._when_not_busy(lambda: connection.executescript(_SCHEMA))
+        except BaseException:
+            connection.close()
+            raise
+        return connection
+
+
+class _Slot(Generic[T]):
+    """One write operation waiting for, or done by, a group commit."""
+
+    __slots__ = ("done", "error", "event", "op", "value")
+
+    def __init__(self, op: Callable[[sqlite3.Connection, float], T]) -> None:
+        self.op = op
+        self.done = False
+        self.value: T | None = None
+        self.error: BaseException | None = None
+        self.event = anyio.Event()
+
+    def outcome(self) -> T:
+        if self.error is not None:
+            if isinstance(self.error, sqlite3.Error):
+                raise LedgerError(f"the ledger failed: {self.error}") from self.error
+            raise self.error
+        return self.value  # type: ignore[return-value]  # set when no error
+
+
+class _LoopQueue:
+    """The writes one event loop has queued, and whether a batch of them is running."""
+
+    __slots__ = ("flushing", "loop", "slots")
+
+    def __init__(self, loop: object) -> None:
+        self.loop = loop
+        self.slots: list[_Slot[Any]] = []
+        self.flushing = False
+
+
+def _select(db: sqlite3.Connection, account: str, key: str) -> _Row | None:
+    row: _Row | None = db.execute(
+        f"SELECT {_COLUMNS} FROM entries WHERE account = ? AND key = ?",  # noqa: S608 - constant
+        (account, key),
+    ).fetchone()
+    return row
+
+
+def _entry(row: _Row | None, now: float) -> LedgerEntry | None:
+    if row is None:
+        return None
+    key, total, hourly, fingerprint, state, user, holder, lease_until, ended, attempts = row
+    return LedgerEntry(
+        key=key,
+        total_limit=int(total),
+        hourly_limit=int(hourly),
+        state=EntryState(state),
+        user_name=user,
+        fingerprint=fingerprint,
+        holder=holder,
+        lease_left=None if holder is None or lease_until is None else lease_until - now,
+        ended_ago=None if ended is None else max(0.0, now - ended),
+        attempts=attempts,
+    )

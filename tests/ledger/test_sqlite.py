@@ -1,0 +1,109 @@
+"""What `SqliteLedger` promises beyond the contract: its file, its threads and loops."""
+
+from __future__ import annotations
+
+import stat
+import sys
+import threading
+from pathlib import Path
+
+import anyio
+import pytest
+
+from sarv_async import LedgerError, SqliteLedger
+from sarv_async._ledger import Decision, account_id
+
+ACCOUNT = account_id("https://api.example.com/v1.0/", "acme")
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX file modes")
+@pytest.mark.anyio
+async def test_the_file_is_private_and_in_wal_mode(tmp_path: Path) -> None:
+    """The ledger file is created with mode 0600 and runs in WAL mode."""
+    path = tmp_path / "ledger.sqlite3"
+    ledger = SqliteLedger(path)
+    try:
+        await ledger.record_baseline(ACCOUNT, [])
+    finally:
+        await ledger.aclose()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert path.read_bytes()[18:20] == b"\x02\x02"  # file format versions 2: WAL
+
+
+@pytest.mark.anyio
+async def test_a_missing_directory_is_a_ledger_error(tmp_path: Path) -> None:
+    """A ledger that cannot be created raises LedgerError naming its path."""
+    ledger = SqliteLedger(tmp_path / "missing" / "ledger.sqlite3")
+    with pytest.raises(LedgerError, match="missing"):
+        await ledger.record_baseline(ACCOUNT, [])
+    await ledger.aclose()
+
+
+def test_one_handle_serves_two_event_loops_at_once(tmp_path: Path) -> None:
+    """Threads running their own event loops share one handle: each key is sent once."""
+    ledger = SqliteLedger(tmp_path / "ledger.sqlite3")
+    anyio.run(ledger.record_baseline, ACCOUNT, [])
+    sends: list[str] = []
+
+    def loop(name: str, backend: str) -> None:
+        async def main() -> None:
+            async def one(i: int) -> None:
+                begun = await ledger.begin(
+                    ACCOUNT, f"k{i}", total_limit=1, hourly_limit=1, holder=name, lease=60
+                )
+                if begun.decision is Decision.SEND:
+                    sends.append(f"k{i}")
+
+            async with anyio.create_task_group() as tg:
+                for i in range(40):
+                    tg.start_soon(one, i)
+
+        anyio.run(main, backend=backend)
+
+    threads = [
+        threading.Thread(target=loop, args=("a", "asyncio")),
+        threading.Thread(target=loop, args=("b", "trio")),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    anyio.run(ledger.aclose)
+    assert sorted(sends) == sorted(f"k{i}" for i in range(40))
+
+
+@pytest.mark.anyio
+async def test_a_failing_write_spoils_no_other_in_its_batch(tmp_path: Path) -> None:
+    """Writes committed together: one that fails is undone alone; the others hold."""
+    import sqlite3
+
+    ledger = SqliteLedger(tmp_path / "ledger.sqlite3")
+    await ledger.record_baseline(ACCOUNT, [])
+    decisions: list[Decision] = []
+
+    def failing(db: sqlite3.Connection, now: float) -> None:
+        db.execute("INSERT INTO accounts (account, baseline_at) VALUES ('half-done', 1)")
+        raise ValueError("boom")
+
+    async def begin(i: int) -> None:
+        begun = await ledger.begin(
+            ACCOUNT, f"k{i}", total_limit=1, hourly_limit=1, holder="h", lease=60
+        )
+        decisions.append(begun.decision)
+
+    async def fail() -> None:
+        with pytest.raises(ValueError, match="boom"):
+            await ledger._write(failing)
+
+    try:
+        async with anyio.create_task_group() as tg:
+            for i in range(10):
+                tg.start_soon(begin, i)
+            tg.start_soon(fail)
+            for i in range(10, 20):
+                tg.start_soon(begin, i)
+        assert decisions == [Decision.SEND] * 20
+        # The failing write's own change was undone: that account has no baseline.
+        assert await ledger.record_baseline("half-done", [])
+    finally:
+        await ledger.aclose()
