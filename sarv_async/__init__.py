@@ -20,10 +20,12 @@ from ._exceptions import GeneralError as GeneralError
 from ._exceptions import OutcomeUnknownError as OutcomeUnknownError
 from ._exceptions import RateLimitError as RateLimitError
 from ._exceptions import SarvError as SarvError
+from ._exceptions import StoreUnavailableError as StoreUnavailableError
 from ._exceptions import UnexpectedResponseError as UnexpectedResponseError
 from ._exceptions import ValidationError as ValidationError
 from ._limiter import RateLimiter as RateLimiter
 from ._limiter import SlidingWindowLimiter as SlidingWindowLimiter
+from ._limiter_redis import RedisRateLimiter as RedisRateLimiter
 from ._models import SmtpCredentials as SmtpCredentials
 from ._models import SmtpUser as SmtpUser
 from ._models import SmtpUserList as SmtpUserList
@@ -65,6 +67,7 @@ __all__ = [
     "RateLimitError",
     "RateLimiter",
     "RateWindow",
+    "RedisRateLimiter",
     "ResetSmtpPasswordRequest",
     "SarvError",
     "SarvRequest",
@@ -74,6 +77,7 @@ __all__ = [
     "SmtpUserList",
     "SmtpUserStatus",
     "SmtpUsers",
+    "StoreUnavailableError",
     "UnexpectedResponseError",
     "UpdateSmtpUserRequest",
     "UpdateSmtpUserResponse",

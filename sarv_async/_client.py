@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import enum
 import warnings
+from contextlib import AbstractAsyncContextManager
 from types import TracebackType
-from typing import ClassVar, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 
 import httpx
 
-from ._config import SARV, SENDCLEAN, Brand, resolve
+from ._config import SARV, SENDCLEAN, Brand, resolve, resolve_redis_url
 from ._exceptions import ValidationError
 from ._limiter import RateLimiter, SlidingWindowLimiter
+from ._limiter_redis import RedisRateLimiter, account_key
 from ._pipeline import CallOptions, Pipeline
 from ._rate_spec import RateWindow, parse_rate_limit
 from ._requests import SarvRequest
@@ -56,15 +58,30 @@ class _Shared:
     while the pool it opened is still open.
     """
 
-    __slots__ = ("description", "http", "owns_http", "pipeline", "state", "used")
+    __slots__ = (
+        "description",
+        "http",
+        "owned_limiter",
+        "owns_http",
+        "pipeline",
+        "state",
+        "used",
+    )
 
     def __init__(
-        self, pipeline: Pipeline, http: httpx.AsyncClient, owns_http: bool, description: str
+        self,
+        pipeline: Pipeline,
+        http: httpx.AsyncClient,
+        owns_http: bool,
+        description: str,
+        owned_limiter: AbstractAsyncContextManager[Any] | None = None,
     ) -> None:
         self.pipeline = pipeline
         self.http = http
         self.owns_http = owns_http
         self.description = description
+        #: A limiter the client built (on Redis) and so opens and closes with itself.
+        self.owned_limiter = owned_limiter
         self.state = ClientState.UNOPENED
         self.used = False
 
@@ -100,6 +117,12 @@ class AsyncSarvClient:
     ``"60/minute;3600/hour"``, ``None`` for no pacing) and ``max_concurrency`` (requests in
     flight) hold for every task using the client. An ``http_client`` you pass is used as
     is and never closed by the client.
+
+    ``redis_url`` (or ``SARV_REDIS_URL``), e.g. ``"redis://localhost:6379/0"``, shares the
+    rate budget and the 429 pause with every process using the same Redis and account
+    (needs ``sarv-async[redis]``); such a client must be opened with ``async with``. When
+    Redis fails, the client paces itself alone with one warning, or with
+    ``on_redis_error="raise"`` raises `StoreUnavailableError`.
     """
 
     _brand: ClassVar[Brand] = SARV
@@ -124,6 +147,8 @@ class AsyncSarvClient:
         limiter: RateLimiter | None = None,
         http_client: httpx.AsyncClient | None = None,
         allow_insecure_http: bool = False,
+        redis_url: str | None = None,
+        on_redis_error: Literal["fallback", "raise"] = "fallback",
     ) -> None:
         settings = resolve(
             self._brand,
@@ -144,7 +169,17 @@ class AsyncSarvClient:
             backoff=backoff if backoff is not None else Backoff(),
             max_retry_after=max_retry_after,
         )
-        if limiter is None:
+        owned_limiter: RedisRateLimiter | None = None
+        redis = resolve_redis_url(self._brand, redis_url)
+        if limiter is None and redis is not None:
+            limiter = owned_limiter = RedisRateLimiter(
+                redis,
+                _parse_rate_limit(rate_limit),
+                account=account_key(str(settings.base_url), settings.owner_id),
+                max_pause=options.max_retry_after,
+                on_unavailable=on_redis_error,
+            )
+        elif limiter is None:
             limiter = SlidingWindowLimiter(
                 _parse_rate_limit(rate_limit), max_pause=options.max_retry_after
             )
@@ -175,6 +210,7 @@ class AsyncSarvClient:
             http_client,
             owns_http,
             f"{type(self).__name__} for {settings.owner_id!r} at {settings.base_url}",
+            owned_limiter,
         )
         self._options = options
         self._owner_id = settings.owner_id
@@ -259,8 +295,15 @@ class AsyncSarvClient:
                 f"cannot open a {type(self).__name__} that is {shared.state.name.lower()}; "
                 "a client is opened once"
             )
+        if shared.owned_limiter is not None:
+            await shared.owned_limiter.__aenter__()
         if shared.owns_http:
-            await shared.http.__aenter__()
+            try:
+                await shared.http.__aenter__()
+            except BaseException:
+                if shared.owned_limiter is not None:
+                    await shared.owned_limiter.__aexit__(None, None, None)
+                raise
         shared.state = ClientState.OPENED
         return self
 
@@ -278,8 +321,12 @@ class AsyncSarvClient:
         if shared.state is ClientState.CLOSED:
             return
         shared.state = ClientState.CLOSED
-        if shared.owns_http:
-            await shared.http.aclose()
+        try:
+            if shared.owns_http:
+                await shared.http.aclose()
+        finally:
+            if shared.owned_limiter is not None:
+                await shared.owned_limiter.__aexit__(None, None, None)
 
 
 class AsyncSendCleanClient(AsyncSarvClient):

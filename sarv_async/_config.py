@@ -12,7 +12,16 @@ import httpx
 
 from ._exceptions import ValidationError
 
-__all__ = ["SARV", "SENDCLEAN", "Brand", "InsecureHTTPWarning", "Secret", "Settings", "resolve"]
+__all__ = [
+    "SARV",
+    "SENDCLEAN",
+    "Brand",
+    "InsecureHTTPWarning",
+    "Secret",
+    "Settings",
+    "resolve",
+    "resolve_redis_url",
+]
 
 
 class InsecureHTTPWarning(UserWarning):
@@ -122,6 +131,27 @@ def resolve(
         token=Secret(token),
         base_url=_check_base_url(url, allow_insecure_http=allow_insecure_http),
     )
+
+
+def resolve_redis_url(
+    brand: Brand, redis_url: str | None, *, environ: Mapping[str, str] | None = None
+) -> str | None:
+    """The Redis URL that shares an account's rate budget: the argument, else ``SARV_REDIS_URL``.
+
+    ``""`` given explicitly means no Redis, whatever the environment says.
+    """
+    if redis_url is not None:
+        if not isinstance(redis_url, str):
+            raise ValidationError(
+                f"redis_url must be a string, got a {type(redis_url).__name__}", field="redis_url"
+            )
+        return redis_url.strip() or None
+    env = os.environ if environ is None else environ
+    for prefix in brand.env_prefixes:
+        value = env.get(f"{prefix}_REDIS_URL", "").strip()
+        if value:
+            return value
+    return None
 
 
 def _given(value: object, field: str) -> str | None:

@@ -11,7 +11,8 @@
     ├── APIConnectionError        no usable answer: the connection failed or dropped
     │   └── APITimeoutError       the call timed out
     ├── UnexpectedResponseError   an answer that is not the documented JSON
-    └── OutcomeUnknownError       a call unsafe to repeat may or may not have taken effect
+    ├── OutcomeUnknownError       a call unsafe to repeat may or may not have taken effect
+    └── StoreUnavailableError     the shared store (Redis) did not answer in time
 
 Messages never carry the token, a request body or an SMTP password.
 """
@@ -32,6 +33,7 @@ __all__ = [
     "OutcomeUnknownError",
     "RateLimitError",
     "SarvError",
+    "StoreUnavailableError",
     "UnexpectedResponseError",
     "ValidationError",
 ]
@@ -161,3 +163,11 @@ class OutcomeUnknownError(SarvError):
     def __init__(self, message: str, *, request: SarvRequest[Any]) -> None:
         super().__init__(message)
         self.request = request
+
+
+class StoreUnavailableError(SarvError):
+    """Redis, which shares the account's rate budget between processes, did not answer in time.
+
+    Raised only when falling back to in-process pacing was switched off
+    (``on_redis_error="raise"``); nothing was sent.
+    """
