@@ -17,12 +17,16 @@ from ._exceptions import APIError as APIError
 from ._exceptions import APITimeoutError as APITimeoutError
 from ._exceptions import AuthenticationError as AuthenticationError
 from ._exceptions import GeneralError as GeneralError
+from ._exceptions import LedgerError as LedgerError
 from ._exceptions import OutcomeUnknownError as OutcomeUnknownError
 from ._exceptions import RateLimitError as RateLimitError
 from ._exceptions import SarvError as SarvError
 from ._exceptions import StoreUnavailableError as StoreUnavailableError
 from ._exceptions import UnexpectedResponseError as UnexpectedResponseError
 from ._exceptions import ValidationError as ValidationError
+from ._ledger import Ledger as Ledger
+from ._ledger import LedgerEntry as LedgerEntry
+from ._ledger_sqlite import SqliteLedger as SqliteLedger
 from ._limiter import RateLimiter as RateLimiter
 from ._limiter import SlidingWindowLimiter as SlidingWindowLimiter
 from ._limiter_redis import RedisRateLimiter as RedisRateLimiter
@@ -58,6 +62,9 @@ __all__ = [
     "CreateSmtpUserRequest",
     "GeneralError",
     "InsecureHTTPWarning",
+    "Ledger",
+    "LedgerEntry",
+    "LedgerError",
     "ListSmtpUsersRequest",
     "OutcomeUnknownError",
     "ProvisionOutcome",
@@ -77,6 +84,7 @@ __all__ = [
     "SmtpUserList",
     "SmtpUserStatus",
     "SmtpUsers",
+    "SqliteLedger",
     "StoreUnavailableError",
     "UnexpectedResponseError",
     "UpdateSmtpUserRequest",

@@ -12,6 +12,7 @@
     │   └── APITimeoutError       the call timed out
     ├── UnexpectedResponseError   an answer that is not the documented JSON
     ├── OutcomeUnknownError       a call unsafe to repeat may or may not have taken effect
+    ├── LedgerError               the ledger's store failed, or contradicts the account
     └── StoreUnavailableError     the shared store (Redis) did not answer in time
 
 Messages never carry the token, a request body or an SMTP password.
@@ -30,6 +31,7 @@ __all__ = [
     "APITimeoutError",
     "AuthenticationError",
     "GeneralError",
+    "LedgerError",
     "OutcomeUnknownError",
     "RateLimitError",
     "SarvError",
@@ -163,6 +165,14 @@ class OutcomeUnknownError(SarvError):
     def __init__(self, message: str, *, request: SarvRequest[Any]) -> None:
         super().__init__(message)
         self.request = request
+
+
+class LedgerError(SarvError):
+    """The ledger could not be read or written, or what it records contradicts the account.
+
+    Nothing is sent when the ledger fails before a create; a create whose result could not
+    be recorded stays `PENDING` in the ledger and is reconciled by the next caller.
+    """
 
 
 class StoreUnavailableError(SarvError):

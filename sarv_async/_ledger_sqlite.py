@@ -1,0 +1,389 @@
+"""`SqliteLedger`: the embedded default `Ledger`, one SQLite file shared by every process on a host.
+
+Each operation is one ``BEGIN IMMEDIATE`` transaction (the write lock is taken up front,
+so two processes never deadlock upgrading a read), run in a worker thread so the event
+loop never blocks on the disk or on another process's lock. The file is in WAL mode
+(readers never wait for the writer) with a busy timeout, created with mode 0600, and
+commits are synced to disk (``synchronous=FULL``) so an intent recorded before a create
+survives a power cut, not only a crash. Each thread has its own connection.
+
+User names are unique per account across entries (a partial unique index) and are checked
+against the baseline in the same transaction, which is what makes `claim` exclusive.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Collection
+from typing import TypeVar
+
+import anyio
+
+from ._exceptions import LedgerError
+from ._ledger import Begin, Claim, Decision, EntryState, LedgerEntry
+
+__all__ = ["DEFAULT_BUSY_TIMEOUT", "SqliteLedger"]
+
+T = TypeVar("T")
+
+#: Seconds an operation waits for another process's write to finish before failing.
+DEFAULT_BUSY_TIMEOUT = 30.0
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS accounts (
+    account TEXT PRIMARY KEY,
+    baseline_at REAL NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS baseline (
+    account TEXT NOT NULL,
+    user_name TEXT NOT NULL,
+    PRIMARY KEY (account, user_name)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS entries (
+    account TEXT NOT NULL,
+    key TEXT NOT NULL,
+    total_limit INTEGER NOT NULL,
+    hourly_limit INTEGER NOT NULL,
+    fingerprint TEXT,
+    state TEXT NOT NULL,
+    user_name TEXT,
+    holder TEXT,
+    lease_until REAL,
+    ended_at REAL,
+    attempts INTEGER NOT NULL,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    PRIMARY KEY (account, key)
+) WITHOUT ROWID;
+CREATE UNIQUE INDEX IF NOT EXISTS entries_by_user
+    ON entries (account, user_name) WHERE user_name IS NOT NULL;
+"""
+
+_COLUMNS = (
+    "key, total_limit, hourly_limit, fingerprint, state, user_name, holder, lease_until, "
+    "ended_at, attempts"
+)
+
+_Row = tuple[str, int, int, "str | None", str, "str | None", "str | None", "float | None",
+             "float | None", int]  # fmt: skip
+
+
+class SqliteLedger:
+    """A `Ledger` in a SQLite file: safe for every task, thread and process of one host.
+
+    ::
+
+        ledger = SqliteLedger("~/.local/state/sarv-async/ledger.sqlite3")
+        async with AsyncSarvClient(..., ledger=ledger) as client: ...
+
+    The file (and its ``-wal`` and ``-shm`` companions) is created with mode 0600 if it
+    does not exist; its directory must exist. It holds idempotency keys, limits and user
+    names, never a password or a token. Not for network file systems (SQLite's locks do
+    not hold there): use the Redis ledger to share one between hosts.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
+        synchronous: bool = True,
+    ) -> None:
+        self.path = os.path.abspath(os.path.expanduser(os.fspath(path)))
+        self._busy_timeout = busy_timeout
+        self._synchronous = "FULL" if synchronous else "NORMAL"
+        self._lock = threading.Lock()
+        self._connections: dict[tuple[int, int], sqlite3.Connection] = {}
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"<SqliteLedger {self.path!r}>"
+
+    # -- the protocol --------------------------------------------------------------
+
+    async def record_baseline(self, account: str, user_names: Collection[str]) -> bool:
+        names = sorted(set(user_names))
+
+        def op(db: sqlite3.Connection, now: float) -> bool:
+            if db.execute("SELECT 1 FROM accounts WHERE account = ?", (account,)).fetchone():
+                return False
+            db.execute("INSERT INTO accounts (account, baseline_at) VALUES (?, ?)", (account, now))
+            db.executemany(
+                "INSERT OR IGNORE INTO baseline (account, user_name) VALUES (?, ?)",
+                [(account, name) for name in names],
+            )
+            return True
+
+        return await self._write(op)
+
+    async def begin(
+        self,
+        account: str,
+        key: str,
+        *,
+        total_limit: int,
+        hourly_limit: int,
+        holder: str,
+        lease: float,
+        fingerprint: str | None = None,
+    ) -> Begin:
+        def op(db: sqlite3.Connection, now: float) -> Begin:
+            row = _select(db, account, key)
+            if row is None or row[4] == EntryState.FAILED:
+                has_baseline = db.execute(
+                    "SELECT 1 FROM accounts WHERE account = ?", (account,)
+                ).fetchone()
+                if not has_baseline:
+                    return Begin(Decision.NEED_BASELINE, _entry(row, now))
+                db.execute(
+                    "INSERT INTO entries (account, key, total_limit, hourly_limit, fingerprint, "
+                    "state, user_name, holder, lease_until, ended_at, attempts, created_at, "
+                    "updated_at) VALUES (?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, ?, ?, ?) "
+                    "ON CONFLICT (account, key) DO UPDATE SET total_limit = excluded.total_limit, "
+                    "hourly_limit = excluded.hourly_limit, fingerprint = excluded.fingerprint, "
+                    "state = excluded.state, user_name = NULL, holder = excluded.holder, "
+                    "lease_until = excluded.lease_until, attempts = attempts + 1, "
+                    "updated_at = excluded.updated_at",
+                    (
+                        account,
+                        key,
+                        total_limit,
+                        hourly_limit,
+                        fingerprint,
+                        EntryState.PENDING.value,
+                        holder,
+                        now + lease,
+                        None,
+                        1,
+                        now,
+                        now,
+                    ),
+                )
+                return Begin(Decision.SEND, _entry(_select(db, account, key), now))
+            _, total, hourly, stored_fingerprint, state, _, held_by, lease_until, ended, _ = row
+            if (total, hourly, stored_fingerprint) != (total_limit, hourly_limit, fingerprint):
+                return Begin(Decision.MISMATCH, _entry(row, now))
+            if state == EntryState.CREATED:
+                return Begin(Decision.DONE, _entry(row, now))
+            held = held_by is not None and lease_until is not None and lease_until > now
+            if held and (held_by != holder or state == EntryState.PENDING):
+                return Begin(Decision.BUSY, _entry(row, now))
+            if state == EntryState.PENDING:
+                # Its holder's lease ran out: take its attempt as ended then.
+                assert lease_until is not None
+                ended = lease_until if ended is None else max(ended, lease_until)
+            db.execute(
+                "UPDATE entries SET state = ?, holder = ?, lease_until = ?, ended_at = ?, "
+                "updated_at = ? WHERE account = ? AND key = ?",
+                (EntryState.UNKNOWN.value, holder, now + lease, ended, now, account, key),
+            )
+            return Begin(Decision.RECONCILE, _entry(_select(db, account, key), now))
+
+        return await self._write(op)
+
+    async def renew(self, account: str, key: str, *, holder: str, lease: float) -> bool:
+        def op(db: sqlite3.Connection, now: float) -> bool:
+            cursor = db.execute(
+                "UPDATE entries SET lease_until = ?, updated_at = ? "
+                "WHERE account = ? AND key = ? AND holder = ? AND state IN (?, ?)",
+                (now + lease, now, account, key, holder, EntryState.PENDING, EntryState.UNKNOWN),
+            )
+            return cursor.rowcount > 0
+
+        return await self._write(op)
+
+    async def release(self, account: str, key: str, *, holder: str) -> None:
+        def op(db: sqlite3.Connection, now: float) -> None:
+            db.execute(
+                "UPDATE entries SET holder = NULL, lease_until = NULL, updated_at = ? "
+                "WHERE account = ? AND key = ? AND holder = ? AND state != ?",
+                (now, account, key, holder, EntryState.PENDING),
+            )
+
+        await self._write(op)
+
+    async def claim(self, account: str, key: str, user_name: str) -> Claim:
+        def op(db: sqlite3.Connection, now: float) -> Claim:
+            row = _select(db, account, key)
+            if row is None:
+                return Claim.NO_ENTRY
+            if row[4] == EntryState.CREATED:
+                return Claim.CLAIMED if row[5] == user_name else Claim.SETTLED
+            taken = db.execute(
+                "SELECT 1 FROM entries WHERE account = ? AND user_name = ? "
+                "UNION ALL SELECT 1 FROM baseline WHERE account = ? AND user_name = ?",
+                (account, user_name, account, user_name),
+            ).fetchone()
+            if taken:
+                if row[4] == EntryState.PENDING:
+                    db.execute(
+                        "UPDATE entries SET state = ?, holder = NULL, lease_until = NULL, "
+                        "ended_at = ?, updated_at = ? WHERE account = ? AND key = ?",
+                        (EntryState.UNKNOWN, now, now, account, key),
+                    )
+                return Claim.TAKEN
+            db.execute(
+                "UPDATE entries SET state = ?, user_name = ?, holder = NULL, lease_until = NULL, "
+                "ended_at = ?, updated_at = ? WHERE account = ? AND key = ?",
+                (EntryState.CREATED, user_name, now, now, account, key),
+            )
+            return Claim.CLAIMED
+
+        return await self._write(op)
+
+    async def mark_unknown(self, account: str, key: str, *, holder: str) -> None:
+        def op(db: sqlite3.Connection, now: float) -> None:
+            db.execute(
+                "UPDATE entries SET state = ?, ended_at = max(coalesce(ended_at, 0), ?), "
+                "holder = CASE WHEN holder = ? THEN NULL ELSE holder END, "
+                "lease_until = CASE WHEN holder = ? THEN NULL ELSE lease_until END, "
+                "updated_at = ? WHERE account = ? AND key = ? AND state != ?",
+                (EntryState.UNKNOWN, now, holder, holder, now, account, key, EntryState.CREATED),
+            )
+
+        await self._write(op)
+
+    async def mark_failed(self, account: str, key: str, *, holder: str) -> None:
+        def op(db: sqlite3.Connection, now: float) -> None:
+            db.execute(
+                "UPDATE entries SET state = ?, holder = NULL, lease_until = NULL, ended_at = ?, "
+                "updated_at = ? WHERE account = ? AND key = ? AND holder = ? AND state IN (?, ?)",
+                (
+                    EntryState.FAILED,
+                    now,
+                    now,
+                    account,
+                    key,
+                    holder,
+                    EntryState.PENDING,
+                    EntryState.UNKNOWN,
+                ),
+            )
+
+        await self._write(op)
+
+    async def resend(self, account: str, key: str, *, holder: str, lease: float) -> bool:
+        def op(db: sqlite3.Connection, now: float) -> bool:
+            cursor = db.execute(
+                "UPDATE entries SET state = ?, lease_until = ?, attempts = attempts + 1, "
+                "updated_at = ? WHERE account = ? AND key = ? AND holder = ? AND state = ?",
+                (EntryState.PENDING, now + lease, now, account, key, holder, EntryState.UNKNOWN),
+            )
+            return cursor.rowcount > 0
+
+        return await self._write(op)
+
+    async def owned(self, account: str, user_names: Collection[str]) -> set[str]:
+        names = json.dumps(sorted(set(user_names)))
+
+        def op(db: sqlite3.Connection, now: float) -> set[str]:
+            rows = db.execute(
+                "SELECT names.value FROM json_each(?) AS names WHERE EXISTS ("
+                "SELECT 1 FROM entries WHERE account = ? AND user_name = names.value"
+                ") OR EXISTS ("
+                "SELECT 1 FROM baseline WHERE account = ? AND user_name = names.value)",
+                (names, account, account),
+            )
+            return {name for (name,) in rows}
+
+        return await self._read(op)
+
+    async def get(self, account: str, key: str) -> LedgerEntry | None:
+        def op(db: sqlite3.Connection, now: float) -> LedgerEntry | None:
+            return _entry(_select(db, account, key), now)
+
+        return await self._read(op)
+
+    async def aclose(self) -> None:
+        with self._lock:
+            self._closed = True
+            connections, self._connections = list(self._connections.values()), {}
+        for connection in connections:
+            connection.close()
+
+    # -- plumbing ------------------------------------------------------------------
+
+    async def _write(self, op: Callable[[sqlite3.Connection, float], T]) -> T:
+        return await anyio.to_thread.run_sync(functools.partial(self._transaction, op, True))
+
+    async def _read(self, op: Callable[[sqlite3.Connection, float], T]) -> T:
+        return await anyio.to_thread.run_sync(functools.partial(self._transaction, op, False))
+
+    def _transaction(self, op: Callable[[sqlite3.Connection, float], T], write: bool) -> T:
+        try:
+            db = self._connection()
+            db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+            try:
+                result = op(db, time.time())
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            else:
+                db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise LedgerError(f"the ledger {self.path} failed: {exc}") from exc
+        return result
+
+    def _connection(self) -> sqlite3.Connection:
+        ident = (os.getpid(), threading.get_ident())
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("this SqliteLedger is closed")
+            connection = self._connections.get(ident)
+        if connection is not None:
+            return connection
+        connection = self._connect()
+        with self._lock:
+            self._connections[ident] = connection
+        return connection
+
+    def _connect(self) -> sqlite3.Connection:
+        if not os.path.exists(self.path):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600)
+            except OSError as exc:
+                raise LedgerError(f"cannot create the ledger {self.path}: {exc.strerror}") from None
+            os.close(fd)
+        connection = sqlite3.connect(
+            self.path, timeout=self._busy_timeout, isolation_level=None, check_same_thread=False
+        )
+        try:
+            connection.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
+            connection.execute("PRAGMA journal_mode = WAL")
+            connection.execute(f"PRAGMA synchronous = {self._synchronous}")
+            connection.executescript(_SCHEMA)
+        except BaseException:
+            connection.close()
+            raise
+        return connection
+
+
+def _select(db: sqlite3.Connection, account: str, key: str) -> _Row | None:
+    row: _Row | None = db.execute(
+        f"SELECT {_COLUMNS} FROM entries WHERE account = ? AND key = ?",  # noqa: S608 - constant
+        (account, key),
+    ).fetchone()
+    return row
+
+
+def _entry(row: _Row | None, now: float) -> LedgerEntry | None:
+    if row is None:
+        return None
+    key, total, hourly, fingerprint, state, user, holder, lease_until, ended, attempts = row
+    return LedgerEntry(
+        key=key,
+        total_limit=total,
+        hourly_limit=hourly,
+        state=EntryState(state),
+        user_name=user,
+        fingerprint=fingerprint,
+        holder=holder,
+        lease_left=None if holder is None or lease_until is None else lease_until - now,
+        ended_ago=None if ended is None else max(0.0, now - ended),
+        attempts=attempts,
+    )
