@@ -317,7 +317,7 @@ class RedisRateLimiter:
             retry_policy=NoRetryPolicy(),
         )
         pool = redis.connection_pool
-        pool.connection_class = _closing_buffers(pool.connection_class)
+        pool.connection_class = closing_buffers(pool.connection_class)
         async with AsyncExitStack() as stack:
             await stack.enter_async_context(redis)
             self._task_group = await stack.enter_async_context(anyio.create_task_group())
@@ -531,7 +531,7 @@ class RedisRateLimiter:
             waiters.remove(ticket)
 
 
-def _closing_buffers(connection_class: type[Any]) -> type[Any]:
+def closing_buffers(connection_class: type[Any]) -> type[Any]:
     """``connection_class``, closing its buffers when its connection ends.
 
     A coredis connection that cannot connect leaves its in-memory buffers (anyio memory

@@ -77,6 +77,8 @@ async def redis_dump(url: str) -> dict[str, Any]:
                 content[key] = await redis.zrange(key, 0, -1)
             elif kind == "hash":
                 content[key] = await redis.hgetall(key)
+            elif kind == "set":
+                content[key] = await redis.smembers(key)
             else:
                 content[key] = await redis.get(key)
     return content

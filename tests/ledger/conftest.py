@@ -14,6 +14,7 @@ import attrs
 import pytest
 
 from sarv_async import Ledger
+from tests.redis_server import RedisServer
 
 __all__ = ["LedgerStore"]
 
@@ -41,11 +42,14 @@ def open_store(opener: str, address: str) -> Ledger:
     return ledger
 
 
-@pytest.fixture(params=["sqlite"])
+@pytest.fixture(params=["sqlite", "redis"])
 def ledger_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LedgerStore]:
     """Each implementation of the ledger, on a fresh empty store."""
     if request.param == "sqlite":
         yield LedgerStore("sqlite", "sarv_async._ledger:open_ledger", str(tmp_path / "l.sqlite3"))
+    elif request.param == "redis":
+        server: RedisServer = request.getfixturevalue("redis_server")  # a fresh redis-server
+        yield LedgerStore("redis", "sarv_async._ledger:open_ledger", server.url)
     else:  # pragma: no cover - one branch per param
         raise AssertionError(request.param)
 
