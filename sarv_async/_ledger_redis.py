@@ -305,8 +305,8 @@ class RedisLedger:
                     except (OSError, RedisError) as exc:
                         failure = f"{type(exc).__name__}: {exc}"
             except* (OSError, RedisError) as group:  # from the client's own tasks
-                exc = group.exceptions[0]
-                failure = failure or f"{type(exc).__name__}: {exc}"
+                first = group.exceptions[0]
+                failure = failure or f"{type(first).__name__}: {first}"
         if scope.cancelled_caught:
             failure = f"no answer within {self._timeout * 2:g} s"
         raise LedgerError(
