@@ -1,7 +1,8 @@
 """The stores every `Ledger` contract test runs against: one fixture param per implementation.
 
 To add an implementation, add a param to `ledger_store` that builds a `LedgerStore`: how
-to open a new handle on one fresh, empty store, in this process or in another one.
+to open a new handle on one fresh, empty store, in this process or in another one; and,
+if processes can share it, the same param to `shared_ledger_store`.
 """
 
 from __future__ import annotations
@@ -14,9 +15,12 @@ import attrs
 import pytest
 
 from sarv_async import Ledger
+from sarv_async._ledger_memory import MemoryLedger
 from tests.redis_server import RedisServer
 
-__all__ = ["LedgerStore"]
+__all__ = ["LedgerStore", "memory_store", "open_store"]
+
+_MEMORY: dict[str, MemoryLedger] = {}
 
 
 @attrs.frozen
@@ -42,16 +46,33 @@ def open_store(opener: str, address: str) -> Ledger:
     return ledger
 
 
-@pytest.fixture(params=["sqlite", "redis"])
+def memory_store(address: str) -> Ledger:
+    """The `MemoryLedger` named ``address`` in this process (every handle is the same one)."""
+    return _MEMORY.setdefault(address, MemoryLedger())
+
+
+def _store(request: pytest.FixtureRequest, name: str, tmp_path: Path) -> LedgerStore:
+    if name == "sqlite":
+        return LedgerStore(name, "sarv_async._ledger:open_ledger", str(tmp_path / "l.sqlite3"))
+    if name == "memory":
+        return LedgerStore(name, "tests.ledger.conftest:memory_store", str(tmp_path))
+    if name == "redis":
+        server: RedisServer = request.getfixturevalue("redis_server")  # a fresh redis-server
+        return LedgerStore(name, "sarv_async._ledger:open_ledger", server.url)
+    raise AssertionError(name)  # pragma: no cover - one branch per param
+
+
+@pytest.fixture(params=["sqlite", "memory", "redis"])
 def ledger_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LedgerStore]:
     """Each implementation of the ledger, on a fresh empty store."""
-    if request.param == "sqlite":
-        yield LedgerStore("sqlite", "sarv_async._ledger:open_ledger", str(tmp_path / "l.sqlite3"))
-    elif request.param == "redis":
-        server: RedisServer = request.getfixturevalue("redis_server")  # a fresh redis-server
-        yield LedgerStore("redis", "sarv_async._ledger:open_ledger", server.url)
-    else:  # pragma: no cover - one branch per param
-        raise AssertionError(request.param)
+    yield _store(request, request.param, tmp_path)
+    _MEMORY.pop(str(tmp_path), None)
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def shared_ledger_store(request: pytest.FixtureRequest, tmp_path: Path) -> LedgerStore:
+    """Each implementation that processes can share, on a fresh empty store."""
+    return _store(request, request.param, tmp_path)
 
 
 @pytest.fixture

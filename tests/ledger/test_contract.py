@@ -371,10 +371,11 @@ async def test_concurrent_claims_of_one_user_give_it_to_one_key(ledger: Ledger) 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="select() on pipes")
 def test_two_processes_racing_on_one_store_keep_every_invariant(
-    ledger_store: LedgerStore,
+    shared_ledger_store: LedgerStore,
 ) -> None:
     """Two processes begin 60 keys and claim 30 user names at once: one send per key,
     one baseline, one key per user, and each TAKEN key left UNKNOWN."""
+    ledger_store = shared_ledger_store
     keys, users = 60, 30
     env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
     procs = [
