@@ -13,6 +13,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -79,15 +80,57 @@ class RedisServer:
             self.proc.wait()
 
     def command(self, *args: str) -> bytes:
-        """Run one command with a raw socket (for checks from the test itself)."""
+        """Run one command with a raw socket (for checks from the test itself); its raw reply."""
         parts = [f"*{len(args)}\r\n".encode()]
         for arg in args:
             data = arg.encode()
             parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
-        with socket.create_connection(("127.0.0.1", self.port), timeout=2) as sock:
+        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as sock:
             sock.sendall(b"".join(parts))
-            time.sleep(0.05)
-            return sock.recv(1 << 20)
+            reader = sock.makefile("rb")
+            raw: list[bytes] = []
+            _read_reply(reader, raw)
+        return b"".join(raw)
+
+    def query(self, *args: str) -> Any:
+        """Run one command; its reply as Python values (bytes decoded to str)."""
+        return _parse(self.command(*args))
+
+
+def _read_reply(reader: Any, raw: list[bytes]) -> None:
+    """Read one RESP2 reply from ``reader`` into ``raw``, its lines as they came."""
+    line = reader.readline()
+    raw.append(line)
+    kind, rest = line[:1], line[1:-2]
+    if kind == b"$" and int(rest) >= 0:
+        raw.append(reader.read(int(rest) + 2))
+    elif kind == b"*":
+        for _ in range(max(0, int(rest))):
+            _read_reply(reader, raw)
+
+
+def _parse(data: bytes) -> Any:
+    def one(at: int) -> tuple[Any, int]:
+        end = data.index(b"\r\n", at)
+        kind, rest = data[at : at + 1], data[at + 1 : end]
+        at = end + 2
+        if kind in (b"+", b"-"):
+            return rest.decode(), at
+        if kind == b":":
+            return int(rest), at
+        if kind == b"$":
+            size = int(rest)
+            if size < 0:
+                return None, at
+            return data[at : at + size].decode(), at + size + 2
+        assert kind == b"*", data
+        items = []
+        for _ in range(max(0, int(rest))):
+            item, at = one(at)
+            items.append(item)
+        return items, at
+
+    return one(0)[0]
 
 
 @pytest.fixture
