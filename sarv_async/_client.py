@@ -13,7 +13,7 @@ import httpx
 from ._config import SARV, SENDCLEAN, Brand, resolve, resolve_redis_url
 from ._exceptions import ValidationError
 from ._limiter import RateLimiter, SlidingWindowLimiter
-from ._limiter_redis import RedisRateLimiter, account_key
+from ._limiter_redis import RedisRateLimiter
 from ._pipeline import CallOptions, Pipeline
 from ._rate_spec import RateWindow, parse_rate_limit
 from ._requests import SarvRequest
@@ -175,7 +175,7 @@ class AsyncSarvClient:
             limiter = owned_limiter = RedisRateLimiter(
                 redis,
                 _parse_rate_limit(rate_limit),
-                account=account_key(str(settings.base_url), settings.owner_id),
+                account=RedisRateLimiter.account_for(str(settings.base_url), settings.owner_id),
                 max_pause=options.max_retry_after,
                 on_unavailable=on_redis_error,
             )

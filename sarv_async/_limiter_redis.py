@@ -45,7 +45,6 @@ INFO). With ``on_unavailable="raise"``, `acquire` raises `StoreUnavailableError`
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import itertools
 import logging
 import math
@@ -60,6 +59,7 @@ import anyio
 from anyio import CancelScope, Event, current_time
 
 from ._exceptions import RateLimitError, StoreUnavailableError, ValidationError
+from ._ledger import account_id
 from ._limiter import SlidingWindowLimiter
 from ._rate_spec import RateWindow, format_rate_limit
 
@@ -67,7 +67,7 @@ if TYPE_CHECKING:
     import coredis
     from anyio.abc import TaskGroup
 
-__all__ = ["RedisRateLimiter", "account_key", "redis_location"]
+__all__ = ["RedisRateLimiter", "closing_buffers", "redis_location"]
 
 logger = logging.getLogger("sarv_async")
 
@@ -180,11 +180,6 @@ _GRANTED, _WAIT, _PAUSED_TOO_LONG = 1, 0, 2
 OnUnavailable = Literal["fallback", "raise"]
 
 
-def account_key(base_url: str, owner_id: str) -> str:
-    """The hash naming an account in Redis keys: base URL and owner id, never the token."""
-    return hashlib.sha256(f"{base_url}\n{owner_id}".encode()).hexdigest()[:32]
-
-
 def redis_location(url: str) -> str:
     """``url`` without its password, for messages and reprs."""
     scheme, sep, rest = url.partition("://")
@@ -199,7 +194,8 @@ class RedisRateLimiter:
     """A `RateLimiter` shared by every process and host using the same Redis and account.
 
     ``url`` is a ``redis://`` (or ``rediss://``, ``unix://``) URL; ``account`` names the
-    account (see `account_key`); ``windows``, ``margin`` and ``max_pause`` mean what they
+    account the same way in every process (a client uses `account_for` its base URL and
+    owner id); ``windows``, ``margin`` and ``max_pause`` mean what they
     mean for `SlidingWindowLimiter`. ``timeout`` bounds every Redis call (seconds). When
     Redis fails, ``on_unavailable="fallback"`` paces in-process and retries Redis every
     ``retry_interval`` seconds; ``"raise"`` raises `StoreUnavailableError` instead.
@@ -290,6 +286,11 @@ class RedisRateLimiter:
         pacing = format_rate_limit(self._windows) if self._windows else "unpaced"
         state = "shared" if self._shared else "in-process fallback"
         return f"<RedisRateLimiter {pacing} at {redis_location(self._url)} ({state})>"
+
+    @staticmethod
+    def account_for(base_url: str, owner_id: str) -> str:
+        """The ``account`` a client uses for its base URL and owner id (a hash of both)."""
+        return account_id(base_url, owner_id)
 
     @property
     def shared(self) -> bool:
@@ -474,12 +475,12 @@ class RedisRateLimiter:
             self._fallback.pause(self._pause_until - current_time())
         logger.warning(
             "Redis at %s did not answer (%s: %s); pacing this process alone at %s "
-            "(its share of %d processes) until Redis is back",
+            "(%s) until Redis is back",
             redis_location(self._url),
             type(error).__name__,
             error,
             format_rate_limit(share) if share else "no limit",
-            self._peers,
+            f"its share of {self._peers} processes" if self._peers > 1 else "no other seen",
         )
 
     def _redis_is_back(self) -> None:

@@ -25,7 +25,7 @@ from sarv_async import (
     RedisRateLimiter,
     StoreUnavailableError,
 )
-from sarv_async._limiter_redis import account_key, redis_location
+from sarv_async._limiter_redis import redis_location
 from sarv_async._rate_spec import RateWindow, parse_rate_limit
 from sarv_async.testing import DEMO_OWNER_ID, DEMO_TOKEN, Emulator
 from tests.redis_server import RedisServer
@@ -33,7 +33,7 @@ from tests.test_limiter import most_in_any_window
 
 pytestmark = pytest.mark.anyio
 
-ACCOUNT = account_key("http://127.0.0.1:1/v1.0/", "acme")
+ACCOUNT = RedisRateLimiter.account_for("http://127.0.0.1:1/v1.0/", "acme")
 
 
 @asynccontextmanager
@@ -145,9 +145,13 @@ async def test_processes_are_served_in_arrival_order(redis_server: RedisServer) 
             await pacers[i % 3].acquire()
             served.append(i)
 
+        queue = f"sarv:{{{ACCOUNT}}}:queue"
         async with anyio.create_task_group() as tg:
             for i in range(6):
                 await tg.start(one, i)
+                if i < 3:  # the head of its process: wait until it is in Redis's queue
+                    while redis_server.query("ZCARD", queue) < i + 1:  # noqa: ASYNC110
+                        await anyio.sleep(0.002)
                 await anyio.sleep(0.01)  # each begins waiting before the next
     assert served == list(range(6))
 
@@ -192,7 +196,7 @@ async def test_keys_carry_a_hash_tag_and_no_secret(redis_server: RedisServer) ->
         client._shared.pipeline.limiter.pause(5.0)
         await anyio.sleep(0.05)
     dump = await redis_dump(redis_server.url)
-    tag = "{" + account_key(emu.base_url, DEMO_OWNER_ID) + "}"
+    tag = "{" + RedisRateLimiter.account_for(emu.base_url, DEMO_OWNER_ID) + "}"
     assert len(dump) >= 4, dump  # two windows, the pause and the process list at least
     assert all(tag in key for key in dump)
     text = repr(dump)
