@@ -314,3 +314,14 @@ def test_a_client_refuses_a_bad_redis_url() -> None:
     """redis_url is checked when the client is built, before anything is sent."""
     with pytest.raises(ValueError, match="redis_url"):
         AsyncSarvClient("o", "t", base_url="http://127.0.0.1:1/", redis_url="localhost:6379")
+
+
+async def test_a_client_can_make_a_redis_failure_an_error() -> None:
+    """on_redis_error='raise': the call raises StoreUnavailableError and sends nothing."""
+    async with (
+        Emulator() as emu,
+        emu.client(redis_url="redis://127.0.0.1:9/0", on_redis_error="raise") as client,
+    ):
+        with pytest.raises(StoreUnavailableError):
+            await client.smtp_users.list()
+        assert emu.stats()["requests"] == {}
