@@ -195,8 +195,8 @@ class RedisRateLimiter:
 
     ``url`` is a ``redis://`` (or ``rediss://``, ``unix://``) URL; ``account`` names the
     account the same way in every process (a client uses `account_for` its base URL and
-    owner id); ``windows``, ``margin`` and ``max_pause`` mean what they
-    mean for `SlidingWindowLimiter`. ``timeout`` bounds every Redis call (seconds). When
+    owner id); ``windows``, ``margin`` and ``max_pause`` mean what they mean for
+    `SlidingWindowLimiter`. ``timeout`` bounds every Redis call (seconds). When
     Redis fails, ``on_unavailable="fallback"`` paces in-process and retries Redis every
     ``retry_interval`` seconds; ``"raise"`` raises `StoreUnavailableError` instead.
 
@@ -266,7 +266,6 @@ class RedisRateLimiter:
         self._scripts: dict[str, Any] = {}
         self._exit_stack: AsyncExitStack | None = None
         self._task_group: TaskGroup | None = None
-        self._opened_in: int | None = None
 
         #: Tasks of this process waiting their turn, oldest first; the first is the head.
         self._waiters: deque[Event] = deque()
