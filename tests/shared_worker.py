@@ -1,9 +1,10 @@
 """One worker process of an account, pacing through Redis; run by the shared-budget tests.
 
-``python -m tests.shared_worker '{"base_url": ..., "redis_url": ..., ...}'`` prints
-``ready``, waits for a line on stdin, makes ``calls`` list calls from ``concurrency``
+``python -m tests.shared_worker '{"base_url": ..., "redis_url": ..., ...}'`` opens its
+client, prints ``ready``, waits for a line on stdin, makes ``calls`` list calls from ``concurrency``
 tasks on ``backend``, and prints one JSON line: calls done, errors, 429s it met, its
-Redis process id, and whether it shares through Redis at the end. Settings:
+Redis process id, its send times (wall clock), and whether it shares through Redis at the
+end. Settings:
 
 - ``rate_limit``: the client's; ``max_retries``: the client's;
 - ``inject_429_at``: answer the worker's n-th request (1-based) with a 429 and
@@ -18,9 +19,11 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import time
 from typing import Any
 
 import anyio
+import coredis  # noqa: F401 - loaded before "ready", as in a long-running worker
 import httpx
 
 from sarv_async import AsyncSarvClient, RedisRateLimiter
@@ -51,6 +54,10 @@ class _Injecting(httpx.AsyncBaseTransport):
 
 async def work(settings: dict[str, Any]) -> dict[str, Any]:
     throttled = 0
+    sent: list[float] = []
+
+    async def on_request(request: httpx.Request) -> None:
+        sent.append(time.time())
 
     async def on_response(response: httpx.Response) -> None:
         nonlocal throttled
@@ -60,7 +67,10 @@ async def work(settings: dict[str, Any]) -> dict[str, Any]:
     errors: list[str] = []
     transport = _Injecting(settings.get("inject_429_at"), settings.get("inject_retry_after", 2))
     async with (
-        httpx.AsyncClient(transport=transport, event_hooks={"response": [on_response]}) as http,
+        httpx.AsyncClient(
+            transport=transport,
+            event_hooks={"request": [on_request], "response": [on_response]},
+        ) as http,
         AsyncSarvClient(
             settings["owner_id"],
             settings["token"],
@@ -74,6 +84,9 @@ async def work(settings: dict[str, Any]) -> dict[str, Any]:
     ):
         limiter = client._shared.pipeline.limiter
         assert isinstance(limiter, RedisRateLimiter)
+        # Ready once the client is open, as a long-running worker is; then wait for "go".
+        print("ready", flush=True)
+        await anyio.to_thread.run_sync(sys.stdin.readline)
         calls = list(range(settings["calls"]))
 
         async def worker() -> None:
@@ -96,6 +109,7 @@ async def work(settings: dict[str, Any]) -> dict[str, Any]:
             "done": done,
             "errors": errors,
             "throttled": throttled,
+            "sent": sent,
             "process": limiter._process,
             "shared": limiter.shared,
         }
@@ -108,8 +122,6 @@ def main() -> None:
     logger = logging.getLogger("sarv_async")
     logger.addHandler(handler)
     logger.setLevel(logging.WARNING)
-    print("ready", flush=True)
-    sys.stdin.readline()
     result = anyio.run(work, settings, backend=settings.get("backend", "asyncio"))
     print(json.dumps(result), flush=True)
 
