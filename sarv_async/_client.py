@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import os
 import warnings
 from contextlib import AbstractAsyncContextManager
 from types import TracebackType
@@ -10,11 +11,14 @@ from typing import Any, ClassVar, Literal, TypeVar
 
 import httpx
 
-from ._config import SARV, SENDCLEAN, Brand, resolve, resolve_redis_url
+from ._config import SARV, SENDCLEAN, Brand, from_environment, resolve, resolve_redis_url
 from ._exceptions import ValidationError
+from ._idempotency import LedgerCreates
+from ._ledger import Ledger, account_id, open_ledger
 from ._limiter import RateLimiter, SlidingWindowLimiter
 from ._limiter_redis import RedisRateLimiter
 from ._pipeline import CallOptions, Pipeline
+from ._provision import DEFAULT_SETTLE_DELAY
 from ._rate_spec import RateWindow, parse_rate_limit
 from ._requests import SarvRequest
 from ._resources import SmtpUsers
@@ -59,10 +63,12 @@ class _Shared:
     """
 
     __slots__ = (
+        "creates",
         "description",
         "http",
         "owned_limiter",
         "owns_http",
+        "owns_ledger",
         "pipeline",
         "state",
         "used",
@@ -84,6 +90,9 @@ class _Shared:
         self.owned_limiter = owned_limiter
         self.state = ClientState.UNOPENED
         self.used = False
+        #: Creates through the client's ledger, when it has one.
+        self.creates: LedgerCreates | None = None
+        self.owns_ledger = False
 
     def __del__(self) -> None:
         if (
@@ -118,9 +127,17 @@ class AsyncSarvClient:
     flight) hold for every task using the client. An ``http_client`` you pass is used as
     is and never closed by the client.
 
+    ``ledger`` (a `Ledger`, or the path of a `SqliteLedger` file; ``SARV_LEDGER`` when not
+    given) records every create durably, so that ``create(idempotency_key=...)`` and
+    ``provision()`` create each user exactly once across crashes, reruns and processes
+    (see docs/idempotency.md). A ledger opened from a path is closed with the client.
+    ``settle_delay`` is how long after a create's answer was lost the account is listed
+    to settle it, so a create the server was still processing has landed by then.
+
     ``redis_url`` (or ``SARV_REDIS_URL``), e.g. ``"redis://localhost:6379/0"``, shares the
     rate budget and the 429 pause with every process using the same Redis and account
-    (needs ``sarv-async[redis]``); such a client must be opened with ``async with``. When
+    (needs ``sarv-async[redis]``), and keeps the ledger there unless ``ledger`` or
+    ``SARV_LEDGER`` says otherwise; such a client must be opened with ``async with``. When
     Redis fails, the client paces itself alone with one warning, or with
     ``on_redis_error="raise"`` raises `StoreUnavailableError`.
     """
@@ -149,6 +166,8 @@ class AsyncSarvClient:
         allow_insecure_http: bool = False,
         redis_url: str | None = None,
         on_redis_error: Literal["fallback", "raise"] = "fallback",
+        ledger: Ledger | str | os.PathLike[str] | None = None,
+        settle_delay: float = DEFAULT_SETTLE_DELAY,
     ) -> None:
         settings = resolve(
             self._brand,
@@ -215,6 +234,20 @@ class AsyncSarvClient:
         self._options = options
         self._owner_id = settings.owner_id
         self._base_url = settings.base_url
+        self._settle_delay = _check_settle_delay(settle_delay)
+        if ledger is None:
+            # SARV_LEDGER, else the Redis that shares the rate budget keeps the ledger too.
+            ledger = from_environment(self._brand, "LEDGER") or redis
+            self._shared.owns_ledger = ledger is not None
+        else:
+            self._shared.owns_ledger = not isinstance(ledger, Ledger)
+        if ledger is not None:
+            self._shared.creates = LedgerCreates(
+                self,
+                open_ledger(ledger),
+                account_id(str(settings.base_url), settings.owner_id),
+                settle_delay=self._settle_delay,
+            )
         self.smtp_users = SmtpUsers(self)
 
     # -- configuration -------------------------------------------------------------
@@ -228,6 +261,17 @@ class AsyncSarvClient:
     def owner_id(self) -> str:
         """The account this client acts for."""
         return self._owner_id
+
+    @property
+    def ledger(self) -> Ledger | None:
+        """The ledger every create is recorded in, if the client has one."""
+        creates = self._shared.creates
+        return creates.ledger if creates is not None else None
+
+    @property
+    def settle_delay(self) -> float:
+        """Seconds to wait after a create's answer was lost before listing to settle it."""
+        return self._settle_delay
 
     @property
     def state(self) -> ClientState:
@@ -325,8 +369,12 @@ class AsyncSarvClient:
             if shared.owns_http:
                 await shared.http.aclose()
         finally:
-            if shared.owned_limiter is not None:
-                await shared.owned_limiter.__aexit__(None, None, None)
+            try:
+                if shared.owns_ledger and shared.creates is not None:
+                    await shared.creates.ledger.aclose()
+            finally:
+                if shared.owned_limiter is not None:
+                    await shared.owned_limiter.__aexit__(None, None, None)
 
 
 class AsyncSendCleanClient(AsyncSarvClient):
@@ -346,6 +394,18 @@ def _parse_rate_limit(rate_limit: str | None) -> tuple[RateWindow, ...]:
         return parse_rate_limit(rate_limit)
     except (TypeError, ValueError) as exc:
         raise ValidationError(str(exc), field="rate_limit") from None
+
+
+def _check_settle_delay(value: object) -> float:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not 0 <= value < float("inf")
+    ):
+        raise ValidationError(
+            f"settle_delay must be non-negative seconds, got {value!r}", field="settle_delay"
+        )
+    return float(value)
 
 
 def _call_options(

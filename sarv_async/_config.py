@@ -19,6 +19,7 @@ __all__ = [
     "InsecureHTTPWarning",
     "Secret",
     "Settings",
+    "from_environment",
     "resolve",
     "resolve_redis_url",
 ]
@@ -146,9 +147,16 @@ def resolve_redis_url(
                 f"redis_url must be a string, got a {type(redis_url).__name__}", field="redis_url"
             )
         return redis_url.strip() or None
+    return from_environment(brand, "REDIS_URL", environ)
+
+
+def from_environment(
+    brand: Brand, name: str, environ: Mapping[str, str] | None = None
+) -> str | None:
+    """The brand's ``{PREFIX}_{name}`` variable (first prefix first), if set and not blank."""
     env = os.environ if environ is None else environ
     for prefix in brand.env_prefixes:
-        value = env.get(f"{prefix}_REDIS_URL", "").strip()
+        value = env.get(f"{prefix}_{name}", "").strip()
         if value:
             return value
     return None

@@ -161,10 +161,15 @@ class OutcomeUnknownError(SarvError):
 
     #: The request whose outcome is unknown (it holds no secret).
     request: SarvRequest[Any]
+    #: With a ledger: the idempotency key to call again with to settle the outcome.
+    idempotency_key: str | None
 
-    def __init__(self, message: str, *, request: SarvRequest[Any]) -> None:
+    def __init__(
+        self, message: str, *, request: SarvRequest[Any], idempotency_key: str | None = None
+    ) -> None:
         super().__init__(message)
         self.request = request
+        self.idempotency_key = idempotency_key
 
 
 class LedgerError(SarvError):

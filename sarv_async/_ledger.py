@@ -29,6 +29,7 @@ Entry states::
     (no entry) --begin: SEND--> PENDING --claim--> CREATED
                                    |  \\--mark_failed--> FAILED --begin: SEND--> PENDING
                                    |--mark_unknown, or claim of an owned user--> UNKNOWN
+                                   |--expire (its holder is known dead)--> UNKNOWN
                                    \\--lease expired; begin: RECONCILE--> UNKNOWN
     UNKNOWN --claim (adopt)--> CREATED
     UNKNOWN --resend (proven absent, by its holder)--> PENDING
@@ -178,6 +179,15 @@ class Ledger(Protocol):
 
     async def renew(self, account: str, key: str, *, holder: str, lease: float) -> bool:
         """Extend ``holder``'s lease on ``key`` to ``lease`` seconds from now; False if not held."""
+        ...
+
+    async def expire(self, account: str, key: str, *, holder: str) -> bool:
+        """``holder`` is known to be dead (its process is gone): end its hold now.
+
+        As if its lease ran out now: a `PENDING` key becomes `UNKNOWN` with its attempt
+        ended now, and nobody holds the key (an `UNKNOWN` one is simply let go). True if
+        ``holder`` held the key; False, and nothing changed, otherwise.
+        """
         ...
 
     async def release(self, account: str, key: str, *, holder: str) -> None:

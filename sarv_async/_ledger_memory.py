@@ -129,6 +129,15 @@ class MemoryLedger:
         record.lease_until = time.monotonic() + lease
         return True
 
+    async def expire(self, account: str, key: str, *, holder: str) -> bool:
+        record = self._account(account).entries.get(key)
+        if record is None or record.holder != holder or record.state not in _HELD_STATES:
+            return False
+        record.state = EntryState.UNKNOWN
+        record.holder = record.lease_until = None
+        record.ended_at = max(record.ended_at or 0.0, time.monotonic())
+        return True
+
     async def release(self, account: str, key: str, *, holder: str) -> None:
         record = self._account(account).entries.get(key)
         if (

@@ -117,6 +117,17 @@ e.lease_until = lease_end(a.lease)
 save(a.key, e)
 return 1
 """,
+    "expire": """
+local e = load(a.key)
+if e == nil or e.holder ~= a.holder or (e.state ~= 'pending' and e.state ~= 'unknown') then
+  return 0
+end
+local ended = now
+if e.ended_at ~= nil then ended = math.max(ended, tonumber(e.ended_at)) end
+e.state, e.holder, e.lease_until, e.ended_at = 'unknown', nil, nil, fmt(ended)
+save(a.key, e)
+return 1
+""",
     "release": """
 local e = load(a.key)
 if e ~= nil and e.holder == a.holder and e.state ~= 'pending' then
@@ -233,8 +244,9 @@ class RedisLedger:
                 "begin",
                 account,
                 key=key,
-                total_limit=total_limit,
-                hourly_limit=hourly_limit,
+                # As decimal text: Lua's numbers are doubles, and limits may exceed 2**53.
+                total_limit=str(total_limit),
+                hourly_limit=str(hourly_limit),
                 holder=holder,
                 lease=lease,
                 fingerprint=fingerprint,
@@ -244,6 +256,9 @@ class RedisLedger:
 
     async def renew(self, account: str, key: str, *, holder: str, lease: float) -> bool:
         return bool(await self._run("renew", account, key=key, holder=holder, lease=lease))
+
+    async def expire(self, account: str, key: str, *, holder: str) -> bool:
+        return bool(await self._run("expire", account, key=key, holder=holder))
 
     async def release(self, account: str, key: str, *, holder: str) -> None:
         await self._run("release", account, key=key, holder=holder)

@@ -47,8 +47,8 @@ CREATE TABLE IF NOT EXISTS baseline (
 CREATE TABLE IF NOT EXISTS entries (
     account TEXT NOT NULL,
     key TEXT NOT NULL,
-    total_limit INTEGER NOT NULL,
-    hourly_limit INTEGER NOT NULL,
+    total_limit TEXT NOT NULL,  -- decimal text: limits may exceed 64 bits
+    hourly_limit TEXT NOT NULL,
     fingerprint TEXT,
     state TEXT NOT NULL,
     user_name TEXT,
@@ -69,7 +69,7 @@ _COLUMNS = (
     "ended_at, attempts"
 )
 
-_Row = tuple[str, int, int, "str | None", str, "str | None", "str | None", "float | None",
+_Row = tuple[str, str, str, "str | None", str, "str | None", "str | None", "float | None",
              "float | None", int]  # fmt: skip
 
 
@@ -152,8 +152,8 @@ class SqliteLedger:
                     (
                         account,
                         key,
-                        total_limit,
-                        hourly_limit,
+                        str(total_limit),
+                        str(hourly_limit),
                         fingerprint,
                         EntryState.PENDING.value,
                         holder,
@@ -166,7 +166,11 @@ class SqliteLedger:
                 )
                 return Begin(Decision.SEND, _entry(_select(db, account, key), now))
             _, total, hourly, stored_fingerprint, state, _, held_by, lease_until, ended, _ = row
-            if (total, hourly, stored_fingerprint) != (total_limit, hourly_limit, fingerprint):
+            if (int(total), int(hourly), stored_fingerprint) != (
+                total_limit,
+                hourly_limit,
+                fingerprint,
+            ):
                 return Begin(Decision.MISMATCH, _entry(row, now))
             if state == EntryState.CREATED:
                 return Begin(Decision.DONE, _entry(row, now))
@@ -192,6 +196,27 @@ class SqliteLedger:
                 "UPDATE entries SET lease_until = ?, updated_at = ? "
                 "WHERE account = ? AND key = ? AND holder = ? AND state IN (?, ?)",
                 (now + lease, now, account, key, holder, EntryState.PENDING, EntryState.UNKNOWN),
+            )
+            return cursor.rowcount > 0
+
+        return await self._write(op)
+
+    async def expire(self, account: str, key: str, *, holder: str) -> bool:
+        def op(db: sqlite3.Connection, now: float) -> bool:
+            cursor = db.execute(
+                "UPDATE entries SET state = ?, holder = NULL, lease_until = NULL, "
+                "ended_at = max(coalesce(ended_at, 0), ?), updated_at = ? "
+                "WHERE account = ? AND key = ? AND holder = ? AND state IN (?, ?)",
+                (
+                    EntryState.UNKNOWN,
+                    now,
+                    now,
+                    account,
+                    key,
+                    holder,
+                    EntryState.PENDING,
+                    EntryState.UNKNOWN,
+                ),
             )
             return cursor.rowcount > 0
 
@@ -377,8 +402,8 @@ def _entry(row: _Row | None, now: float) -> LedgerEntry | None:
     key, total, hourly, fingerprint, state, user, holder, lease_until, ended, attempts = row
     return LedgerEntry(
         key=key,
-        total_limit=total,
-        hourly_limit=hourly,
+        total_limit=int(total),
+        hourly_limit=int(hourly),
         state=EntryState(state),
         user_name=user,
         fingerprint=fingerprint,

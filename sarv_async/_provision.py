@@ -1,26 +1,31 @@
 """Bulk provisioning: create many SMTP users concurrently, exactly once, losing nothing.
 
-How a run goes:
+Every spec has an idempotency key: its ``key`` field when given, else the run's ``run_id``
+and its position. Each create goes through a ledger (the client's, or one in memory for
+this run alone; see ``_ledger.py`` for the invariants). How a run goes:
 
-1. Snapshot the account's users (one list call).
-2. Create every spec through the client's limiter and concurrency bound, streaming each
-   definite result. A create that ends in `OutcomeUnknownError` is set aside, not retried.
-3. If any were set aside, list the users again. A new user (not in the snapshot, not
-   returned by a successful create) with the same limits as a set-aside spec is *adopted*
-   for it, with its credentials from the list. A set-aside spec with no such user was
-   provably not created, so it is created again, in a further round (at most
-   ``max_rounds``; then it fails with the error that lost it).
-4. A last list, after every create has ended, finds the new users no spec explains:
-   the *orphans*. If a reconciling list call fails, the specs still set aside end as
-   UNKNOWN: a user may exist for them.
+1. List the account (one call); record its users as the ledger's baseline if it has none.
+2. Workers take specs in order and `Ledger.begin` each key: a key already done is read
+   back from the list (`ProvisionOutcome.EXISTING`); a free key is sent, its lease
+   renewed while in flight, and its user claimed; a definite failure is `FAILED`.
+3. A key whose outcome is unknown (a lost answer, a user someone else adopted first, a
+   crashed earlier run, another process holding it) is set aside. While the workers go
+   on, a reconciler lists the account once at least ``settle_delay`` has passed since such
+   attempts ended, adopts an unowned user with the same limits for each, and sends again
+   those proven absent (at most ``max_rounds`` times; then they fail with the error that
+   lost them). If the account cannot be listed (three tries in a row) once every create
+   has ended, what is still set aside ends `UNKNOWN`: the ledger keeps it, and a rerun
+   settles it.
+4. A last list finds the *orphans*: new users that no ledger entry owns.
 
-The one assumption: nobody else creates users on the account during the run.
+The one assumption: every create on the account goes through a ledger shared by all who
+create there (with no ledger configured: nobody else creates users during the run).
 """
 
 from __future__ import annotations
 
 import enum
-from collections import defaultdict
+import uuid
 from collections.abc import (
     AsyncGenerator,
     AsyncIterable,
@@ -38,7 +43,24 @@ import attrs
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from ._exceptions import AuthenticationError, OutcomeUnknownError, SarvError, ValidationError
+from ._exceptions import (
+    AuthenticationError,
+    LedgerError,
+    OutcomeUnknownError,
+    SarvError,
+    ValidationError,
+)
+from ._idempotency import (
+    LedgerCreates,
+    check_key,
+    free_users,
+    holder_is_dead,
+    holding,
+    mismatch_error,
+    new_holder,
+)
+from ._ledger import Claim, Decision, LedgerEntry, account_id
+from ._ledger_memory import MemoryLedger
 from ._models import SmtpCredentials, SmtpUser
 from ._requests import CreateSmtpUserRequest
 
@@ -56,7 +78,9 @@ __all__ = [
     "Provisioning",
 ]
 
-#: A spec: a `CreateSmtpUserRequest`, or a mapping with ``total_limit`` and ``hourly_limit``.
+#: A spec: a `CreateSmtpUserRequest`, or a mapping with ``total_limit`` and ``hourly_limit``
+#: (and optionally ``key``, its idempotency key, and ``fingerprint``, a digest of what else
+#: it stands for: the same key with another fingerprint is refused).
 ProvisionSpec: TypeAlias = "CreateSmtpUserRequest | Mapping[str, Any]"
 #: Called as ``progress(done, failed, total)`` after each result; ``total`` is None if unknown.
 ProgressCallback: TypeAlias = Callable[[int, int, "int | None"], None]
@@ -66,6 +90,8 @@ DEFAULT_MAX_ROUNDS = 3
 #: Seconds to wait before a reconciling list, so that a create the server was still
 #: processing when the client gave up on it has landed by then.
 DEFAULT_SETTLE_DELAY = 5.0
+#: Reconciling lists tried in a row, once every create has ended, before giving up.
+_LIST_TRIES = 3
 
 
 class ProvisionOutcome(enum.StrEnum):
@@ -75,10 +101,14 @@ class ProvisionOutcome(enum.StrEnum):
     CREATED = "created"
     #: The create's answer was lost; the user was found by listing and adopted.
     ADOPTED = "adopted"
+    #: The spec's key had its user already (an earlier run, another process); its
+    #: credentials were read with the list call. Nothing was sent.
+    EXISTING = "existing"
     #: No user was created for the spec; ``error`` says why.
     FAILED = "failed"
     #: A user may exist for the spec: its create's answer was lost and the account could
-    #: not be listed to find out. ``error`` is the `OutcomeUnknownError`.
+    #: not be listed to find out. ``error`` is the `OutcomeUnknownError`. The ledger keeps
+    #: the key: running the same provisioning again settles it.
     UNKNOWN = "unknown"
 
 
@@ -93,6 +123,8 @@ class ProvisionResult:
     outcome: ProvisionOutcome
     credentials: SmtpCredentials | None = None
     error: SarvError | None = None
+    #: The spec's idempotency key (``None`` if the spec itself was invalid).
+    key: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -110,26 +142,34 @@ class ProvisionSummary:
     failed: int
     #: Specs whose user may or may not exist (the account could not be listed to settle them).
     unknown: int
-    #: New users on the account that no spec of this run accounts for.
+    #: New users on the account that no ledger entry accounts for.
     orphans: tuple[SmtpUser, ...]
     #: False when the final list call failed, so ``orphans`` could not be looked for.
     orphans_checked: bool
-    #: Reconciliation passes that ran (0 when no outcome was ever unknown).
+    #: Reconciling list calls made (0 when no outcome was ever unknown).
     rounds: int
+    #: Specs whose key had its user before (nothing sent for them).
+    existing: int = 0
 
 
 @attrs.define
-class _Pending:
+class _Spec:
+    """A valid spec and its key, as the run handles it."""
+
     index: int
     spec: ProvisionSpec
     request: CreateSmtpUserRequest
-    error: OutcomeUnknownError
-
-    @property
-    def cause(self) -> SarvError:
-        """What made the outcome unknown: the definite error once the user is proven absent."""
-        cause = self.error.__cause__
-        return cause if isinstance(cause, SarvError) else self.error
+    key: str
+    fingerprint: str | None
+    holder: str = attrs.field(factory=new_holder)
+    #: The error that made the outcome unknown, while it is; the definite cause after.
+    error: SarvError | None = None
+    #: When (anyio clock) the reconciler may next look at it.
+    ready_at: float = 0.0
+    #: Creates sent again after it was proven absent.
+    resends: int = 0
+    #: Whether an attempt of this run lost its answer (adopted, not existing, if settled).
+    lost: bool = False
 
 
 class Provisioning:
@@ -142,9 +182,9 @@ class Provisioning:
                 ...
         print(run.summary)
 
-    Results stream as they become definite (those needing reconciliation come last), so
-    memory stays flat however many specs there are. Leaving the block early cancels the
-    run; nothing already created is lost from the account, but unread results are.
+    Results stream as they become definite, so memory stays flat however many specs
+    there are. Leaving the block early cancels the run; nothing already created is lost
+    from the account (nor from the ledger), but unread results are.
     """
 
     def __init__(
@@ -155,7 +195,8 @@ class Provisioning:
         concurrency: int | None,
         progress: ProgressCallback | None,
         max_rounds: int = DEFAULT_MAX_ROUNDS,
-        settle_delay: float = DEFAULT_SETTLE_DELAY,
+        settle_delay: float | None = None,
+        run_id: str | None = None,
     ) -> None:
         if concurrency is not None and (type(concurrency) is not int or concurrency < 1):
             raise ValidationError(
@@ -171,6 +212,8 @@ class Provisioning:
                 field="max_rounds",
             )
         self._max_rounds = max_rounds
+        if settle_delay is None:
+            settle_delay = client.settle_delay
         if (
             isinstance(settle_delay, bool)
             or not isinstance(settle_delay, (int, float))
@@ -181,11 +224,23 @@ class Provisioning:
                 field="settle_delay",
             )
         self._settle_delay = float(settle_delay)
+        self._run_id = f"run:{uuid.uuid4().hex}" if run_id is None else check_key(run_id, "run_id")
+        creates = client._shared.creates
+        if creates is None:  # exactly once within this run, in memory
+            account = account_id(str(client.base_url), client.owner_id)
+            creates = LedgerCreates(client, MemoryLedger(), account, settle_delay=settle_delay)
+        self._creates = creates.using(client)
+        self._ledger = creates.ledger
+        self._account = creates.account
+        self._lease = creates.lease
         self._total: int | None = len(specs) if isinstance(specs, Sized) else None
         self._counts = {outcome: 0 for outcome in ProvisionOutcome}
-        self._known: set[str] = set()
         self._snapshot: set[str] = set()
-        self._pending: list[_Pending] = []
+        self._users: dict[str, SmtpUser] = {}
+        self._pending: list[_Spec] = []
+        self._wake = anyio.Event()
+        self._sending = 0
+        self._creating = True
         self._orphans: tuple[SmtpUser, ...] = ()
         self._orphans_checked = True
         self._rounds = 0
@@ -194,6 +249,12 @@ class Provisioning:
         self._summary: ProvisionSummary | None = None
         self._task_group: TaskGroup | None = None
         self._receive: MemoryObjectReceiveStream[ProvisionResult] | None = None
+        self._send_stream: MemoryObjectSendStream[ProvisionResult] | None = None
+
+    @property
+    def run_id(self) -> str:
+        """The prefix of the keys of specs that have no ``key`` of their own."""
+        return self._run_id
 
     @property
     def summary(self) -> ProvisionSummary:
@@ -255,6 +316,7 @@ class Provisioning:
 
     async def _run(self, send: MemoryObjectSendStream[ProvisionResult]) -> None:
         async with send:
+            self._send_stream = send
             try:
                 before = await self._client.smtp_users.list()
             except SarvError as exc:
@@ -262,31 +324,17 @@ class Provisioning:
                 self._failure = exc
                 return
             self._snapshot = {user.smtp_user_name for user in before}
-            await self._create_all(self._numbered(), send)
-            while True:
-                if self._pending:
-                    self._rounds += 1
-                    # A timed-out create may still be running on the server: let it land
-                    # before a list decides that it never happened.
-                    await anyio.sleep(self._settle_delay)
+            self._users = {user.smtp_user_name: user for user in before}
+            await self._ledger.record_baseline(self._account, self._snapshot)
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._reconcile, tg)
                 try:
-                    users = await self._client.smtp_users.list()
-                except SarvError as exc:
-                    # Nothing can be settled now: what was set aside stays unknown.
-                    self._orphans_checked = False
-                    for item in self._take_pending():
-                        item.error.__context__ = exc
-                        await self._emit(send, item, ProvisionOutcome.UNKNOWN, error=item.error)
-                    break
-                retry = await self._adopt(users, send)
-                if not retry:
-                    break
-                if self._rounds > self._max_rounds:
-                    # Provably not created, but out of rounds: a definite failure.
-                    for item in retry:
-                        await self._emit(send, item, ProvisionOutcome.FAILED, error=item.cause)
-                    break
-                await self._create_all(_iterate([(i.index, i.spec) for i in retry]), send)
+                    await self._create_all(self._numbered())
+                finally:
+                    self._creating = False
+                    self._wake.set()
+            if self._orphans_checked:
+                await self._find_orphans()
             self._summary = ProvisionSummary(
                 total=sum(self._counts.values()),
                 created=self._counts[ProvisionOutcome.CREATED],
@@ -296,6 +344,7 @@ class Provisioning:
                 orphans=self._orphans,
                 orphans_checked=self._orphans_checked,
                 rounds=self._rounds,
+                existing=self._counts[ProvisionOutcome.EXISTING],
             )
 
     async def _numbered(self) -> AsyncGenerator[tuple[int, ProvisionSpec], None]:
@@ -309,11 +358,7 @@ class Provisioning:
                 yield index, spec
                 index += 1
 
-    async def _create_all(
-        self,
-        items: AsyncGenerator[tuple[int, ProvisionSpec], None],
-        send: MemoryObjectSendStream[ProvisionResult],
-    ) -> None:
+    async def _create_all(self, items: AsyncGenerator[tuple[int, ProvisionSpec], None]) -> None:
         lock = anyio.Lock()
 
         async def worker() -> None:
@@ -323,7 +368,7 @@ class Provisioning:
                         index, spec = await items.__anext__()
                     except StopAsyncIteration:
                         return
-                await self._create_one(index, spec, send)
+                await self._begin(index, spec)
 
         try:
             async with anyio.create_task_group() as tg:
@@ -333,84 +378,343 @@ class Provisioning:
             with anyio.CancelScope(shield=True):
                 await items.aclose()
 
-    async def _create_one(
-        self, index: int, spec: ProvisionSpec, send: MemoryObjectSendStream[ProvisionResult]
-    ) -> None:
+    async def _begin(self, index: int, spec: ProvisionSpec) -> None:
+        """Take one spec's key and act on what the ledger says."""
         try:
             request = _to_request(spec)
+            key, fingerprint = self._key_of(index, spec)
         except ValidationError as exc:
-            await self._emit(send, (index, spec), ProvisionOutcome.FAILED, error=exc)
+            await self._emit(index, spec, None, ProvisionOutcome.FAILED, error=exc)
             return
+        item = _Spec(index, spec, request, key, fingerprint)
         if self._auth_failure is not None:
-            await self._emit(send, (index, spec), ProvisionOutcome.FAILED, error=self._auth_failure)
+            await self._finish(item, ProvisionOutcome.FAILED, error=self._auth_failure)
             return
+        while True:
+            asked = anyio.current_time()
+            begun = await self._ledger.begin(
+                self._account,
+                key,
+                total_limit=request.total_limit,
+                hourly_limit=request.hourly_limit,
+                holder=item.holder,
+                lease=self._lease,
+                fingerprint=fingerprint,
+            )
+            if begun.decision is not Decision.NEED_BASELINE:
+                break
+            await self._creates.record_baseline()
+        entry = begun.entry
+        assert entry is not None
+        now = anyio.current_time()
+        if begun.decision is Decision.SEND:
+            await self._send(item)
+        elif begun.decision is Decision.DONE:
+            await self._settled(item, entry, ProvisionOutcome.EXISTING)
+        elif begun.decision is Decision.MISMATCH:
+            error = mismatch_error(key, entry, request, fingerprint, field="key")
+            await self._finish(item, ProvisionOutcome.FAILED, error=error)
+        elif begun.decision is Decision.BUSY:
+            if holder_is_dead(entry.holder):  # a killed earlier run's: settle it now
+                assert entry.holder is not None
+                await self._ledger.expire(self._account, key, holder=entry.holder)
+                self._set_aside(item, now + self._settle_delay)
+            else:
+                self._set_aside(item, now + _poll(entry))
+        else:  # RECONCILE: the reconciler takes it from here, when the time comes
+            await self._ledger.release(self._account, key, holder=item.holder)
+            self._set_aside(item, self._settled_at(entry, asked))
+
+    def _key_of(self, index: int, spec: ProvisionSpec) -> tuple[str, str | None]:
+        if isinstance(spec, Mapping):
+            key = spec.get("key")
+            fingerprint = spec.get("fingerprint")
+            if fingerprint is not None and not isinstance(fingerprint, str):
+                raise ValidationError("fingerprint must be a string", field="fingerprint")
+            if key is not None:
+                return check_key(key, "key"), fingerprint
+            return f"{self._run_id}:{index}", fingerprint
+        return f"{self._run_id}:{index}", None
+
+    async def _send(self, item: _Spec) -> None:
+        """Send the create the ledger gave ``item``'s holder; claim its user."""
+        ledger, account, key, holder = self._ledger, self._account, item.key, item.holder
+        self._sending += 1
         try:
-            creds = await self._client.send(request)
-        except OutcomeUnknownError as exc:
-            self._pending.append(_Pending(index, spec, request, exc))
-        except AuthenticationError as exc:
-            # Every other create would fail the same way: stop sending them.
-            self._auth_failure = exc
-            await self._emit(send, (index, spec), ProvisionOutcome.FAILED, error=exc)
-        except SarvError as exc:
-            await self._emit(send, (index, spec), ProvisionOutcome.FAILED, error=exc)
-        else:
-            self._known.add(creds.smtp_user_name)
-            await self._emit(send, (index, spec), ProvisionOutcome.CREATED, credentials=creds)
+            try:
+                creds = await holding(
+                    ledger,
+                    account,
+                    key,
+                    holder,
+                    self._lease,
+                    lambda: self._client.send(item.request),
+                )
+            except OutcomeUnknownError as exc:
+                with anyio.CancelScope(shield=True):
+                    await ledger.mark_unknown(account, key, holder=holder)
+                item.error = exc
+                item.lost = True
+                self._set_aside(item, anyio.current_time() + self._settle_delay)
+                return
+            except AuthenticationError as exc:
+                # Every other create would fail the same way: stop sending them.
+                self._auth_failure = exc
+                with anyio.CancelScope(shield=True):
+                    await ledger.mark_failed(account, key, holder=holder)
+                await self._finish(item, ProvisionOutcome.FAILED, error=exc)
+                return
+            except SarvError as exc:
+                with anyio.CancelScope(shield=True):
+                    await ledger.mark_failed(account, key, holder=holder)
+                await self._finish(item, ProvisionOutcome.FAILED, error=exc)
+                return
+            except BaseException:
+                with anyio.CancelScope(shield=True):
+                    await ledger.mark_unknown(account, key, holder=holder)
+                raise
+            with anyio.CancelScope(shield=True):  # the user exists: record it whatever happens
+                claim = await ledger.claim(account, key, creds.smtp_user_name)
+            if claim is Claim.CLAIMED:
+                await self._finish(item, ProvisionOutcome.CREATED, credentials=creds)
+            elif claim is Claim.NO_ENTRY:
+                error = LedgerError(f"the ledger lost key {key!r} while its create was in flight")
+                await self._finish(item, ProvisionOutcome.FAILED, error=error)
+            else:
+                # TAKEN: someone's reconciliation adopted this user first, and the key is
+                # unknown now. SETTLED: the key had another user by then. Either way, the
+                # reconciler settles it from a list.
+                item.lost = True
+                self._set_aside(item, anyio.current_time() + self._settle_delay)
+        finally:
+            self._sending -= 1
+            self._wake.set()
 
-    def _take_pending(self) -> list[_Pending]:
-        pending, self._pending = self._pending, []
-        return sorted(pending, key=lambda item: item.index)
+    # -- reconciliation ------------------------------------------------------------
 
-    async def _adopt(
-        self, users: list[SmtpUser], send: MemoryObjectSendStream[ProvisionResult]
-    ) -> list[_Pending]:
-        """Adopt lost users for the set-aside specs; return those provably not created.
+    def _set_aside(self, item: _Spec, ready_at: float) -> None:
+        item.ready_at = ready_at
+        self._pending.append(item)
+        self._wake.set()
 
-        ``users`` was listed after every create so far had ended, so what is new and
-        not adopted now is an orphan.
+    def _settled_at(self, entry: LedgerEntry, asked: float) -> float:
+        """When a list may first prove the entry's last attempt absent (anyio clock).
+
+        ``asked`` is when the ledger was asked: the store measured ``ended_ago`` a moment
+        later, so the answer errs early by at most one ledger call, far below any
+        settle delay; it keeps two clocks from ever being compared.
         """
-        candidates: dict[tuple[int, int], list[SmtpUser]] = defaultdict(list)
-        for user in users:
-            if user.smtp_user_name not in self._snapshot and user.smtp_user_name not in self._known:
-                candidates[(user.total_limit, user.hourly_limit)].append(user)
-        not_created: list[_Pending] = []
-        for item in self._take_pending():
-            same_limits = candidates.get((item.request.total_limit, item.request.hourly_limit))
-            if same_limits:
-                user = same_limits.pop(0)
-                self._known.add(user.smtp_user_name)
+        return asked - (entry.ended_ago or 0.0) + self._settle_delay
+
+    async def _reconcile(self, tg: TaskGroup) -> None:
+        """Settle set-aside specs from lists, for as long as creates may set more aside."""
+        failures = 0  # reconciling lists failed in a row
+        while True:
+            if not self._pending:
+                if not self._creating and not self._sending:
+                    return
+                await self._wait(None)
+                continue
+            now = anyio.current_time()
+            first = min(item.ready_at for item in self._pending)
+            if first > now:
+                await self._wait(first)
+                continue
+            self._rounds += 1
+            started = anyio.current_time()
+            try:
+                users = await self._client.smtp_users.list()
+            except SarvError as exc:
+                failures += 1
+                if not self._creating and not self._sending and failures >= _LIST_TRIES:
+                    await self._give_up(exc)
+                    return
+                # Creates are still running, or tries are left: try again a little later.
+                for item in self._pending:
+                    item.ready_at = max(item.ready_at, started + max(self._settle_delay, 0.1))
+                continue
+            failures = 0
+            self._users.update((user.smtp_user_name, user) for user in users)
+            ready = sorted(
+                (item for item in self._pending if item.ready_at <= started),
+                key=lambda item: item.index,
+            )
+            self._pending = [item for item in self._pending if item.ready_at > started]
+            owned = await self._ledger.owned(self._account, [u.smtp_user_name for u in users])
+            for item in ready:
+                await self._settle(item, users, owned, started, tg)
+
+    async def _wait(self, until: float | None) -> None:
+        """Sleep until ``until`` (anyio clock), or until something is set aside or ends."""
+        self._wake = anyio.Event()
+        if until is None:
+            await self._wake.wait()
+            return
+        with anyio.move_on_after(max(0.0, until - anyio.current_time())):
+            await self._wake.wait()
+
+    async def _give_up(self, error: SarvError) -> None:
+        """The account cannot be listed: what is set aside ends UNKNOWN (the ledger keeps it)."""
+        self._orphans_checked = False
+        pending, self._pending = self._pending, []
+        for item in sorted(pending, key=lambda item: item.index):
+            unknown = item.error if isinstance(item.error, OutcomeUnknownError) else None
+            if unknown is None:
+                unknown = OutcomeUnknownError(
+                    f"key {item.key!r} may or may not have its user: the account could not "
+                    "be listed to find out; run again to settle it",
+                    request=item.request,
+                    idempotency_key=item.key,
+                )
+            unknown.idempotency_key = item.key
+            unknown.__context__ = error
+            await self._finish(item, ProvisionOutcome.UNKNOWN, error=unknown)
+
+    async def _settle(
+        self,
+        item: _Spec,
+        users: list[SmtpUser],
+        owned: set[str],
+        started: float,
+        tg: TaskGroup,
+    ) -> None:
+        """Settle one set-aside spec from a list started at ``started``."""
+        ledger, account, request = self._ledger, self._account, item.request
+        asked = anyio.current_time()
+        begun = await ledger.begin(
+            account,
+            item.key,
+            total_limit=request.total_limit,
+            hourly_limit=request.hourly_limit,
+            holder=item.holder,
+            lease=self._lease,
+            fingerprint=item.fingerprint,
+        )
+        entry = begun.entry
+        now = anyio.current_time()
+        if begun.decision is Decision.NEED_BASELINE or entry is None:  # pragma: no cover
+            self._set_aside(item, now)
+            return
+        if begun.decision is Decision.SEND:  # it had failed for certain meanwhile
+            self._start_send(item, tg)
+            return
+        if begun.decision is Decision.DONE:
+            outcome = ProvisionOutcome.ADOPTED if item.lost else ProvisionOutcome.EXISTING
+            await self._settled(item, entry, outcome)
+            return
+        if begun.decision is Decision.MISMATCH:
+            error = mismatch_error(item.key, entry, request, item.fingerprint, field="key")
+            await self._finish(item, ProvisionOutcome.FAILED, error=error)
+            return
+        if begun.decision is Decision.BUSY:
+            if holder_is_dead(entry.holder):
+                assert entry.holder is not None
+                await ledger.expire(account, item.key, holder=entry.holder)
+                self._set_aside(item, now + self._settle_delay)
+            else:
+                self._set_aside(item, now + _poll(entry))
+            return
+        # RECONCILE: this list proves absence only if started settle_delay after the end.
+        settled_at = self._settled_at(entry, asked)
+        if started < settled_at:
+            await ledger.release(account, item.key, holder=item.holder)
+            self._set_aside(item, settled_at)
+            return
+        free = free_users(users, request.total_limit, request.hourly_limit, owned)
+        for user in free:
+            claim = await ledger.claim(account, item.key, user.smtp_user_name)
+            owned.add(user.smtp_user_name)
+            if claim is Claim.CLAIMED:
                 creds = SmtpCredentials(
                     user.smtp_user_name, user.smtp_password, "adopted from list"
                 )
-                await self._emit(send, item, ProvisionOutcome.ADOPTED, credentials=creds)
-            else:
-                not_created.append(item)
-        self._orphans = tuple(user for group in candidates.values() for user in group)
-        return not_created
+                await self._finish(item, ProvisionOutcome.ADOPTED, credentials=creds)
+                return
+            if claim is not Claim.TAKEN:  # settled meanwhile: read it from the next list
+                self._set_aside(item, now)
+                return
+        if free:  # every candidate was taken by someone else first: list again
+            await ledger.release(account, item.key, holder=item.holder)
+            self._set_aside(item, now)
+            return
+        # Proven absent.
+        if item.resends >= self._max_rounds:
+            await ledger.mark_failed(account, item.key, holder=item.holder)
+            cause = item.error.__cause__ if item.error is not None else None
+            failure = cause if isinstance(cause, SarvError) else item.error
+            if failure is None:
+                failure = LedgerError(f"key {item.key!r}: no user was created; giving up")
+            await self._finish(item, ProvisionOutcome.FAILED, error=failure)
+            return
+        if not await ledger.resend(account, item.key, holder=item.holder, lease=self._lease):
+            self._set_aside(item, now)
+            return
+        item.resends += 1
+        self._start_send(item, tg)
 
-    async def _emit(
+    def _start_send(self, item: _Spec, tg: TaskGroup) -> None:
+        self._sending += 1  # counted now, so the reconciler does not end before it starts
+
+        async def send() -> None:
+            try:
+                await self._send(item)
+            finally:
+                self._sending -= 1
+
+        tg.start_soon(send)
+
+    async def _settled(self, item: _Spec, entry: LedgerEntry, outcome: ProvisionOutcome) -> None:
+        """The key has its user: report it with the password from the latest list."""
+        assert entry.user_name is not None
+        user = self._users.get(entry.user_name)
+        if user is None:  # created after the last list: read it from the next one
+            self._set_aside(item, anyio.current_time())
+            return
+        creds = SmtpCredentials(user.smtp_user_name, user.smtp_password, "read back with list")
+        await self._finish(item, outcome, credentials=creds)
+
+    async def _find_orphans(self) -> None:
+        """New users (since the run's first list) that no ledger entry owns."""
+        try:
+            users = await self._client.smtp_users.list()
+        except SarvError:
+            self._orphans_checked = False
+            return
+        new = [user for user in users if user.smtp_user_name not in self._snapshot]
+        owned = await self._ledger.owned(self._account, [user.smtp_user_name for user in new])
+        self._orphans = tuple(user for user in new if user.smtp_user_name not in owned)
+
+    async def _finish(
         self,
-        send: MemoryObjectSendStream[ProvisionResult],
-        item: _Pending | tuple[int, ProvisionSpec],
+        item: _Spec,
         outcome: ProvisionOutcome,
         *,
         credentials: SmtpCredentials | None = None,
         error: SarvError | None = None,
     ) -> None:
-        index, spec = (item.index, item.spec) if isinstance(item, _Pending) else item
+        await self._emit(item.index, item.spec, item.key, outcome, credentials, error)
+
+    async def _emit(
+        self,
+        index: int,
+        spec: ProvisionSpec,
+        key: str | None,
+        outcome: ProvisionOutcome,
+        credentials: SmtpCredentials | None = None,
+        error: SarvError | None = None,
+    ) -> None:
         self._counts[outcome] += 1
         if self._progress is not None:
             done = sum(self._counts.values())
             self._progress(done, self._counts[ProvisionOutcome.FAILED], self._total)
-        await send.send(ProvisionResult(index, spec, outcome, credentials, error))
+        assert self._send_stream is not None
+        await self._send_stream.send(ProvisionResult(index, spec, outcome, credentials, error, key))
 
 
-async def _iterate(
-    items: list[tuple[int, ProvisionSpec]],
-) -> AsyncGenerator[tuple[int, ProvisionSpec], None]:
-    for item in items:
-        yield item
+def _poll(entry: LedgerEntry) -> float:
+    """How long to wait before asking again about a key someone else holds."""
+    left = entry.lease_left if entry.lease_left is not None else 1.0
+    return max(0.05, min(1.0, left + 0.01))
 
 
 def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:

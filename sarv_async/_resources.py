@@ -6,10 +6,11 @@ import builtins
 from collections.abc import AsyncIterable, Iterable
 from typing import TYPE_CHECKING
 
+from ._exceptions import ValidationError
+from ._idempotency import check_key
 from ._models import SmtpCredentials, SmtpUser, SmtpUserStatus, UpdateSmtpUserResponse
 from ._provision import (
     DEFAULT_MAX_ROUNDS,
-    DEFAULT_SETTLE_DELAY,
     ProgressCallback,
     Provisioning,
     ProvisionSpec,
@@ -38,14 +39,35 @@ class SmtpUsers:
     def __repr__(self) -> str:
         return f"<SmtpUsers of {self._client!r}>"
 
-    async def create(self, *, total_limit: int, hourly_limit: int) -> SmtpCredentials:
+    async def create(
+        self, *, total_limit: int, hourly_limit: int, idempotency_key: str | None = None
+    ) -> SmtpCredentials:
         """Add an SMTP user with these quotas; return its name and password.
 
-        Never repeated once it may have reached the server: such a failure raises
-        `OutcomeUnknownError` (reconcile with `list`).
+        Without a ledger, the create is never repeated once it may have reached the
+        server: such a failure raises `OutcomeUnknownError` (reconcile with `list`).
+
+        With a ledger (see `AsyncSarvClient`), the create is recorded before it is sent,
+        and a lost answer is settled before returning: by adopting the user it made, or
+        by creating again once the account provably has none. ``idempotency_key`` makes
+        the call repeatable: a later call with the same key, from any task or process
+        sharing the ledger, returns that user (its current password read with `list`)
+        and sends no create. The same key with other limits is a `ValidationError`, as is
+        a key without a ledger. Nothing is sent in either case.
         """
         request = CreateSmtpUserRequest(total_limit=total_limit, hourly_limit=hourly_limit)
-        return await self._client.send(request)
+        if idempotency_key is not None:
+            idempotency_key = check_key(idempotency_key)
+        creates = self._client._shared.creates
+        if creates is None:
+            if idempotency_key is not None:
+                raise ValidationError(
+                    "idempotency_key needs a ledger: pass ledger= (a path or a Ledger) to "
+                    "the client, or set SARV_LEDGER",
+                    field="idempotency_key",
+                )
+            return await self._client.send(request)
+        return await creates.using(self._client).create(request, idempotency_key)
 
     async def update(
         self,
@@ -80,17 +102,24 @@ class SmtpUsers:
         concurrency: int | None = None,
         progress: ProgressCallback | None = None,
         max_rounds: int = DEFAULT_MAX_ROUNDS,
-        settle_delay: float = DEFAULT_SETTLE_DELAY,
+        settle_delay: float | None = None,
+        run_id: str | None = None,
     ) -> Provisioning:
         """Create many SMTP users concurrently, exactly once, and stream what became of each.
 
         ``specs`` are `CreateSmtpUserRequest`s or mappings with ``total_limit`` and
-        ``hourly_limit``. ``concurrency`` defaults to the client's ``max_concurrency``;
+        ``hourly_limit``, and optionally ``key``, the spec's idempotency key. A spec
+        without one gets ``f"{run_id}:{position}"`` (``run_id`` is random unless given).
+        With the client's ledger, a spec whose key has its user already is not created
+        again (`ProvisionOutcome.EXISTING`, credentials read with `list`): run the same
+        specs with the same ``run_id`` again after a crash, and the run resumes.
+
+        ``concurrency`` defaults to the client's ``max_concurrency``;
         ``progress(done, failed, total)`` is called after each result. Creates whose
-        outcome is unknown are reconciled by listing the account, ``settle_delay``
-        seconds after the creates ended (a create the server was still processing must
-        land first); specs proven not created are created again, up to ``max_rounds``
-        times (see `Provisioning`)::
+        outcome is unknown are reconciled during the run by listing the account
+        ``settle_delay`` seconds (default: the client's) after they ended (a create the
+        server was still processing must land first); specs proven not created are
+        created again, up to ``max_rounds`` times (see `Provisioning`)::
 
             async with client.smtp_users.provision(specs) as run:
                 async for result in run:
@@ -104,4 +133,5 @@ class SmtpUsers:
             progress=progress,
             max_rounds=max_rounds,
             settle_delay=settle_delay,
+            run_id=run_id,
         )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from tests.processes import launch
@@ -17,10 +19,15 @@ def anyio_backend(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture(autouse=True)
-def _no_sarv_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Keep the developer's own SARV_* / SENDCLEAN_* variables out of every test."""
+def _no_sarv_environment(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: Any) -> None:
+    """Keep the developer's own SARV_* / SENDCLEAN_* variables and state out of every test.
+
+    The command line's default ledger lives under ``XDG_STATE_HOME``: each test gets its
+    own, so no test reads or writes the developer's ledger.
+    """
     import os
 
     for name in list(os.environ):
         if name.startswith(("SARV_", "SENDCLEAN_")):
             monkeypatch.delenv(name)
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path_factory.mktemp("state")))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import io
 import os
 import stat
 import sys
@@ -19,6 +20,7 @@ __all__ = [
     "check_output_path",
     "create_private_file",
     "is_private",
+    "resume_credentials_file",
 ]
 
 #: Owner may read and write; nobody else may do anything.
@@ -82,14 +84,27 @@ class CredentialsFile:
     is removed, so a run that failed before creating anything leaves nothing behind.
     """
 
-    def __init__(self, path: str, header: Sequence[str], *, force: bool = False) -> None:
+    def __init__(
+        self,
+        path: str,
+        header: Sequence[str],
+        *,
+        force: bool = False,
+        kept: Sequence[Sequence[str]] = (),
+    ) -> None:
         self.path = path
-        #: Data rows written so far.
+        #: Data rows written so far (``kept`` rows not counted).
         self.rows_written = 0
+        #: Rows carried over from an earlier run of the same command.
+        self.kept = len(kept)
         self._file = create_private_file(path, force=force)
         self._writer = csv.writer(self._file)
         try:
             self._write(header)
+            for row in kept:
+                self._writer.writerow(row)
+            self._file.flush()
+            os.fsync(self._file.fileno())
         except BaseException:
             self.close()
             raise
@@ -115,13 +130,57 @@ class CredentialsFile:
         if self._file.closed:
             return
         self._file.close()
-        if not self.rows_written:
+        if not self.rows_written and not self.kept:
             with contextlib.suppress(OSError):
                 os.unlink(self.path)
 
     def _write(self, row: Sequence[str]) -> None:
         self._writer.writerow(row)
         self._file.flush()
+
+
+def resume_credentials_file(
+    path: str, header: Sequence[str], user_column: str
+) -> tuple[CredentialsFile, set[str]]:
+    """Open ``path`` to go on writing credentials where an earlier run stopped.
+
+    A new file is created as `CredentialsFile` does. An existing one must have exactly
+    ``header`` (it is this command's output); its rows holding a user (``user_column``
+    not empty) are kept, the others (failed, unknown: they are retried) dropped. The kept
+    rows go to a new 0600 file that replaces the old one atomically, so no credential is
+    ever lost, even if this is interrupted. Returns the file and the users it holds.
+    """
+    if not os.path.lexists(path):
+        return CredentialsFile(path, header), set()
+    if os.path.isdir(path) or os.path.islink(path):
+        raise CliError(f"{path} is not a regular file", exit_code=EXIT_USAGE)
+    try:
+        with open(path, encoding="utf-8", newline="") as file:
+            text = file.read()
+        # A process killed while writing may leave its last row cut short: each row is
+        # complete only with its line end, so whatever follows the last one is dropped.
+        rows = list(csv.reader(io.StringIO(text[: text.rfind("\n") + 1])))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise CliError(f"cannot read {path} to resume: {exc}", exit_code=EXIT_USAGE) from None
+    if not rows or tuple(rows[0]) != tuple(header):
+        raise CliError(
+            f"{path} exists but is not this command's credentials file (its columns differ); "
+            "it was left as it is: give another --out",
+            exit_code=EXIT_USAGE,
+        )
+    at = list(header).index(user_column)
+    kept = [row for row in rows[1:] if len(row) == len(header) and row[at].strip()]
+    partial = f"{path}.partial"
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(partial)  # left by an interrupted resume; the original is intact
+    out = CredentialsFile(partial, header, kept=kept)
+    try:
+        os.replace(partial, path)
+    except OSError as exc:
+        out.close()
+        raise CliError(f"cannot replace {path}: {exc.strerror}") from None
+    out.path = path
+    return out, {row[at] for row in kept}
 
 
 def is_private(path: str) -> bool:

@@ -3,28 +3,38 @@
 The input has a header row with ``total_limit`` and ``hourly_limit``; other columns are
 carried through. The output has the input's columns plus `RESULT_COLUMNS`, one row per
 input row, in the order results arrive.
+
+Each row has an idempotency key in the ledger: its ``key`` column when the file has one
+(then the file is an "ensure these exist" list), else the input file's run id (a digest
+of its resolved path) and the row's position, with a digest of the row's cells as its
+fingerprint, so a row edited after it was provisioned is an error, never a second user.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
+import json
+import os
 import re
 from collections.abc import Iterable
+from typing import Any
 
 import attrs
 
 from .._client import AsyncSarvClient
+from .._idempotency import MAX_KEY_LENGTH
 from .._provision import (
     DEFAULT_SETTLE_DELAY,
     ProgressCallback,
     ProvisionResult,
     ProvisionSummary,
 )
-from .._requests import CreateSmtpUserRequest
 from ._files import CredentialsFile
 from ._output import EXIT_USAGE, CliError
 
 __all__ = [
+    "KEY_COLUMN",
     "LIMIT_COLUMNS",
     "RESULT_COLUMNS",
     "SpecRow",
@@ -36,6 +46,8 @@ __all__ = [
 
 #: The columns every specs file must have.
 LIMIT_COLUMNS = ("total_limit", "hourly_limit")
+#: The optional column of idempotency keys.
+KEY_COLUMN = "key"
 #: The columns the credentials file adds to the input's.
 RESULT_COLUMNS = ("smtp_user_name", "smtp_password", "outcome", "error")
 #: Bad rows reported one by one before the rest are only counted.
@@ -53,6 +65,8 @@ class SpecRow:
     cells: tuple[str, ...]
     total_limit: int
     hourly_limit: int
+    #: The row's ``key`` cell, when the file has that column.
+    key: str | None = None
 
 
 @attrs.frozen
@@ -67,6 +81,29 @@ class SpecsFile:
     def output_columns(self) -> tuple[str, ...]:
         """The credentials file's header."""
         return (*self.columns, *RESULT_COLUMNS)
+
+    @property
+    def run_id(self) -> str:
+        """The key prefix of rows without a key: stable across runs on the same file."""
+        digest = hashlib.sha256(os.path.realpath(self.path).encode()).hexdigest()
+        return f"file:{digest[:24]}"
+
+    def specs(self) -> list[dict[str, Any]]:
+        """The provisioning specs of the rows, each with its key (and fingerprint)."""
+        found: list[dict[str, Any]] = []
+        for index, row in enumerate(self.rows):
+            spec: dict[str, Any] = {
+                "total_limit": row.total_limit,
+                "hourly_limit": row.hourly_limit,
+            }
+            if row.key is not None:
+                spec["key"] = row.key
+            else:
+                spec["key"] = f"{self.run_id}:{index}"
+                cells = json.dumps(row.cells, ensure_ascii=False).encode()
+                spec["fingerprint"] = hashlib.sha256(cells).hexdigest()[:32]
+            found.append(spec)
+        return found
 
 
 def read_specs(path: str) -> SpecsFile:
@@ -92,6 +129,7 @@ def _parse(path: str, lines: Iterable[str]) -> SpecsFile:
     columns: tuple[str, ...] | None = None
     rows: list[SpecRow] = []
     limit_at: list[int] = []
+    keys: dict[str, int] = {}
     try:
         for record in reader:
             if not any(cell.strip() for cell in record):
@@ -102,6 +140,8 @@ def _parse(path: str, lines: Iterable[str]) -> SpecsFile:
                 limit_at = [columns.index(name) for name in LIMIT_COLUMNS]
                 continue
             row, problem = _check_row(columns, limit_at, line, record)
+            if row is not None and row.key is not None:
+                problem = _check_key(row.key, line, keys)
             if problem is not None:
                 problems.append(f"{path}:{line}: {problem}")
             elif row is not None:
@@ -163,7 +203,20 @@ def _check_row(
         if len(text) > _MAX_DIGITS:
             return None, f"{name} has {len(text)} digits; no limit is that large"
         limits.append(int(text))
-    return SpecRow(line, tuple(record), limits[0], limits[1]), None
+    key = record[columns.index(KEY_COLUMN)].strip() if KEY_COLUMN in columns else None
+    return SpecRow(line, tuple(record), limits[0], limits[1], key), None
+
+
+def _check_key(key: str, line: int, seen: dict[str, int]) -> str | None:
+    """What is wrong with a row's key, if anything; remember it as seen."""
+    if not key:
+        return "key is empty"
+    if len(key) > MAX_KEY_LENGTH:
+        return f"key is longer than {MAX_KEY_LENGTH} characters"
+    if key in seen:
+        return f"key {key!r} repeats line {seen[key]}"
+    seen[key] = line
+    return None
 
 
 def result_row(row: SpecRow, result: ProvisionResult) -> list[str]:
@@ -187,24 +240,28 @@ async def provision_rows(
     progress: ProgressCallback | None = None,
     failures: list[tuple[SpecRow, ProvisionResult]] | None = None,
     settle_delay: float = DEFAULT_SETTLE_DELAY,
+    in_out: frozenset[str] = frozenset(),
 ) -> ProvisionSummary:
     """Provision a user per row, writing each result to ``out`` as it arrives.
 
-    Failed rows are also appended to ``failures`` when given.
+    Rows whose user ``out`` holds already (``in_out``, from an earlier run) are not
+    written again. Failed rows are also appended to ``failures`` when given.
     """
-    requests = [
-        CreateSmtpUserRequest(total_limit=row.total_limit, hourly_limit=row.hourly_limit)
-        for row in specs.rows
-    ]
     async with client.smtp_users.provision(
-        requests, concurrency=concurrency, progress=progress, settle_delay=settle_delay
+        specs.specs(),
+        concurrency=concurrency,
+        progress=progress,
+        settle_delay=settle_delay,
+        run_id=specs.run_id,
     ) as run:
         async for result in run:
             row = specs.rows[result.index]
-            try:
-                out.write_row(result_row(row, result))
-            except OSError as exc:
-                raise CliError(_unwritten(out.path, exc, result)) from None
+            creds = result.credentials
+            if creds is None or creds.smtp_user_name not in in_out:
+                try:
+                    out.write_row(result_row(row, result))
+                except OSError as exc:
+                    raise CliError(_unwritten(out.path, exc, result)) from None
             if failures is not None and not result.ok:
                 failures.append((row, result))
     return run.summary

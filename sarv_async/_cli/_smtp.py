@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import functools
+import signal
+import sys
 from collections.abc import Awaitable, Callable
 from contextlib import nullcontext
 from typing import Any, TypeAlias, TypeVar
@@ -17,7 +19,7 @@ import anyio
 from .._client import AsyncSarvClient
 from .._models import SmtpCredentials, SmtpUser
 from .._provision import DEFAULT_SETTLE_DELAY, ProgressCallback, ProvisionResult, ProvisionSummary
-from ._files import CredentialsFile, check_output_path
+from ._files import CredentialsFile, check_output_path, resume_credentials_file
 from ._options import (
     ClientConfig,
     add_connection_options,
@@ -29,6 +31,9 @@ from ._options import (
 )
 from ._output import (
     EXIT_FAILURE,
+    EXIT_INTERRUPTED,
+    EXIT_OUTCOME_UNKNOWN,
+    EXIT_TERMINATED,
     EXIT_USAGE,
     CliError,
     describe_error,
@@ -40,6 +45,7 @@ from ._output import (
     progress_display,
 )
 from ._provision_csv import MAX_REPORTED, SpecRow, SpecsFile, provision_rows, read_specs
+from ._state import ledger_path
 
 __all__ = ["register"]
 
@@ -91,11 +97,14 @@ def register(subparsers: Subparsers) -> None:
         _run_provision,
         description=(
             "Create an SMTP user for each row of FILE (a CSV file with a header row holding "
-            "total_limit and hourly_limit; other columns are carried through). The whole file "
-            "is checked before anything is created. Each result is written to OUT as it "
-            "arrives: the input columns plus smtp_user_name, smtp_password, outcome and error. "
-            "Calls whose answer was lost are reconciled by listing the account, so no row "
-            "gets two users. Exit status 0 when every row has credentials."
+            "total_limit and hourly_limit, and optionally key; other columns are carried "
+            "through). The whole file is checked before anything is created. Each result is "
+            "written to OUT as it arrives: the input columns plus smtp_user_name, "
+            "smtp_password, outcome and error. Every create is recorded in a ledger first, "
+            "so no row ever gets two users: run the same command again after any "
+            "interruption and it resumes into OUT. Exit status 0 when every row has "
+            "credentials, 1 if some failed, 3 if some outcomes are still unknown (run again), "
+            "130 on Ctrl-C, 143 on SIGTERM."
         ),
     )
     parser.add_argument("file", metavar="FILE", help="the CSV file of specs")
@@ -103,10 +112,14 @@ def register(subparsers: Subparsers) -> None:
         "--out",
         required=True,
         metavar="OUT",
-        help="the credentials CSV file to create (mode 0600; must not exist)",
+        help="the credentials CSV file (mode 0600); if it exists from an earlier run of "
+        "the same command, the run resumes into it",
     )
     parser.add_argument(
-        "--force", action="store_true", help="replace OUT if it exists (it is removed first)"
+        "--ledger",
+        metavar="PATH",
+        help="the ledger file recording every create (SARV_LEDGER; default: "
+        "$XDG_STATE_HOME/sarv-async/ledger.sqlite3, one per user)",
     )
     parser.add_argument(
         "--concurrency",
@@ -309,17 +322,19 @@ def _usage(message: str) -> CliError:
 
 def _run_provision(args: argparse.Namespace) -> int:
     specs = read_specs(args.file)
-    check_output_path(args.out, force=args.force, not_same_as=args.file)
+    check_output_path(args.out, force=True, not_same_as=args.file)
     config = client_config(args)
-    options: dict[str, Any] = {}
+    options: dict[str, Any] = {"ledger": ledger_path(args.ledger)}
     if args.rate_limit is not None:
         options["rate_limit"] = rate_limit_setting(args.rate_limit)
     if args.concurrency is not None:
         options["max_concurrency"] = args.concurrency
     total = len(specs.rows)
     failures: list[tuple[SpecRow, ProvisionResult]] = []
+    stopped: list[signal.Signals] = []
 
-    out = CredentialsFile(args.out, specs.output_columns, force=args.force)
+    out, in_out = resume_credentials_file(args.out, specs.output_columns, "smtp_user_name")
+    summary: ProvisionSummary | None = None
     try:
         with out, progress_display("provisioning", total) as progress:
             run = functools.partial(
@@ -332,15 +347,19 @@ def _run_provision(args: argparse.Namespace) -> int:
                 progress,
                 failures,
                 args.settle_delay,
+                frozenset(in_out),
+                stopped,
             )
             summary = anyio.run(run)
     except BaseException as exc:
-        if out.rows_written or isinstance(exc, (KeyboardInterrupt, CliError)):
-            print_warning(
-                f"stopped with {out.rows_written} of {total} rows in {args.out}; users for "
-                "the other rows may exist: check with 'sarv-async smtp list'"
-            )
+        if isinstance(exc, (KeyboardInterrupt, CliError)) or out.rows_written:
+            _stopped_note(args.out, out.kept + out.rows_written - len(failures), total)
         raise
+    done = out.kept + out.rows_written - len(failures)
+    if summary is None:  # stopped by a signal
+        _stopped_note(args.out, done, total)
+        [signum] = stopped[:1] or [signal.SIGINT]
+        return EXIT_TERMINATED if signum == signal.SIGTERM else EXIT_INTERRUPTED
 
     for row, result in failures[:MAX_REPORTED]:
         error = describe_error(result.error) if result.error is not None else "no credentials"
@@ -350,23 +369,33 @@ def _run_provision(args: argparse.Namespace) -> int:
     if summary.unknown:
         print_warning(
             f"{summary.unknown} rows may or may not have a user (the account could not be "
-            "listed to find out): check with 'sarv-async smtp list'"
+            "listed to find out): run the same command again to settle them"
         )
     if not summary.orphans_checked:
         print_warning("the account could not be listed at the end: orphans were not looked for")
     if summary.orphans:
         names = ", ".join(user.smtp_user_name for user in summary.orphans)
         print_warning(
-            f"{len(summary.orphans)} new SMTP users match no row (orphans, not in "
-            f"{args.out}): {names}"
+            f"{len(summary.orphans)} new SMTP users match no row and no ledger entry "
+            f"(orphans, not in {args.out}): {names}"
         )
     echo(
         f"{total} rows: {summary.created} created, {summary.adopted} adopted, "
-        f"{summary.failed} failed, {summary.unknown} unknown, {len(summary.orphans)} orphans; "
-        f"credentials in {args.out} (mode 0600)"
+        f"{summary.existing} done earlier, {summary.failed} failed, {summary.unknown} unknown, "
+        f"{len(summary.orphans)} orphans; credentials in {args.out} (mode 0600)"
     )
-    complete = summary.created + summary.adopted == total and out.rows_written == total
-    return 0 if complete else EXIT_FAILURE
+    if summary.existing == total:
+        echo("nothing to do: every row was provisioned by an earlier run; nothing was created")
+    if summary.unknown:
+        return EXIT_OUTCOME_UNKNOWN
+    complete = summary.created + summary.adopted + summary.existing == total
+    return 0 if complete and not failures else EXIT_FAILURE
+
+
+def _stopped_note(out: str, done: int, total: int) -> None:
+    print_warning(
+        f"stopped: {done} of {total} rows done (in {out}); run the same command again to resume"
+    )
 
 
 async def _provision(
@@ -378,14 +407,31 @@ async def _provision(
     progress: ProgressCallback,
     failures: list[tuple[SpecRow, ProvisionResult]],
     settle_delay: float,
-) -> ProvisionSummary:
-    async with config.client(**options) as client:
-        return await provision_rows(
-            client,
-            specs,
-            out,
-            concurrency=concurrency,
-            progress=progress,
-            failures=failures,
-            settle_delay=settle_delay,
-        )
+    in_out: frozenset[str],
+    stopped: list[signal.Signals],
+) -> ProvisionSummary | None:
+    """Provision the rows; on SIGINT or SIGTERM stop cleanly and return None."""
+    async with anyio.create_task_group() as tg:
+        if sys.platform != "win32":
+            tg.start_soon(_stop_on_signal, tg.cancel_scope, stopped)
+        async with config.client(**options) as client:
+            summary = await provision_rows(
+                client,
+                specs,
+                out,
+                concurrency=concurrency,
+                progress=progress,
+                failures=failures,
+                settle_delay=settle_delay,
+                in_out=in_out,
+            )
+        tg.cancel_scope.cancel()
+    return None if stopped else summary
+
+
+async def _stop_on_signal(scope: anyio.CancelScope, stopped: list[signal.Signals]) -> None:
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            stopped.append(signum)
+            scope.cancel()
+            return

@@ -156,45 +156,148 @@ def test_a_bad_header_is_one_error_line(
     assert account_env.stats()["requests"] == {}
 
 
-def test_an_existing_output_file_is_refused_without_force(
+def test_an_existing_file_that_is_not_our_output_is_left_alone(
     cli: Cli, account_env: Emulator, tmp_path: Path
 ) -> None:
-    """An existing credentials file is kept as it is, and nothing is created."""
+    """An existing OUT with other columns is kept as it is, and nothing is created."""
     specs = _write_specs(tmp_path / "specs.csv", 2)
     out = tmp_path / "creds.csv"
     out.write_text("earlier credentials\n")
     run = cli("smtp", "provision", "--settle-delay", "0", str(specs), "--out", str(out))
     assert run.code == 2
-    assert "already exists" in run.err
-    assert "--force" in run.err
+    assert "is not this command's credentials file" in run.err
     assert out.read_text() == "earlier credentials\n"
     assert account_env.stats()["requests"] == {}
 
 
+def test_force_is_gone(cli: Cli, account_env: Emulator, tmp_path: Path) -> None:
+    """No option of provision may delete a credentials file."""
+    specs = _write_specs(tmp_path / "specs.csv", 2)
+    with pytest.raises(SystemExit) as info:
+        cli("smtp", "provision", str(specs), "--out", str(tmp_path / "o.csv"), "--force")
+    assert info.value.code == 2
+
+
 @posix_only
-def test_force_replaces_the_output_file_with_a_private_one(
+def test_a_rerun_after_success_creates_nothing_and_says_so(
     cli: Cli, account_env: Emulator, tmp_path: Path
 ) -> None:
-    """With --force a world-readable file is replaced by a new 0600 one."""
-    specs = _write_specs(tmp_path / "specs.csv", 2)
+    """The same command again: no create, the same file, and a line saying so."""
+    specs = _write_specs(tmp_path / "specs.csv", 4)
     out = tmp_path / "creds.csv"
-    out.write_text("old\n")
-    out.chmod(0o644)
-    run = cli("smtp", "provision", "--settle-delay", "0", str(specs), "--out", str(out), "--force")
+    argv = ("smtp", "provision", "--settle-delay", "0", str(specs), "--out", str(out))
+    assert cli(*argv).code == 0
+    before = out.read_text(encoding="utf-8")
+    creates = account_env.stats()["requests"]["/v1.0/settings/addSmtp"]
+    run = cli(*argv)
     assert run.code == 0, run.err
+    assert account_env.stats()["requests"]["/v1.0/settings/addSmtp"] == creates
+    assert "0 created, 0 adopted, 4 done earlier" in run.out
+    assert "nothing to do" in run.out
+    assert out.read_text(encoding="utf-8") == before
     assert file_mode(out) == 0o600
-    assert len(_read(out)[1]) == 2
+
+
+@posix_only
+def test_a_rerun_into_a_new_out_reads_every_password_back(
+    cli: Cli, account_env: Emulator, tmp_path: Path
+) -> None:
+    """The same input with another OUT: nothing created, every password read with list."""
+    specs = _write_specs(tmp_path / "specs.csv", 3)
+    argv = ("smtp", "provision", "--settle-delay", "0", str(specs), "--out")
+    assert cli(*argv, str(tmp_path / "a.csv")).code == 0
+    run = cli(*argv, str(tmp_path / "b.csv"))
+    assert run.code == 0, run.err
+    assert len(account_env.users()) == 3
+    rows = _read(tmp_path / "b.csv")[1]
+    server = passwords(account_env)
+    assert {row["smtp_user_name"]: row["smtp_password"] for row in rows} == server
+    assert {row["outcome"] for row in rows} == {"existing"}
+
+
+def test_appended_rows_are_created_and_an_edited_row_is_an_error(
+    cli: Cli, account_env: Emulator, tmp_path: Path
+) -> None:
+    """Rows appended to the file are created; a done row edited is refused by line."""
+    specs = _write_specs(tmp_path / "specs.csv", 3)
+    out = tmp_path / "creds.csv"
+    argv = ("smtp", "provision", "--settle-delay", "0", str(specs), "--out", str(out))
+    assert cli(*argv).code == 0
+    lines = specs.read_text(encoding="utf-8").splitlines()
+    lines[2] = lines[2].replace("cust-001", "cust-one")
+    specs.write_text("\n".join([*lines, "cust-new,5,1,added"]) + "\n", encoding="utf-8")
+    run = cli(*argv)
+    assert run.code == 1
+    assert f"error: {specs}:3: " in run.err
+    assert "already used for other content" in run.err
+    assert "1 created, 0 adopted, 2 done earlier, 1 failed" in run.out
+    assert len(account_env.users()) == 4
+    rows = _read(out)[1]
+    # The edited row's user keeps its credentials under the row as it was provisioned.
+    assert sorted(row["customer"] for row in rows if row["smtp_password"]) == [
+        "cust-000",
+        "cust-001",
+        "cust-002",
+        "cust-new",
+    ]
+
+
+def test_a_key_column_makes_an_ensure_these_exist_list(
+    cli: Cli, account_env: Emulator, tmp_path: Path
+) -> None:
+    """With a key column, rows may be reordered and added: existing keys are skipped."""
+    specs = tmp_path / "specs.csv"
+    specs.write_text("key,total_limit,hourly_limit\nt1,5,1\nt2,6,1\n")
+    argv = ("smtp", "provision", "--settle-delay", "0", str(specs), "--out")
+    assert cli(*argv, str(tmp_path / "a.csv")).code == 0
+    specs.write_text("key,total_limit,hourly_limit\nt3,7,1\nt2,6,1\nt1,5,1\n")
+    run = cli(*argv, str(tmp_path / "b.csv"))
+    assert run.code == 0, run.err
+    assert "1 created, 0 adopted, 2 done earlier" in run.out
+    assert len(account_env.users()) == 3
+
+
+def test_repeated_or_empty_keys_are_refused_by_line(
+    cli: Cli, account_env: Emulator, tmp_path: Path
+) -> None:
+    """A key given twice, or empty, is a usage error naming the lines; nothing is sent."""
+    specs = tmp_path / "specs.csv"
+    specs.write_text("key,total_limit,hourly_limit\nt1,5,1\nt1,6,1\n ,1,1\n")
+    run = cli("smtp", "provision", str(specs), "--out", str(tmp_path / "o.csv"))
+    assert run.code == 2
+    assert f"error: {specs}:3: key 't1' repeats line 2" in run.err
+    assert f"error: {specs}:4: key is empty" in run.err
+    assert account_env.stats()["requests"] == {}
+
+
+def test_the_ledger_option_and_variable_choose_the_file(
+    cli: Cli, account_env: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--ledger PATH (or SARV_LEDGER) is where creates are recorded; the default is per user."""
+    from sarv_async._cli._state import default_ledger_path
+
+    specs = _write_specs(tmp_path / "specs.csv", 1)
+    chosen = tmp_path / "chosen.sqlite3"
+    argv = ("smtp", "provision", "--settle-delay", "0", str(specs))
+    assert cli(*argv, "--out", str(tmp_path / "a.csv"), "--ledger", str(chosen)).code == 0
+    assert chosen.exists()
+    assert not default_ledger_path().exists()
+    monkeypatch.setenv("SARV_LEDGER", str(chosen))
+    run = cli(*argv, "--out", str(tmp_path / "b.csv"))
+    assert "1 done earlier" in run.out
+    monkeypatch.delenv("SARV_LEDGER")
+    run = cli(*argv, "--out", str(tmp_path / "c.csv"))
+    assert "1 created" in run.out  # another ledger knows nothing of the first run
+    assert default_ledger_path().exists()
 
 
 def test_the_input_file_is_never_the_output(
     cli: Cli, account_env: Emulator, tmp_path: Path
 ) -> None:
-    """--out naming the input file is refused, even with --force."""
+    """--out naming the input file is refused."""
     specs = _write_specs(tmp_path / "specs.csv", 2)
     before = specs.read_text()
-    run = cli(
-        "smtp", "provision", "--settle-delay", "0", str(specs), "--out", str(specs), "--force"
-    )
+    run = cli("smtp", "provision", "--settle-delay", "0", str(specs), "--out", str(specs))
     assert run.code == 2
     assert "is the input file" in run.err
     assert specs.read_text() == before
@@ -261,7 +364,7 @@ def test_failed_rows_give_a_nonzero_exit_with_their_line_numbers(
     assert run.code == 1
     [line] = run.err.splitlines()
     assert line.startswith(f"error: {specs}:3: ValidationError")
-    assert "1 created, 0 adopted, 1 failed, 0 unknown, 0 orphans" in run.out
+    assert "1 created, 0 adopted, 0 done earlier, 1 failed, 0 unknown, 0 orphans" in run.out
     rows = {row["total_limit"]: row for row in _read(out)[1]}
     assert rows["100"]["outcome"] == "created"
     assert rows["99999999999999999999"]["outcome"] == "failed"
@@ -318,8 +421,7 @@ def test_an_interrupted_run_keeps_the_rows_it_wrote(
     run = cli("smtp", "provision", "--settle-delay", "0", str(specs), "--out", str(out))
     assert run.code == 130
     assert run.err.splitlines() == [
-        f"warning: stopped with 3 of 6 rows in {out}; users for the other rows may exist: "
-        "check with 'sarv-async smtp list'",
+        f"warning: stopped: 3 of 6 rows done (in {out}); run the same command again to resume",
         "error: interrupted",
     ]
     assert file_mode(out) == 0o600

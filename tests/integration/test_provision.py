@@ -214,20 +214,22 @@ async def test_a_spec_whose_user_may_exist_is_reported_unknown() -> None:
         # Spec 0's create is applied but its answer is lost: it is set aside.
         emu.inject_fault("drop_after_apply", "addSmtp")
 
-        def progress(done: int, failed: int, total: int | None) -> None:
-            # Once spec 1 is done, make the reconciliation's list call fail.
-            emu.inject_fault("general_error", "listSmtp")
+        async def specs() -> AsyncIterator[dict[str, int]]:
+            yield {"total_limit": 10, "hourly_limit": 1}
+            yield {"total_limit": 20, "hourly_limit": 2}
+            # Once spec 1 is done, make the reconciliation's list calls fail.
+            emu.inject_fault("general_error", "listSmtp", count=3)
 
-        async with emu.client(rate_limit=None, max_retries=0, backoff=FAST) as c:
-            specs = [{"total_limit": 10, "hourly_limit": 1}, {"total_limit": 20, "hourly_limit": 2}]
-            async with c.smtp_users.provision(
-                specs, concurrency=1, progress=progress, settle_delay=0
-            ) as run:
-                results: list[ProvisionResult] = [result async for result in run]
+        async with (
+            emu.client(rate_limit=None, max_retries=0, backoff=FAST) as c,
+            c.smtp_users.provision(specs(), concurrency=1, settle_delay=0.3) as run,
+        ):
+            results: list[ProvisionResult] = [result async for result in run]
         on_server = {user["smtp_user_name"] for user in emu.users()}
     first, second = sorted(results, key=lambda r: r.index)
     assert first.outcome is ProvisionOutcome.UNKNOWN
     assert isinstance(first.error, OutcomeUnknownError)
+    assert first.error.idempotency_key == first.key
     assert second.outcome is ProvisionOutcome.CREATED
     assert len(on_server) == 2  # spec 0's user does exist, as UNKNOWN allows
     summary = run.summary

@@ -111,6 +111,23 @@ async def test_other_limits_or_fingerprint_under_one_key_are_a_mismatch(ledger: 
     assert (entry.state, entry.holder) == (EntryState.PENDING, "h1")
 
 
+async def test_limits_of_any_size_are_kept_exactly(ledger: Ledger) -> None:
+    """Limits beyond 64 bits (the API may refuse them, the ledger must not) round-trip."""
+    await _ready(ledger)
+    huge = 99999999999999999999
+    begun = await ledger.begin(ACCOUNT, "k", total_limit=huge, hourly_limit=1, holder="h", lease=60)
+    assert begun.decision is Decision.SEND
+    entry = await ledger.get(ACCOUNT, "k")
+    assert entry is not None
+    assert (entry.total_limit, entry.hourly_limit) == (huge, 1)
+    again = await ledger.begin(ACCOUNT, "k", total_limit=huge, hourly_limit=1, holder="i", lease=1)
+    assert again.decision is Decision.BUSY
+    other = await ledger.begin(
+        ACCOUNT, "k", total_limit=huge + 1, hourly_limit=1, holder="i", lease=1
+    )
+    assert other.decision is Decision.MISMATCH
+
+
 async def test_a_claimed_user_settles_the_key(ledger: Ledger) -> None:
     """After a claim the key is CREATED with its user; begin says DONE; claims are idempotent."""
     await _ready(ledger)
@@ -210,6 +227,27 @@ async def test_a_holder_whose_lease_ran_out_is_taken_as_ended_then(ledger: Ledge
     entry = await ledger.get(ACCOUNT, "k")
     assert entry is not None
     assert (entry.state, entry.holder) == (EntryState.UNKNOWN, "h2")
+
+
+async def test_a_holder_known_dead_is_expired_at_once(ledger: Ledger) -> None:
+    """expire ends a dead holder's hold now: its PENDING key is UNKNOWN, free to reconcile."""
+    await _ready(ledger)
+    await _send(ledger, "k", holder="dead")
+    assert not await ledger.expire(ACCOUNT, "k", holder="someone-else")
+    assert (await ledger.begin(ACCOUNT, "k", **LIMITS, holder="h2", lease=60)).decision is (
+        Decision.BUSY
+    )
+    assert await ledger.expire(ACCOUNT, "k", holder="dead")
+    entry = await ledger.get(ACCOUNT, "k")
+    assert entry is not None
+    assert (entry.state, entry.holder) == (EntryState.UNKNOWN, None)
+    assert entry.ended_ago is not None
+    assert entry.ended_ago < 5
+    begun = await ledger.begin(ACCOUNT, "k", **LIMITS, holder="h2", lease=60)
+    assert begun.decision is Decision.RECONCILE
+    assert not await ledger.expire(ACCOUNT, "nokey", holder="dead")
+    await ledger.claim(ACCOUNT, "k", "smtp1")
+    assert not await ledger.expire(ACCOUNT, "k", holder="h2")  # CREATED: nothing to end
 
 
 async def test_renew_keeps_a_slow_holder_s_lease(ledger: Ledger) -> None:

@@ -1,0 +1,46 @@
+"""Where the command line keeps state between runs: the ledger of every create."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from ._output import CliError
+
+__all__ = ["LEDGER_VARIABLE", "default_ledger_path", "ledger_path"]
+
+#: The environment variable naming the ledger file (as for the SDK's clients).
+LEDGER_VARIABLE = "SARV_LEDGER"
+
+
+def default_ledger_path(environ: Mapping[str, str] | None = None) -> Path:
+    """``$XDG_STATE_HOME/sarv-async/ledger.sqlite3`` (default ``~/.local/state``).
+
+    One file per user, shared by every run on the host, so that any run sees what every
+    other run created. Its directory is created, readable by the user alone.
+    """
+    env = os.environ if environ is None else environ
+    base = env.get("XDG_STATE_HOME", "").strip()
+    root = Path(base) if base and os.path.isabs(base) else Path.home() / ".local" / "state"
+    return root / "sarv-async" / "ledger.sqlite3"
+
+
+def ledger_path(option: str | None, environ: Mapping[str, str] | None = None) -> str:
+    """The ledger file to use: ``--ledger``, else ``SARV_LEDGER``, else the default.
+
+    The default's directory is created (mode 0700) if missing.
+    """
+    env = os.environ if environ is None else environ
+    given = (option or "").strip() or env.get(LEDGER_VARIABLE, "").strip()
+    if given:
+        return os.path.abspath(os.path.expanduser(given))
+    path = default_ledger_path(env)
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CliError(
+            f"cannot create {path.parent} for the ledger: {exc.strerror}; "
+            f"pass --ledger PATH or set {LEDGER_VARIABLE}"
+        ) from None
+    return str(path)
