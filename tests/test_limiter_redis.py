@@ -11,6 +11,7 @@ import os
 import signal
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -23,8 +24,10 @@ from sarv_async import (
     RateLimiter,
     RateLimitError,
     RedisRateLimiter,
+    SqliteLedger,
     StoreUnavailableError,
 )
+from sarv_async._ledger_redis import RedisLedger
 from sarv_async._limiter_redis import redis_location
 from sarv_async._rate_spec import RateWindow, parse_rate_limit
 from sarv_async.testing import DEMO_OWNER_ID, DEMO_TOKEN, Emulator
@@ -186,12 +189,12 @@ async def test_the_days_count_survives_a_restart(redis_server: RedisServer) -> N
 
 
 async def test_keys_carry_a_hash_tag_and_no_secret(redis_server: RedisServer) -> None:
-    """Keys of a client's account share one hash tag; no token or owner id in keys or values."""
+    """An account's keys share one hash tag; no token, password or owner id in keys or values."""
     async with (
         Emulator(rate_limit="50/second") as emu,
         emu.client(redis_url=redis_server.url, rate_limit="50/second;1000/hour") as client,
     ):
-        await client.smtp_users.create(total_limit=5, hourly_limit=1)
+        created = await client.smtp_users.create(total_limit=5, hourly_limit=1)
         await client.smtp_users.list()
         client._shared.pipeline.limiter.pause(5.0)
         await anyio.sleep(0.05)
@@ -201,6 +204,8 @@ async def test_keys_carry_a_hash_tag_and_no_secret(redis_server: RedisServer) ->
     assert all(tag in key for key in dump)
     text = repr(dump)
     assert DEMO_TOKEN not in text
+    assert created.smtp_password not in text  # the ledger, on Redis too, holds no password
+    assert any(":ledger:" in key for key in dump)
     assert DEMO_OWNER_ID not in text.replace(tag, "")
 
 
@@ -325,3 +330,34 @@ async def test_a_client_can_make_a_redis_failure_an_error() -> None:
         with pytest.raises(StoreUnavailableError):
             await client.smtp_users.list()
         assert emu.stats()["requests"] == {}
+
+
+async def test_a_redis_url_keeps_the_ledger_there_too(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SARV_REDIS_URL alone: the ledger is on Redis, so a key creates one user across clients."""
+    monkeypatch.setenv("SARV_REDIS_URL", redis_server.url)
+    async with Emulator() as emu:
+        for _ in range(2):  # two clients, as two hosts would have
+            async with emu.client(settle_delay=0.05) as client:
+                assert isinstance(client.ledger, RedisLedger)
+                created = await client.smtp_users.create(
+                    total_limit=7, hourly_limit=1, idempotency_key="tenant-7"
+                )
+        assert emu.stats()["requests"]["/v1.0/settings/addSmtp"] == 1
+        [user] = emu.users()
+    assert created.smtp_user_name == user["smtp_user_name"]
+    ledger_keys = [k for k in await redis_dump(redis_server.url) if ":ledger:" in k]
+    assert ledger_keys
+
+
+async def test_the_ledger_argument_wins_over_the_redis_url(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """ledger= (here a SQLite file) is used as given; Redis still shares the rate budget."""
+    async with (
+        Emulator() as emu,
+        emu.client(redis_url=redis_server.url, ledger=tmp_path / "l.sqlite3") as client,
+    ):
+        assert isinstance(client.ledger, SqliteLedger)
+        assert isinstance(client._shared.pipeline.limiter, RedisRateLimiter)
