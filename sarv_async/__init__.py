@@ -26,6 +26,7 @@ from ._exceptions import UnexpectedResponseError as UnexpectedResponseError
 from ._exceptions import ValidationError as ValidationError
 from ._ledger import Ledger as Ledger
 from ._ledger import LedgerEntry as LedgerEntry
+from ._ledger_redis import RedisLedger as RedisLedger
 from ._ledger_sqlite import SqliteLedger as SqliteLedger
 from ._limiter import RateLimiter as RateLimiter
 from ._limiter import SlidingWindowLimiter as SlidingWindowLimiter
@@ -74,6 +75,7 @@ __all__ = [
     "RateLimitError",
     "RateLimiter",
     "RateWindow",
+    "RedisLedger",
     "RedisRateLimiter",
     "ResetSmtpPasswordRequest",
     "SarvError",
