@@ -361,3 +361,55 @@ async def test_the_ledger_argument_wins_over_the_redis_url(
     ):
         assert isinstance(client.ledger, SqliteLedger)
         assert isinstance(client._shared.pipeline.limiter, RedisRateLimiter)
+
+
+_KILLED_WAITER = """
+import sys, anyio
+from sarv_async import RedisRateLimiter, parse_rate_limit
+
+async def main() -> None:
+    windows = parse_rate_limit("1/second")
+    async with RedisRateLimiter(sys.argv[1], windows, account=sys.argv[2]) as limiter:
+        await limiter.acquire()
+        print("sent", flush=True)
+        await limiter.acquire()  # waits for the window: killed here
+
+anyio.run(main)
+"""
+
+
+async def test_a_killed_waiter_holds_up_the_others_no_longer_than_its_grace(
+    redis_server: RedisServer,
+) -> None:
+    """A process killed while first in line is dropped once it is 2 s overdue."""
+    import subprocess
+    import sys
+
+    from tests.processes import PROJECT_ROOT
+
+    proc = subprocess.Popen(  # noqa: S603, ASYNC220 - this interpreter; starting is quick
+        [sys.executable, "-c", _KILLED_WAITER, redis_server.url, ACCOUNT],
+        stdout=subprocess.PIPE,
+        cwd=PROJECT_ROOT,
+    )
+    try:
+        assert proc.stdout is not None
+        assert await anyio.to_thread.run_sync(proc.stdout.readline) == b"sent\n"
+        sent = anyio.current_time()
+        queue = f"sarv:{{{ACCOUNT}}}:queue"
+        with anyio.fail_after(5):
+            while redis_server.query("ZCARD", queue) < 1:  # noqa: ASYNC110
+                await anyio.sleep(0.005)
+        proc.kill()
+        proc.wait()
+        async with limiters(redis_server.url, 1, parse_rate_limit("1/second")) as (limiter,):
+            with anyio.fail_after(6):
+                await limiter.acquire()
+        waited = anyio.current_time() - sent
+        # Not before the window allows; not after the dead one's deadline (its wait + 2 s).
+        assert 1.05 <= waited < 1.05 + 2.0 + 0.5
+        assert redis_server.query("ZCARD", queue) == 0  # and it is gone from the queue
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
