@@ -36,10 +36,11 @@ pause when it ends, so the day's count outlives every process, and nothing outli
 Redis unreachable or slow
 -------------------------
 Every Redis call is bounded by ``timeout``. When one fails, the process paces itself alone
-(an in-process `SlidingWindowLimiter` over its share of each window: the limit divided by
-the processes Redis last saw) and logs **one** warning; every ``retry_interval`` seconds
-the head of the queue tries Redis again and, once it answers, sharing resumes (logged at
-INFO). With ``on_unavailable="raise"``, `acquire` raises `StoreUnavailableError` instead.
+at its share of each window (the limit divided by the processes Redis last saw), counting
+its own recent sends, and logs **one** warning; every ``retry_interval`` seconds the head
+of the queue tries Redis again and, once it answers, records there the sends made alone
+(in the same script) and shares again (logged at INFO). With ``on_unavailable="raise"``,
+`acquire` raises `StoreUnavailableError` instead.
 """
 
 from __future__ import annotations
@@ -81,7 +82,8 @@ _PEER_TTL = 60.0
 
 # KEYS: pause, queue, deadlines, peers, one key per window.
 # ARGV: token, process, age, grace, poll, max_pause, peer_ttl (microseconds),
-#       then limit and span (microseconds) per window.
+#       then limit and span (microseconds) per window, then the ages of sends this
+#       process made while Redis was out of reach, recorded first.
 # Returns {1, now, peers} granted; {0, wait, peers} not yet; {2, pause left, peers} too long.
 _ACQUIRE = """
 local t = redis.call('TIME')
@@ -100,6 +102,19 @@ local alive = redis.call('ZCARD', peers)
 local function leave()
   redis.call('ZREM', queue, token)
   redis.call('HDEL', deadlines, token)
+end
+
+-- Sends this process made while Redis was out of reach (ages after the window arguments).
+local windows = #KEYS - 4
+for j = 8 + 2 * windows, #ARGV do
+  local sent = now - tonumber(ARGV[j])
+  for i = 5, #KEYS do
+    local span = tonumber(ARGV[9 + (i - 5) * 2])
+    if sent > now - span then
+      redis.call('ZADD', KEYS[i], int(sent), process .. ':backfill:' .. token .. ':' .. j)
+      redis.call('PEXPIRE', KEYS[i], int(math.ceil(span / 1000)))
+    end
+  end
 end
 
 local when = now
@@ -258,6 +273,11 @@ class RedisRateLimiter:
             for w, span in zip(self._windows, spans, strict=True)
             for arg in (w.limit, round(span * _MICRO))
         ]
+        self._spans = spans
+        #: This process's last sends per window (its clock), to pace alone from if need be.
+        self._history = [deque[float](maxlen=w.limit) for w in self._windows]
+        #: Sends made while Redis was out of reach, to record there when it is back.
+        self._unrecorded: list[float] = []
         #: Names this process in Redis; random, so it says nothing about the host.
         self._process = secrets.token_hex(8)
         self._tickets = itertools.count()
@@ -279,7 +299,8 @@ class RedisRateLimiter:
         self._shared = True
         self._retry_at = -math.inf
         self._peers = 1
-        self._fallback: SlidingWindowLimiter | None = None
+        #: Per window, this process's share of the limit while it paces alone.
+        self._shares = [w.limit for w in self._windows]
 
     def __repr__(self) -> str:
         pacing = format_rate_limit(self._windows) if self._windows else "unpaced"
@@ -385,8 +406,6 @@ class RedisRateLimiter:
             self._pause_until = until
             if self._wakeup is not None:
                 self._wakeup.set()
-        if self._fallback is not None:
-            self._fallback.pause(seconds)
         if self._task_group is not None and until > self._pause_to_share:
             self._pause_to_share = until
             self._share_pause.set()
@@ -406,9 +425,14 @@ class RedisRateLimiter:
                     await self._sleep(left)
                     continue
                 if not self._shared and now < self._retry_at:
-                    assert self._fallback is not None
-                    await self._fallback.acquire()
-                    return
+                    # Alone: this process's share of each window, counting its own sends.
+                    wait = self._alone_wait(now)
+                    if wait <= 0:
+                        self._sent(now, recorded=False)
+                        return
+                    await self._sleep(min(wait, self._retry_at - now))
+                    continue
+                unrecorded = self._unrecorded
                 try:
                     status, value, peers = await self._call(
                         "acquire",
@@ -422,6 +446,7 @@ class RedisRateLimiter:
                             _micro(self._max_pause),
                             round(_PEER_TTL * _MICRO),
                             *self._window_args,
+                            *(round((now - sent) * _MICRO) for sent in unrecorded),
                         ],
                     )
                 except StoreUnavailableError:
@@ -430,8 +455,11 @@ class RedisRateLimiter:
                         raise
                     continue
                 self._peers = max(1, peers)
+                if unrecorded:
+                    self._unrecorded = []  # recorded now
                 if status == _GRANTED:
                     queued = False
+                    self._sent(current_time(), recorded=True)
                     return
                 if status == _PAUSED_TOO_LONG:
                     queued = False
@@ -468,25 +496,42 @@ class RedisRateLimiter:
         if not self._shared:
             return
         self._shared = False
-        share = tuple(RateWindow(max(1, w.limit // self._peers), w.period) for w in self._windows)
-        self._fallback = SlidingWindowLimiter(share, margin=self._margin, max_pause=self._max_pause)
-        if self._pause_until > current_time():
-            self._fallback.pause(self._pause_until - current_time())
+        self._shares = [max(1, w.limit // self._peers) for w in self._windows]
+        share = ";".join(
+            str(RateWindow(limit, w.period))
+            for limit, w in zip(self._shares, self._windows, strict=True)
+        )
         logger.warning(
             "Redis at %s did not answer (%s: %s); pacing this process alone at %s "
             "(%s) until Redis is back",
             redis_location(self._url),
             type(error).__name__,
             error,
-            format_rate_limit(share) if share else "no limit",
+            share or "no limit",
             f"its share of {self._peers} processes" if self._peers > 1 else "no other seen",
         )
+
+    def _alone_wait(self, now: float) -> float:
+        """Seconds until this process may send alone: its share of every window."""
+        when = now
+        for share, span, sends in zip(self._shares, self._spans, self._history, strict=True):
+            if len(sends) >= share:
+                when = max(when, sends[-share] + span)
+        return when - now
+
+    def _sent(self, now: float, *, recorded: bool) -> None:
+        """Note a send of this process (and, if Redis did not see it, keep it for later)."""
+        for sends in self._history:
+            sends.append(now)
+        if not recorded:
+            horizon = now - max(self._spans, default=0.0)
+            self._unrecorded = [t for t in self._unrecorded if t > horizon]
+            self._unrecorded.append(now)
 
     def _redis_is_back(self) -> None:
         if self._shared:
             return
         self._shared = True
-        self._fallback = None
         logger.info(
             "Redis at %s answers again; the rate budget is shared again",
             redis_location(self._url),

@@ -251,7 +251,7 @@ async def test_a_stalled_redis_never_hangs_a_call(redis_server: RedisServer) -> 
 
 
 async def test_sharing_resumes_when_redis_is_back(redis_server: RedisServer) -> None:
-    """Killed Redis: fallback; restarted: the next check after retry_interval shares again."""
+    """Killed Redis: alone; restarted: the next check after retry_interval shares again."""
     async with limiters(redis_server.url, 2, [RateWindow(50, 1.0)], retry_interval=0.1) as (a, b):
         await a.acquire()
         redis_server.kill()
@@ -263,10 +263,23 @@ async def test_sharing_resumes_when_redis_is_back(redis_server: RedisServer) -> 
         assert shared(a)
         windows = [k for k in await redis_dump(redis_server.url) if ":window:" in k]
         assert len(windows) == 1
-        # What a records now, b sees: the budget is shared again.
-        assert int(redis_server.command("ZCARD", windows[0]).strip(b":\r\n")) == 1
+        # The send a made alone is recorded with its first send back, and b sees both:
+        # the budget is shared again.
+        assert redis_server.query("ZCARD", windows[0]) == 2
         await b.acquire()
-        assert int(redis_server.command("ZCARD", windows[0]).strip(b":\r\n")) == 2
+        assert redis_server.query("ZCARD", windows[0]) == 3
+
+
+async def test_pacing_alone_counts_the_sends_made_while_shared(
+    redis_server: RedisServer,
+) -> None:
+    """No burst when Redis goes: the process's own recent sends count against its share."""
+    async with limiters(redis_server.url, 1, [RateWindow(4, 0.5)], margin=0.01) as (limiter,):
+        before = await acquire_times([limiter], 3)
+        redis_server.kill()
+        after = await acquire_times([limiter], 3)
+    assert not shared(limiter)
+    assert most_in_any_window(before + after, 0.5) <= 4
 
 
 async def test_fallback_paces_at_this_process_share(
