@@ -1,11 +1,15 @@
 """`SqliteLedger`: the embedded default `Ledger`, one SQLite file shared by every process on a host.
 
-Each operation is one ``BEGIN IMMEDIATE`` transaction (the write lock is taken up front,
-so two processes never deadlock upgrading a read), run in a worker thread so the event
-loop never blocks on the disk or on another process's lock. The file is in WAL mode
-(readers never wait for the writer) with a busy timeout, created with mode 0600, and
-commits are synced to disk (``synchronous=FULL``) so an intent recorded before a create
-survives a power cut, not only a crash. Each thread has its own connection.
+Each write runs in a ``BEGIN IMMEDIATE`` transaction (the write lock is taken up front,
+so two processes never deadlock upgrading a read), in a worker thread so the event loop
+never blocks on the disk or on another process's lock. Writes that arrive while one
+batch is in the thread are committed together (group commit: one thread trip and one
+sync for the batch, each operation in its own savepoint, so each stays atomic and one
+failing spoils no other).
+The file is in WAL mode (readers never wait for the writer) with a busy timeout, created
+with mode 0600, and commits are synced to disk (``synchronous=FULL``) so an intent
+recorded before a create survives a power cut, not only a crash. Each thread has its
+own connection.
 
 User names are unique per account across entries (a partial unique index) and are checked
 against the baseline in the same transaction, which is what makes `claim` exclusive.
@@ -20,7 +24,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Collection
-from typing import TypeVar
+from typing import Any, Generic, TypeVar
 
 import anyio
 
@@ -100,6 +104,9 @@ class SqliteLedger:
         self._lock = threading.Lock()
         self._connections: dict[tuple[int, int], sqlite3.Connection] = {}
         self._closed = False
+        # Group commit: per thread (so per event loop), the writes queued meanwhile.
+        self._queues: dict[int, _LoopQueue] = {}
+        self._with_baseline: set[str] = set()
 
     def __repr__(self) -> str:
         return f"<SqliteLedger {self.path!r}>"
@@ -135,11 +142,13 @@ class SqliteLedger:
         def op(db: sqlite3.Connection, now: float) -> Begin:
             row = _select(db, account, key)
             if row is None or row[4] == EntryState.FAILED:
-                has_baseline = db.execute(
-                    "SELECT 1 FROM accounts WHERE account = ?", (account,)
-                ).fetchone()
-                if not has_baseline:
-                    return Begin(Decision.NEED_BASELINE, _entry(row, now))
+                # A baseline, once recorded, is never removed: remember whose we saw.
+                if account not in self._with_baseline:
+                    if not db.execute(
+                        "SELECT 1 FROM accounts WHERE account = ?", (account,)
+                    ).fetchone():
+                        return Begin(Decision.NEED_BASELINE, _entry(row, now))
+                    self._with_baseline.add(account)
                 db.execute(
                     "INSERT INTO entries (account, key, total_limit, hourly_limit, fingerprint, "
                     "state, user_name, holder, lease_until, ended_at, attempts, created_at, "
@@ -164,7 +173,18 @@ class SqliteLedger:
                         now,
                     ),
                 )
-                return Begin(Decision.SEND, _entry(_select(db, account, key), now))
+                entry = LedgerEntry(
+                    key=key,
+                    total_limit=total_limit,
+                    hourly_limit=hourly_limit,
+                    state=EntryState.PENDING,
+                    fingerprint=fingerprint,
+                    holder=holder,
+                    lease_left=lease,
+                    ended_ago=None if row is None or row[8] is None else max(0.0, now - row[8]),
+                    attempts=1 if row is None else row[9] + 1,
+                )
+                return Begin(Decision.SEND, entry)
             _, total, hourly, stored_fingerprint, state, _, held_by, lease_until, ended, _ = row
             if (int(total), int(hourly), stored_fingerprint) != (
                 total_limit,
@@ -334,7 +354,31 @@ class SqliteLedger:
     # -- plumbing ------------------------------------------------------------------
 
     async def _write(self, op: Callable[[sqlite3.Connection, float], T]) -> T:
-        return await anyio.to_thread.run_sync(functools.partial(self._transaction, op, True))
+        """Run ``op`` in a write transaction, committed with the writes queued meanwhile.
+
+        Writes of one event loop queue up while a batch is in the worker thread; the task
+        that finds no batch running carries every queued write to the thread in one
+        transaction (group commit: one trip to the thread and one sync to disk for the
+        batch), then wakes their tasks. Like a plain thread call, no caller returns (nor
+        is cancelled) before its write is committed or has failed.
+        """
+        slot: _Slot[T] = _Slot(op)
+        queue = self._queues.setdefault(threading.get_ident(), _LoopQueue())
+        queue.slots.append(slot)
+        with anyio.CancelScope(shield=True):
+            if queue.flushing:
+                await slot.event.wait()
+            else:
+                queue.flushing = True
+                try:
+                    while queue.slots:
+                        batch, queue.slots = queue.slots, []
+                        await anyio.to_thread.run_sync(self._run_batch, batch)
+                        for done in batch:
+                            done.event.set()
+                finally:
+                    queue.flushing = False
+        return slot.outcome()
 
     async def _read(self, op: Callable[[sqlite3.Connection, float], T]) -> T:
         return await anyio.to_thread.run_sync(functools.partial(self._transaction, op, False))
@@ -342,7 +386,7 @@ class SqliteLedger:
     def _transaction(self, op: Callable[[sqlite3.Connection, float], T], write: bool) -> T:
         try:
             db = self._connection()
-            db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+            self._when_not_busy(lambda: db.execute("BEGIN IMMEDIATE" if write else "BEGIN"))
             try:
                 result = op(db, time.time())
             except BaseException:
@@ -353,6 +397,51 @@ class SqliteLedger:
         except sqlite3.Error as exc:
             raise LedgerError(f"the ledger {self.path} failed: {exc}") from exc
         return result
+
+    def _run_batch(self, batch: list[_Slot[Any]]) -> None:
+        try:
+            db = self._connection()
+            self._when_not_busy(lambda: db.execute("BEGIN IMMEDIATE"))
+            try:
+                for slot in batch:
+                    db.execute("SAVEPOINT op")
+                    try:
+                        slot.value = slot.op(db, time.time())
+                    except Exception as exc:
+                        db.execute("ROLLBACK TO op")
+                        slot.error = exc
+                    db.execute("RELEASE op")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+        except BaseException as exc:
+            for slot in batch:
+                slot.error = exc
+        finally:
+            for slot in batch:
+                slot.done = True
+
+    def _when_not_busy(self, step: Callable[[], object]) -> None:
+        """Run ``step``, which changes nothing if it fails, until the database lets it.
+
+        SQLite answers "database is locked" at once, without its busy handler, in a few
+        cases (another process converting the file to WAL, or recovering it): such a
+        step is tried again until the busy timeout has passed.
+        """
+        deadline = time.monotonic() + self._busy_timeout
+        pause = 0.005
+        while True:
+            try:
+                step()
+            except sqlite3.OperationalError as exc:
+                busy = exc.sqlite_errorcode & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+                if not busy or time.monotonic() + pause > deadline:
+                    raise
+                time.sleep(pause)
+                pause = min(pause * 2, 0.1)
+            else:
+                return
 
     def _connection(self) -> sqlite3.Connection:
         ident = (os.getpid(), threading.get_ident())
@@ -379,13 +468,43 @@ class SqliteLedger:
         )
         try:
             connection.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
-            connection.execute("PRAGMA journal_mode = WAL")
+            self._when_not_busy(lambda: connection.execute("PRAGMA journal_mode = WAL"))
             connection.execute(f"PRAGMA synchronous = {self._synchronous}")
-            connection.executescript(_SCHEMA)
+            self._when_not_busy(lambda: connection.executescript(_SCHEMA))
         except BaseException:
             connection.close()
             raise
         return connection
+
+
+class _Slot(Generic[T]):
+    """One write operation waiting for, or done by, a group commit."""
+
+    __slots__ = ("done", "error", "event", "op", "value")
+
+    def __init__(self, op: Callable[[sqlite3.Connection, float], T]) -> None:
+        self.op = op
+        self.done = False
+        self.value: T | None = None
+        self.error: BaseException | None = None
+        self.event = anyio.Event()
+
+    def outcome(self) -> T:
+        if self.error is not None:
+            if isinstance(self.error, sqlite3.Error):
+                raise LedgerError(f"the ledger failed: {self.error}") from self.error
+            raise self.error
+        return self.value  # type: ignore[return-value]  # set when no error
+
+
+class _LoopQueue:
+    """The writes one event loop has queued, and whether a batch of them is running."""
+
+    __slots__ = ("flushing", "slots")
+
+    def __init__(self) -> None:
+        self.slots: list[_Slot[Any]] = []
+        self.flushing = False
 
 
 def _select(db: sqlite3.Connection, account: str, key: str) -> _Row | None:

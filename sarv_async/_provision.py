@@ -55,7 +55,6 @@ from ._idempotency import (
     check_key,
     free_users,
     holder_is_dead,
-    holding,
     mismatch_error,
     new_holder,
 )
@@ -205,6 +204,9 @@ class Provisioning:
         self._client = client
         self._specs = specs
         self._workers = concurrency or client._shared.pipeline.max_concurrency
+        # Creates in flight are bounded by ``concurrency``; twice as many workers let the
+        # ledger's steps (begin, claim) of some overlap with the calls of others.
+        self._calls = anyio.Semaphore(self._workers)
         self._progress = progress
         if type(max_rounds) is not int or max_rounds < 0:
             raise ValidationError(
@@ -239,6 +241,8 @@ class Provisioning:
         self._users: dict[str, SmtpUser] = {}
         self._pending: list[_Spec] = []
         self._wake = anyio.Event()
+        self._reconciled = anyio.Event()
+        self._in_flight: dict[str, str] = {}
         self._sending = 0
         self._creating = True
         self._orphans: tuple[SmtpUser, ...] = ()
@@ -328,11 +332,15 @@ class Provisioning:
             await self._ledger.record_baseline(self._account, self._snapshot)
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._reconcile, tg)
+                renewer = anyio.CancelScope()
+                tg.start_soon(self._renew, renewer)
                 try:
                     await self._create_all(self._numbered())
                 finally:
                     self._creating = False
                     self._wake.set()
+                await self._reconciled.wait()
+                renewer.cancel()
             if self._orphans_checked:
                 await self._find_orphans()
             self._summary = ProvisionSummary(
@@ -372,7 +380,7 @@ class Provisioning:
 
         try:
             async with anyio.create_task_group() as tg:
-                for _ in range(self._workers):
+                for _ in range(2 * self._workers):
                     tg.start_soon(worker)
         finally:
             with anyio.CancelScope(shield=True):
@@ -440,16 +448,11 @@ class Provisioning:
         """Send the create the ledger gave ``item``'s holder; claim its user."""
         ledger, account, key, holder = self._ledger, self._account, item.key, item.holder
         self._sending += 1
+        self._in_flight[key] = holder  # the run's renewer keeps its lease
         try:
             try:
-                creds = await holding(
-                    ledger,
-                    account,
-                    key,
-                    holder,
-                    self._lease,
-                    lambda: self._client.send(item.request),
-                )
+                async with self._calls:
+                    creds = await self._client.send(item.request)
             except OutcomeUnknownError as exc:
                 with anyio.CancelScope(shield=True):
                     await ledger.mark_unknown(account, key, holder=holder)
@@ -487,6 +490,7 @@ class Provisioning:
                 item.lost = True
                 self._set_aside(item, anyio.current_time() + self._settle_delay)
         finally:
+            self._in_flight.pop(key, None)
             self._sending -= 1
             self._wake.set()
 
@@ -506,8 +510,26 @@ class Provisioning:
         """
         return asked - (entry.ended_ago or 0.0) + self._settle_delay
 
+    async def _renew(self, scope: anyio.CancelScope) -> None:
+        """Renew the lease of every create in flight, every third of the lease.
+
+        One task for the run, rather than one per create: a live but slow create (a long
+        wait for the rate limiter, a 429 pause) never loses its key to another caller.
+        """
+        with scope:
+            while True:
+                await anyio.sleep(self._lease / 3)
+                for key, holder in list(self._in_flight.items()):
+                    await self._ledger.renew(self._account, key, holder=holder, lease=self._lease)
+
     async def _reconcile(self, tg: TaskGroup) -> None:
         """Settle set-aside specs from lists, for as long as creates may set more aside."""
+        try:
+            await self._reconcile_until_done(tg)
+        finally:
+            self._reconciled.set()
+
+    async def _reconcile_until_done(self, tg: TaskGroup) -> None:
         failures = 0  # reconciling lists failed in a row
         while True:
             if not self._pending:

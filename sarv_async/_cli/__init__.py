@@ -20,13 +20,14 @@ from contextlib import contextmanager
 from typing import TextIO
 
 from .._config import InsecureHTTPWarning
-from .._exceptions import SarvError
+from .._exceptions import SarvError, ValidationError
 from .._version import __version__
 from . import _demo, _emulator, _smtp
 from ._options import add_connection_options
 from ._output import (
     EXIT_FAILURE,
     EXIT_INTERRUPTED,
+    EXIT_USAGE,
     CliError,
     describe_error,
     print_error,
@@ -90,6 +91,8 @@ def _report(exc: BaseException) -> int | None:
         return exc.exit_code
     if isinstance(exc, SarvError):
         print_error(describe_error(exc))
+        if isinstance(exc, ValidationError) and exc.status_code is None:
+            return EXIT_USAGE  # refused locally: nothing was sent
         return EXIT_FAILURE
     if isinstance(exc, OSError):
         where = f": {exc.filename}" if exc.filename else ""

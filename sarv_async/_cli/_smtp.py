@@ -75,6 +75,14 @@ def register(subparsers: Subparsers) -> None:
     parser = _command(commands, "create", "create an SMTP user", _run_create)
     _limit_options(parser, required=True)
     _output_options(parser, what="the new password", out=True)
+    parser.add_argument(
+        "--idempotency-key",
+        metavar="KEY",
+        help="create at most one user for KEY: run again with it, and the same user is "
+        "returned (its password read back with list) and nothing is created",
+    )
+    _ledger_option(parser)
+    _settle_option(parser)
 
     parser = _command(commands, "update", "change an SMTP user's limits or status", _run_update)
     parser.add_argument("name", metavar="NAME", help="the SMTP user name, e.g. smtp10001")
@@ -115,12 +123,7 @@ def register(subparsers: Subparsers) -> None:
         help="the credentials CSV file (mode 0600); if it exists from an earlier run of "
         "the same command, the run resumes into it",
     )
-    parser.add_argument(
-        "--ledger",
-        metavar="PATH",
-        help="the ledger file recording every create (SARV_LEDGER; default: "
-        "$XDG_STATE_HOME/sarv-async/ledger.sqlite3, one per user)",
-    )
+    _ledger_option(parser)
     parser.add_argument(
         "--concurrency",
         type=positive_int,
@@ -134,14 +137,7 @@ def register(subparsers: Subparsers) -> None:
         help="the account's limits, e.g. '20/second' or '60/minute;3600/hour' "
         "(default: the API's published 60/minute;3600/hour;50000/day; 'none': no pacing)",
     )
-    parser.add_argument(
-        "--settle-delay",
-        type=seconds,
-        default=DEFAULT_SETTLE_DELAY,
-        metavar="SECONDS",
-        help="wait this long before listing the account to settle calls whose answer was "
-        "lost, so a create the server was still processing has landed (default: %(default)s)",
-    )
+    _settle_option(parser)
 
 
 def _command(
@@ -156,6 +152,26 @@ def _command(
     parser.set_defaults(run=run)
     add_connection_options(parser, nested=True)
     return parser
+
+
+def _settle_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--settle-delay",
+        type=seconds,
+        default=DEFAULT_SETTLE_DELAY,
+        metavar="SECONDS",
+        help="wait this long before listing the account to settle calls whose answer was "
+        "lost, so a create the server was still processing has landed (default: %(default)s)",
+    )
+
+
+def _ledger_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--ledger",
+        metavar="PATH",
+        help="the ledger file recording every create (SARV_LEDGER; default: "
+        "$XDG_STATE_HOME/sarv-async/ledger.sqlite3, one per user)",
+    )
 
 
 def _limit_options(parser: argparse.ArgumentParser, *, required: bool) -> None:
@@ -241,10 +257,13 @@ def _user_json(user: SmtpUser, *, secrets: bool) -> dict[str, Any]:
 def _run_create(args: argparse.Namespace) -> int:
     def create(client: AsyncSarvClient) -> Awaitable[SmtpCredentials]:
         return client.smtp_users.create(
-            total_limit=args.total_limit, hourly_limit=args.hourly_limit
+            total_limit=args.total_limit,
+            hourly_limit=args.hourly_limit,
+            idempotency_key=args.idempotency_key,
         )
 
-    return _credentials_command(args, create, "created SMTP user")
+    # Recorded in the ledger like every create, so that no run's reconciliation adopts it.
+    return _credentials_command(args, create, "created SMTP user", ledger=ledger_path(args.ledger))
 
 
 def _run_reset_password(args: argparse.Namespace) -> int:
@@ -257,6 +276,7 @@ def _credentials_command(
     args: argparse.Namespace,
     call: Callable[[AsyncSarvClient], Awaitable[SmtpCredentials]],
     done: str,
+    **options: Any,
 ) -> int:
     """Make a call that answers a password; show or save it as the options say."""
     if args.out is not None:
@@ -270,7 +290,7 @@ def _credentials_command(
         else None
     )
     with out if out is not None else nullcontext():
-        creds = _call(config, call)
+        creds = _call(config, call, **options)
         if out is not None:
             out.write_row([creds.smtp_user_name, creds.smtp_password])
     if args.json:

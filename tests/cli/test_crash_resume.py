@@ -236,3 +236,29 @@ def test_two_concurrent_runs_sharing_the_default_ledger_never_share_a_user(
     assert not in_a & in_b, "a user was given to rows of both files"
     assert in_a | in_b == set(server)
     assert os.path.getsize(tmp_path / "a-out.csv") > 0
+
+
+@pytest.mark.parametrize(("stop", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_sigterm_and_sigint_stop_cleanly_with_a_summary(
+    launch: Launch, tmp_path: Path, stop: signal.Signals, code: int
+) -> None:
+    """Stopped mid-run: its exit status, the rows so far in OUT, a line saying to rerun."""
+    url = _serve(launch, 5)
+    specs = _specs(tmp_path / "specs.csv", "cust")
+    out = tmp_path / "creds.csv"
+    argv = _argv(url, specs, out, _token_file(tmp_path))
+    proc = launch(argv)
+    _wait_for_lines(proc, out, 5)
+    proc.send_signal(stop)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == code, err.decode()
+    [line] = [line for line in err.decode().splitlines() if "rows done" in line]
+    done = int(line.split("stopped: ")[1].split(" of ")[0])
+    assert 5 <= done < ROWS
+    assert line.endswith("run the same command again to resume")
+    rows = [row for row in _read_out(out) if row["smtp_password"]]
+    assert len(rows) == done
+    server = _server_users(url)
+    assert all(server[row["smtp_user_name"]]["password"] == row["smtp_password"] for row in rows)
+    _run_to_success(launch, argv)
+    _assert_one_user_per_row(out, "cust", _server_users(url))

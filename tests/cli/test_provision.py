@@ -448,3 +448,51 @@ def test_a_write_failure_names_the_user_it_could_not_save(
     assert f"SMTP user {user['smtp_user_name']} was created" in run.err
     assert f"reset-password {user['smtp_user_name']}" in run.err
     assert user["password"] not in run.err + run.out
+
+
+@posix_only
+def test_resuming_keeps_credentials_and_drops_cut_or_failed_rows(tmp_path: Path) -> None:
+    """A resumed OUT keeps rows with a user, drops failed ones and a row cut by a kill."""
+    from sarv_async._cli._files import resume_credentials_file
+
+    header = ["customer", "smtp_user_name", "smtp_password", "outcome", "error"]
+    out = tmp_path / "creds.csv"
+    out.write_text(
+        "customer,smtp_user_name,smtp_password,outcome,error\r\n"
+        "a,smtp1,pw-1,created,\r\n"
+        "b,,,failed,ValidationError\r\n"
+        "c,smtp3,pw-3,adopted,\r\n"
+        "d,smtp4,pw-4-cut-sh",  # killed mid-write: no line end
+        encoding="utf-8",
+    )
+    out.chmod(0o644)
+    resumed, users = resume_credentials_file(str(out), header, "smtp_user_name")
+    with resumed:
+        resumed.write_row(["e", "smtp5", "pw-5", "created", ""])
+    assert users == {"smtp1", "smtp3"}
+    assert file_mode(out) == 0o600
+    assert out.read_text(encoding="utf-8").splitlines() == [
+        "customer,smtp_user_name,smtp_password,outcome,error",
+        "a,smtp1,pw-1,created,",
+        "c,smtp3,pw-3,adopted,",
+        "e,smtp5,pw-5,created,",
+    ]
+    assert not (tmp_path / "creds.csv.partial").exists()
+
+
+def test_the_ledger_holds_no_password_and_no_token(
+    cli: Cli, account_env: Emulator, tmp_path: Path
+) -> None:
+    """After a run, no password and no token are anywhere in the ledger's files."""
+    from sarv_async._cli._state import default_ledger_path
+
+    specs = _write_specs(tmp_path / "specs.csv", 5)
+    run = cli("smtp", "provision", "--settle-delay", "0", str(specs), "--out", str(tmp_path / "o"))
+    assert run.code == 0, run.err
+    ledger = default_ledger_path()
+    files = [path for path in ledger.parent.iterdir() if path.name.startswith(ledger.name)]
+    content = b"".join(path.read_bytes() for path in files)
+    names = [name.encode() for name in passwords(account_env)]
+    assert all(name in content for name in names)  # the user names are recorded...
+    for secret in [*passwords(account_env).values(), TOKEN]:
+        assert secret.encode() not in content  # ...their passwords and the token never

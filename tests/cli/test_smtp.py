@@ -134,13 +134,50 @@ def test_create_refuses_an_existing_out_file_before_any_call(
     assert account_env.stats()["requests"] == {}
 
 
-def test_create_with_unknown_outcome_says_to_check_and_leaves_no_file(
+def test_create_with_a_lost_answer_settles_it_through_the_ledger(
     cli: Cli, account_env: Emulator, tmp_path: Path
 ) -> None:
-    """A create whose answer is lost is one error line pointing at smtp list; no empty file."""
-    account_env.inject_fault("general_error", "addSmtp")
+    """A create whose answer is lost is settled by listing: one user, its password saved."""
+    account_env.inject_fault("drop_after_apply", "addSmtp")
     out = tmp_path / "new.csv"
-    run = cli("smtp", "create", "--total-limit", "5", "--hourly-limit", "1", "--out", str(out))
+    run = cli(
+        "smtp",
+        "create",
+        "--total-limit",
+        "5",
+        "--hourly-limit",
+        "1",
+        "--out",
+        str(out),
+        "--settle-delay",
+        "0.05",
+    )
+    assert run.code == 0, run.err
+    [user] = account_env.users()
+    assert f"{user['smtp_user_name']},{user['password']}" in out.read_text()
+
+
+def test_create_whose_outcome_stays_unknown_says_to_check_and_leaves_no_file(
+    cli: Cli, account_env: Emulator, tmp_path: Path
+) -> None:
+    """A lost answer that no list can settle is one error line; no empty file."""
+    # A first create, so the ledger has met the account (its baseline is recorded).
+    assert cli("smtp", "create", "--total-limit", "1", "--hourly-limit", "1").code == 0
+    account_env.inject_fault("general_error", "addSmtp")
+    account_env.inject_fault("drop_before", "listSmtp", count=3)
+    out = tmp_path / "new.csv"
+    run = cli(
+        "smtp",
+        "create",
+        "--total-limit",
+        "5",
+        "--hourly-limit",
+        "1",
+        "--out",
+        str(out),
+        "--settle-delay",
+        "0",
+    )
     assert run.code == 1
     [line] = run.err.splitlines()
     assert line.startswith("error: the call may or may not have taken effect")
@@ -209,3 +246,27 @@ def test_reset_password_out_replaces_a_file_with_force(
             "smtp_password": passwords(account_env)[creds.smtp_user_name],
         }
     ]
+
+
+def test_create_with_an_idempotency_key_twice_makes_one_user(
+    cli: Cli, account_env: Emulator, tmp_path: Path
+) -> None:
+    """smtp create --idempotency-key: the second run prints the same user; one exists."""
+    argv = ("smtp", "create", "--total-limit", "5", "--hourly-limit", "1", "--json")
+    first = cli(*argv, "--idempotency-key", "tenant-1")
+    second = cli(*argv, "--idempotency-key", "tenant-1")
+    assert first.code == second.code == 0, first.err + second.err
+    assert json.loads(first.out) == json.loads(second.out)
+    assert len(account_env.users()) == 1
+    other = cli(
+        "smtp",
+        "create",
+        "--total-limit",
+        "6",
+        "--hourly-limit",
+        "1",
+        "--idempotency-key",
+        "tenant-1",
+    )
+    assert other.code == 2
+    assert "'tenant-1' was already used with total_limit=5" in other.err

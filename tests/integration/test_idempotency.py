@@ -259,3 +259,38 @@ def test_keys_from_two_processes_at_once_give_one_user_each(tmp_path: Path) -> N
         i = int(key.removeprefix("job-"))
         assert users[name]["password"] == password
         assert users[name]["total_limit"] == 100 + i % 3
+
+
+async def test_a_slow_create_keeps_its_key_past_its_lease(tmp_path: Path) -> None:
+    """A live create slower than its lease renews it: another caller waits, sends nothing."""
+    path = tmp_path / "l.sqlite3"
+    async with Emulator(latency_ms=1200) as emu:
+        async with _client(emu, path) as warm:  # record the baseline first
+            await warm.smtp_users.create(total_limit=1, hourly_limit=1)
+        slow, other = _client(emu, path), _client(emu, path)
+        for client in (slow, other):
+            assert client._shared.creates is not None
+            client._shared.creates.lease = 0.3  # renewed every 0.1 s
+        found: list[SmtpCredentials] = []
+        async with slow, other:
+            assert other.ledger is not None
+            account = account_id(emu.base_url, "demo")
+
+            async def call(client: AsyncSarvClient) -> None:
+                found.append(
+                    await client.smtp_users.create(
+                        total_limit=7, hourly_limit=3, idempotency_key="k"
+                    )
+                )
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(call, slow)
+                await anyio.sleep(0.7)  # more than twice the lease
+                entry = await other.ledger.get(account, "k")
+                assert entry is not None
+                assert entry.state is EntryState.PENDING
+                assert entry.lease_left is not None
+                assert entry.lease_left > 0, "the live holder's lease ran out"
+                tg.start_soon(call, other)
+        assert _creates(emu) == 2  # the warm-up and one for the key
+    assert found[0].smtp_user_name == found[1].smtp_user_name

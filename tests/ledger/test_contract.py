@@ -253,10 +253,10 @@ async def test_a_holder_known_dead_is_expired_at_once(ledger: Ledger) -> None:
 async def test_renew_keeps_a_slow_holder_s_lease(ledger: Ledger) -> None:
     """A renewed lease does not run out; only the holder may renew it."""
     await _ready(ledger)
-    await _send(ledger, "k", lease=0.3)
-    for _ in range(4):
-        await anyio.sleep(0.15)
-        assert await ledger.renew(ACCOUNT, "k", holder="h1", lease=0.3)
+    await _send(ledger, "k", lease=1.0)
+    for _ in range(3):
+        await anyio.sleep(0.4)
+        assert await ledger.renew(ACCOUNT, "k", holder="h1", lease=1.0)
     assert (await ledger.begin(ACCOUNT, "k", **LIMITS, holder="h2", lease=60)).decision is (
         Decision.BUSY
     )

@@ -1,0 +1,199 @@
+"""What the ledger costs: provisioning throughput with and without it, and its size on disk.
+
+::
+
+    python bench/bench_ledger.py --specs 5000 --rounds 5
+    python bench/bench_ledger.py --size 100000
+
+Throughput: N creates against the emulator (in its own process, as a server would be; no
+rate limit, no faults),
+with 10 calls in flight, in interleaved rounds of three shapes: the floor (raw httpx
+posting ``addSmtp`` and ``json.loads``-ing the answers), ``provision()`` without a ledger
+(a `MemoryLedger` for the run), and ``provision()`` with a `SqliteLedger` file (synced
+commits; a fresh file per round). Prints the median and the spread of creates a second,
+the client process's CPU time per create (all its threads), and the ratio of the medians
+(target: the ledger at least 0.8x of no ledger).
+
+Size: the ledger file after ``--size`` creates recorded through the ledger's own
+operations (one begin and one claim per create, keys like the CLI's), per 100,000.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import anyio
+import httpx
+
+from sarv_async import AsyncSarvClient, SqliteLedger
+from sarv_async._ledger import account_id
+from sarv_async.testing import DEMO_OWNER_ID, DEMO_TOKEN
+
+CONCURRENCY = 10
+
+
+def _specs(count: int) -> list[dict[str, int]]:
+    return [{"total_limit": 100 + i % 7, "hourly_limit": 10 + i % 3} for i in range(count)]
+
+
+@contextmanager
+def emulator() -> Iterator[str]:
+    """``sarv-async emulator`` in its own process; its base URL."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sarv_async", "emulator", "--port", "0", "--log-level", "warning"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        banner = ""
+        while "Ctrl+C" not in banner:
+            line = proc.stdout.readline()
+            assert line, "the emulator did not start"
+            banner += line
+        match = re.search(r"(http://\S+/v1\.0/)", banner)
+        assert match, banner
+        yield match.group(1)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def reset(url: str) -> None:
+    httpx.post(url.removesuffix("v1.0/") + "_emulator/reset")
+
+
+async def floor(base_url: str, count: int) -> float:
+    """Raw httpx: ``count`` addSmtp posts, 10 at a time, answers read with json.loads."""
+    url = base_url + "settings/addSmtp"
+    limits = httpx.Limits(max_connections=CONCURRENCY, max_keepalive_connections=CONCURRENCY)
+    specs = iter(_specs(count))
+    async with httpx.AsyncClient(limits=limits) as http:
+
+        async def worker() -> None:
+            for spec in specs:
+                body = {"owner_id": DEMO_OWNER_ID, "token": DEMO_TOKEN, **spec}
+                response = await http.post(url, content=json.dumps(body))
+                json.loads(response.content)
+
+        started = time.perf_counter()
+        async with anyio.create_task_group() as tg:
+            for _ in range(CONCURRENCY):
+                tg.start_soon(worker)
+        return time.perf_counter() - started
+
+
+async def provision(url: str, count: int, ledger: str | None) -> float:
+    """``provision()`` of ``count`` specs, with the SQLite ledger at ``ledger`` or none."""
+    async with AsyncSarvClient(
+        DEMO_OWNER_ID,
+        DEMO_TOKEN,
+        base_url=url,
+        rate_limit=None,
+        max_concurrency=CONCURRENCY,
+        ledger=ledger,
+        settle_delay=0,
+    ) as client:
+        started = time.perf_counter()
+        async with client.smtp_users.provision(_specs(count)) as run:
+            summary = await run.complete()
+        elapsed = time.perf_counter() - started
+    assert summary.created == count, summary
+    return elapsed
+
+
+async def throughput(count: int, rounds: int) -> None:
+    rates: dict[str, list[float]] = {"floor": [], "no ledger": [], "sqlite ledger": []}
+    cpu: dict[str, list[float]] = {shape: [] for shape in rates}
+    with tempfile.TemporaryDirectory() as tmp, emulator() as url:
+        await floor(url, 200)  # warm up
+        for round_ in range(rounds):
+            for shape in rates:  # interleaved: every shape once per round
+                reset(url)
+                used = time.process_time()
+                if shape == "floor":
+                    elapsed = await floor(url, count)
+                elif shape == "no ledger":
+                    elapsed = await provision(url, count, None)
+                else:
+                    path = os.path.join(tmp, f"ledger-{round_}.sqlite3")
+                    elapsed = await provision(url, count, path)
+                rates[shape].append(count / elapsed)
+                cpu[shape].append((time.process_time() - used) / count * 1e6)
+    print(f"{count} creates per round, {rounds} interleaved rounds, {CONCURRENCY} in flight")
+    for shape, values in rates.items():
+        print(
+            f"  {shape:14} median {statistics.median(values):7.1f} creates/s  "
+            f"spread {min(values):7.1f}-{max(values):7.1f}  "
+            f"client CPU {statistics.median(cpu[shape]):5.0f} us/create"
+        )
+    ratio = statistics.median(rates["sqlite ledger"]) / statistics.median(rates["no ledger"])
+    print(f"  sqlite ledger / no ledger: {ratio:.2f}x (target >= 0.8x)")
+
+
+def _sizes(directory: str) -> dict[str, int]:
+    return {name: os.path.getsize(os.path.join(directory, name)) for name in os.listdir(directory)}
+
+
+async def size(count: int) -> None:
+    account = account_id("https://api.example.com/v1.0/", "owner-42")
+    run_id = "file:" + "0" * 24
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "ledger.sqlite3")
+        ledger = SqliteLedger(path)
+        await ledger.record_baseline(account, [])
+        started = time.perf_counter()
+        keys = iter(range(count))
+
+        async def worker() -> None:
+            for i in keys:
+                key = f"{run_id}:{i}"
+                await ledger.begin(
+                    account,
+                    key,
+                    total_limit=100 + i % 7,
+                    hourly_limit=10,
+                    holder=f"host:4242:{i:016x}",
+                    lease=30,
+                    fingerprint="f" * 32,
+                )
+                await ledger.claim(account, key, f"smtp{10000 + i}")
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(CONCURRENCY):
+                tg.start_soon(worker)
+        elapsed = time.perf_counter() - started
+        await ledger.aclose()
+        files = _sizes(tmp)
+    total = sum(files.values())
+    print(f"{count} creates recorded in {elapsed:.1f} s ({2 * count / elapsed:.0f} ops/s)")
+    print(f"  files: {files}")
+    print(f"  ledger size per 100,000 creates: {total * 100_000 / count / 1e6:.1f} MB")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--specs", type=int, default=5000, help="N (default: %(default)s)")
+    parser.add_argument("--rounds", type=int, default=5, help="default: %(default)s")
+    parser.add_argument("--size", type=int, default=0, help="measure the size after N creates")
+    parser.add_argument("--backend", choices=("asyncio", "trio"), default="asyncio")
+    args = parser.parse_args()
+    if args.size:
+        anyio.run(size, args.size, backend=args.backend)
+    else:
+        anyio.run(throughput, args.specs, args.rounds, backend=args.backend)
+
+
+if __name__ == "__main__":
+    main()
