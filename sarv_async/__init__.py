@@ -25,6 +25,7 @@ from ._exceptions import LedgerError as LedgerError
 from ._exceptions import OutcomeUnknownError as OutcomeUnknownError
 from ._exceptions import RateLimitError as RateLimitError
 from ._exceptions import SarvError as SarvError
+from ._exceptions import StoreUnavailableError as StoreUnavailableError
 from ._exceptions import UnexpectedResponseError as UnexpectedResponseError
 from ._exceptions import ValidationError as ValidationError
 from ._version import __version__ as __version__
@@ -36,9 +37,11 @@ if typing.TYPE_CHECKING:
     from ._config import InsecureHTTPWarning as InsecureHTTPWarning
     from ._ledger import Ledger as Ledger
     from ._ledger import LedgerEntry as LedgerEntry
+    from ._ledger_redis import RedisLedger as RedisLedger
     from ._ledger_sqlite import SqliteLedger as SqliteLedger
     from ._limiter import RateLimiter as RateLimiter
     from ._limiter import SlidingWindowLimiter as SlidingWindowLimiter
+    from ._limiter_redis import RedisRateLimiter as RedisRateLimiter
     from ._models import SmtpCredentials as SmtpCredentials
     from ._models import SmtpUser as SmtpUser
     from ._models import SmtpUserList as SmtpUserList
@@ -86,6 +89,8 @@ __all__ = [
     "RateLimitError",
     "RateLimiter",
     "RateWindow",
+    "RedisLedger",
+    "RedisRateLimiter",
     "ResetSmtpPasswordRequest",
     "SarvError",
     "SarvRequest",
@@ -96,6 +101,7 @@ __all__ = [
     "SmtpUserStatus",
     "SmtpUsers",
     "SqliteLedger",
+    "StoreUnavailableError",
     "UnexpectedResponseError",
     "UpdateSmtpUserRequest",
     "UpdateSmtpUserResponse",
@@ -113,6 +119,8 @@ _LAZY: dict[str, str] = {
     "Ledger": "._ledger",
     "LedgerEntry": "._ledger",
     "SqliteLedger": "._ledger_sqlite",
+    "RedisLedger": "._ledger_redis",
+    "RedisRateLimiter": "._limiter_redis",
     "RateLimiter": "._limiter",
     "SlidingWindowLimiter": "._limiter",
     "SmtpCredentials": "._models",

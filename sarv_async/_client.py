@@ -6,16 +6,26 @@ import enum
 import math
 import os
 import warnings
+from contextlib import AbstractAsyncContextManager
 from types import TracebackType
-from typing import ClassVar, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 
 import httpx
 
-from ._config import SARV, SENDCLEAN, Brand, Secret, from_environment, resolve
+from ._config import (
+    SARV,
+    SENDCLEAN,
+    Brand,
+    Secret,
+    from_environment,
+    resolve,
+    resolve_redis_url,
+)
 from ._exceptions import ValidationError
 from ._idempotency import LedgerCreates
 from ._ledger import Ledger, account_id, open_ledger
 from ._limiter import RateLimiter, SlidingWindowLimiter
+from ._limiter_redis import RedisRateLimiter
 from ._pipeline import CallOptions, Pipeline
 from ._provision import DEFAULT_SETTLE_DELAY
 from ._rate_spec import RateWindow, parse_rate_limit
@@ -65,6 +75,7 @@ class _Shared:
         "creates",
         "description",
         "http",
+        "owned_limiter",
         "owns_http",
         "owns_ledger",
         "pipeline",
@@ -73,12 +84,19 @@ class _Shared:
     )
 
     def __init__(
-        self, pipeline: Pipeline, http: httpx.AsyncClient, owns_http: bool, description: str
+        self,
+        pipeline: Pipeline,
+        http: httpx.AsyncClient,
+        owns_http: bool,
+        description: str,
+        owned_limiter: AbstractAsyncContextManager[Any] | None = None,
     ) -> None:
         self.pipeline = pipeline
         self.http = http
         self.owns_http = owns_http
         self.description = description
+        #: A limiter the client built (on Redis) and so opens and closes with itself.
+        self.owned_limiter = owned_limiter
         self.state = ClientState.UNOPENED
         self.used = False
         #: Creates through the client's ledger, when it has one.
@@ -126,6 +144,13 @@ class AsyncSarvClient:
     (see docs/idempotency.md). A ledger opened from a path is closed with the client.
     ``settle_delay`` is how long after a create's answer was lost the account is listed
     to settle it, so a create the server was still processing has landed by then.
+
+    ``redis_url`` (or ``SARV_REDIS_URL``), e.g. ``"redis://localhost:6379/0"``, shares the
+    rate budget and the 429 pause with every process using the same Redis and account
+    (needs ``sarv-async[redis]``), and keeps the ledger there unless ``ledger`` or
+    ``SARV_LEDGER`` says otherwise; such a client must be opened with ``async with``. When
+    Redis fails, the client paces itself alone with one warning, or with
+    ``on_redis_error="raise"`` raises `StoreUnavailableError`.
     """
 
     _brand: ClassVar[Brand] = SARV
@@ -151,6 +176,8 @@ class AsyncSarvClient:
         limiter: RateLimiter | None = None,
         http_client: httpx.AsyncClient | None = None,
         allow_insecure_http: bool = False,
+        redis_url: str | None = None,
+        on_redis_error: Literal["fallback", "raise"] = "fallback",
         ledger: Ledger | str | os.PathLike[str] | None = None,
         settle_delay: float = DEFAULT_SETTLE_DELAY,
     ) -> None:
@@ -178,7 +205,17 @@ class AsyncSarvClient:
             max_retry_after=max_retry_after,
             attempt_timeout=attempt_timeout,
         )
-        if limiter is None:
+        owned_limiter: RedisRateLimiter | None = None
+        redis = resolve_redis_url(self._brand, redis_url)
+        if limiter is None and redis is not None:
+            limiter = owned_limiter = RedisRateLimiter(
+                redis,
+                _parse_rate_limit(rate_limit),
+                account=RedisRateLimiter.account_for(str(settings.base_url), settings.owner_id),
+                max_pause=options.max_retry_after,
+                on_unavailable=on_redis_error,
+            )
+        elif limiter is None:
             limiter = SlidingWindowLimiter(
                 _parse_rate_limit(rate_limit), max_pause=options.max_retry_after
             )
@@ -223,6 +260,7 @@ class AsyncSarvClient:
             http_client,
             owns_http,
             f"{type(self).__name__} for {settings.owner_id!r} at {settings.base_url}",
+            owned_limiter,
         )
         self._options = options
         self._attempt_timeout = attempt_timeout
@@ -230,7 +268,8 @@ class AsyncSarvClient:
         self._base_url = settings.base_url
         self._settle_delay = _check_settle_delay(settle_delay)
         if ledger is None:
-            ledger = from_environment(self._brand, "LEDGER")
+            # SARV_LEDGER, else the Redis that shares the rate budget keeps the ledger too.
+            ledger = from_environment(self._brand, "LEDGER") or redis
             self._shared.owns_ledger = ledger is not None
         else:
             self._shared.owns_ledger = not isinstance(ledger, Ledger)
@@ -344,8 +383,15 @@ class AsyncSarvClient:
                 f"cannot open a {type(self).__name__} that is {shared.state.name.lower()}; "
                 "a client is opened once"
             )
+        if shared.owned_limiter is not None:
+            await shared.owned_limiter.__aenter__()
         if shared.owns_http:
-            await shared.http.__aenter__()
+            try:
+                await shared.http.__aenter__()
+            except BaseException:
+                if shared.owned_limiter is not None:
+                    await shared.owned_limiter.__aexit__(None, None, None)
+                raise
         shared.state = ClientState.OPENED
         return self
 
@@ -370,8 +416,12 @@ class AsyncSarvClient:
                 finally:
                     await shared.pipeline.aclose()
         finally:
-            if shared.owns_ledger and shared.creates is not None:
-                await shared.creates.ledger.aclose()
+            try:
+                if shared.owns_ledger and shared.creates is not None:
+                    await shared.creates.ledger.aclose()
+            finally:
+                if shared.owned_limiter is not None:
+                    await shared.owned_limiter.__aexit__(None, None, None)
 
 
 class AsyncSendCleanClient(AsyncSarvClient):

@@ -22,6 +22,7 @@ __all__ = [
     "Settings",
     "from_environment",
     "resolve",
+    "resolve_redis_url",
 ]
 
 
@@ -145,6 +146,22 @@ def _given_secret(token: Secret | None) -> Secret | None:
 
 def _env_secret(from_env: Callable[[str], str | None]) -> Secret | None:
     return Secret(from_env("TOKEN") or "") if from_env("TOKEN") else None
+
+
+def resolve_redis_url(
+    brand: Brand, redis_url: str | None, *, environ: Mapping[str, str] | None = None
+) -> str | None:
+    """The Redis URL that shares an account's rate budget: the argument, else ``SARV_REDIS_URL``.
+
+    ``""`` given explicitly means no Redis, whatever the environment says.
+    """
+    if redis_url is not None:
+        if not isinstance(redis_url, str):
+            raise ValidationError(
+                f"redis_url must be a string, got a {type(redis_url).__name__}", field="redis_url"
+            )
+        return redis_url.strip() or None
+    return from_environment(brand, "REDIS_URL", environ)
 
 
 def from_environment(

@@ -12,7 +12,8 @@
     │   └── APITimeoutError       the call timed out
     ├── UnexpectedResponseError   an answer that is not the documented JSON
     ├── OutcomeUnknownError       a call unsafe to repeat may or may not have taken effect
-    └── LedgerError               the ledger's store failed, or contradicts the account
+    ├── LedgerError               the ledger's store failed, or contradicts the account
+    └── StoreUnavailableError     the shared store (Redis) did not answer in time
 
 Messages never carry the token, a request body or an SMTP password. Every error
 pickles with its attributes (and a `SarvError` cause), so it crosses process pools.
@@ -35,6 +36,7 @@ __all__ = [
     "OutcomeUnknownError",
     "RateLimitError",
     "SarvError",
+    "StoreUnavailableError",
     "UnexpectedResponseError",
     "ValidationError",
 ]
@@ -193,4 +195,12 @@ class LedgerError(SarvError):
 
     Nothing is sent when the ledger fails before a create; a create whose result could not
     be recorded stays `PENDING` in the ledger and is reconciled by the next caller.
+    """
+
+
+class StoreUnavailableError(SarvError):
+    """Redis, which shares the account's rate budget between processes, did not answer in time.
+
+    Raised only when falling back to in-process pacing was switched off
+    (``on_redis_error="raise"``); nothing was sent.
     """

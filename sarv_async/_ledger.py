@@ -141,7 +141,7 @@ class Ledger(Protocol):
     ``account`` is `account_id` of the client's base URL and owner id; ``key`` any
     non-empty string; ``holder`` an opaque id unique to one attempt; ``lease`` seconds.
     A ledger is safe to share between tasks, threads and processes (and, for the stores
-    that say so, hosts). Implementations: `SqliteLedger` (one host); Redis (many hosts).
+    that say so, hosts). Implementations: `SqliteLedger` (one host); `RedisLedger` (many hosts).
     """
 
     async def record_baseline(self, account: str, user_names: Collection[str]) -> bool:
@@ -246,7 +246,12 @@ def account_id(base_url: str, owner_id: str) -> str:
 
 
 def open_ledger(ledger: object) -> Ledger:
-    """A ledger object as given, or the SQLite ledger at a path (`ValidationError` otherwise)."""
+    """A ledger object as given, the Redis ledger at a ``redis://`` (``rediss://``,
+    ``unix://``) URL, or the SQLite ledger at a path (`ValidationError` otherwise)."""
+    if isinstance(ledger, str) and ledger.startswith(("redis://", "rediss://", "unix://")):
+        from ._ledger_redis import RedisLedger
+
+        return RedisLedger(ledger)
     if isinstance(ledger, (str, os.PathLike)):
         from ._ledger_sqlite import SqliteLedger
 

@@ -1,9 +1,10 @@
 """The account options every API command takes, where the token comes from, and the client.
 
 Each option falls back to an environment variable: ``SARV_OWNER_ID``, ``SARV_BASE_URL``,
-``SARV_APP_DOMAIN``, ``SARV_BRAND`` (for the SendClean brand, ``SENDCLEAN_*`` is read
-before ``SARV_*``). The token comes from, in order: ``--token``, ``--token-file``,
-``SARV_TOKEN`` (``SENDCLEAN_TOKEN``), then a hidden prompt when stdin is a terminal.
+``SARV_APP_DOMAIN``, ``SARV_BRAND``, ``SARV_REDIS_URL`` (for the SendClean brand,
+``SENDCLEAN_*`` is read before ``SARV_*``). The token comes from, in order: ``--token``,
+``--token-file``, ``SARV_TOKEN`` (``SENDCLEAN_TOKEN``), then a hidden prompt when stdin is
+a terminal.
 """
 
 from __future__ import annotations
@@ -93,6 +94,14 @@ def add_connection_options(parser: argparse.ArgumentParser, *, nested: bool = Fa
         "other users through ps. Prefer SARV_TOKEN, --token-file or the prompt",
     )
     group.add_argument(
+        "--redis-url",
+        default=default,
+        metavar="URL",
+        help="share the account's rate budget and 429 pauses with every process using this "
+        "Redis, e.g. redis://localhost:6379/0 (SARV_REDIS_URL; prefer the variable if the URL "
+        "holds a password)",
+    )
+    group.add_argument(
         "--allow-insecure-http",
         action="store_true",
         default=argparse.SUPPRESS if nested else False,
@@ -110,6 +119,8 @@ class ClientConfig:
     app_domain: str | None
     base_url: str | None
     allow_insecure_http: bool
+    #: Shares the rate budget between processes (``--redis-url``, ``SARV_REDIS_URL``).
+    redis_url: str | None = attrs.field(default=None, repr=False)
 
     def client(self, **options: Any) -> AsyncSarvClient:
         """A new client of the brand, with ``options`` such as ``rate_limit``."""
@@ -121,6 +132,7 @@ class ClientConfig:
                 app_domain=self.app_domain,
                 base_url=self.base_url,
                 allow_insecure_http=self.allow_insecure_http,
+                redis_url=self.redis_url or "",  # "": resolved here, not from os.environ
                 **options,
             )
         except ValidationError as exc:
@@ -173,6 +185,7 @@ def client_config(
         app_domain=args.app_domain,
         base_url=args.base_url,
         allow_insecure_http=bool(args.allow_insecure_http),
+        redis_url=_text(getattr(args, "redis_url", None)) or _from_env(env, brand, "REDIS_URL"),
     )
 
 

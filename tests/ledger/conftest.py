@@ -16,6 +16,7 @@ import pytest
 
 from sarv_async import Ledger
 from sarv_async._ledger_memory import MemoryLedger
+from tests.redis_server import RedisServer
 
 __all__ = ["LedgerStore", "memory_store", "open_store"]
 
@@ -50,25 +51,28 @@ def memory_store(address: str) -> Ledger:
     return _MEMORY.setdefault(address, MemoryLedger())
 
 
-def _store(name: str, tmp_path: Path) -> LedgerStore:
+def _store(request: pytest.FixtureRequest, name: str, tmp_path: Path) -> LedgerStore:
     if name == "sqlite":
         return LedgerStore(name, "sarv_async._ledger:open_ledger", str(tmp_path / "l.sqlite3"))
     if name == "memory":
         return LedgerStore(name, "tests.ledger.conftest:memory_store", str(tmp_path))
+    if name == "redis":
+        server: RedisServer = request.getfixturevalue("redis_server")  # a fresh redis-server
+        return LedgerStore(name, "sarv_async._ledger:open_ledger", server.url)
     raise AssertionError(name)  # pragma: no cover - one branch per param
 
 
-@pytest.fixture(params=["sqlite", "memory"])
+@pytest.fixture(params=["sqlite", "memory", "redis"])
 def ledger_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LedgerStore]:
     """Each implementation of the ledger, on a fresh empty store."""
-    yield _store(request.param, tmp_path)
+    yield _store(request, request.param, tmp_path)
     _MEMORY.pop(str(tmp_path), None)
 
 
-@pytest.fixture(params=["sqlite"])
+@pytest.fixture(params=["sqlite", "redis"])
 def shared_ledger_store(request: pytest.FixtureRequest, tmp_path: Path) -> LedgerStore:
     """Each implementation that processes can share, on a fresh empty store."""
-    return _store(request.param, tmp_path)
+    return _store(request, request.param, tmp_path)
 
 
 @pytest.fixture

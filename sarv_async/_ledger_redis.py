@@ -1,0 +1,350 @@
+"""`RedisLedger`: the `Ledger` on Redis, shared by every process on every host using that Redis.
+
+Every operation is one Lua script, so it is atomic on the server and timed by the server's
+clock (``TIME``): leases and ``ended_ago`` never compare two hosts' clocks. An account's
+ledger is four keys under one hash tag, ``sarv:{<account>}:ledger:...`` (Redis Cluster and
+Valkey keep them in one slot):
+
+- ``entries``: a hash, idempotency key -> the entry as JSON (limits, state, user name,
+  holder, lease end, last end, attempts);
+- ``owners``: a hash, user name -> the key that owns it, which makes a claim exclusive;
+- ``baseline``: a set, the users that existed when the ledger first met the account;
+- ``baseline-at``: when the baseline was recorded (its existence says there is one).
+
+No key expires: it is a ledger. It holds no password and no token.
+
+There is no fallback: an operation Redis does not answer within ``timeout`` raises
+`LedgerError` (before a create: nothing is sent), because guessing would break "exactly
+once". Each operation opens its own connection (a handle needs no ``async with`` and may be
+shared by any task, thread or event loop); on loopback that costs well under a millisecond,
+small next to a create the API paces at 60 a minute.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Collection
+from typing import Any
+
+import anyio
+
+from ._exceptions import LedgerError
+from ._ledger import Begin, Claim, Decision, EntryState, LedgerEntry
+from ._limiter_redis import redis_location
+
+__all__ = ["RedisLedger"]
+
+# KEYS: entries, owners, baseline, baseline-at. ARGV[1]: the operation's arguments as JSON.
+_PRELUDE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local entries, owners, baseline, meta = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local a = cjson.decode(ARGV[1])
+local function fmt(x) return string.format('%d', x) end
+local function load(key)
+  local raw = redis.call('HGET', entries, key)
+  if not raw then return nil end
+  return cjson.decode(raw)
+end
+local function save(key, e) redis.call('HSET', entries, key, cjson.encode(e)) end
+local function view(key, e)
+  if e == nil then return nil end
+  local v = {key = key, total_limit = e.total_limit, hourly_limit = e.hourly_limit,
+             state = e.state, user_name = e.user_name, fingerprint = e.fingerprint,
+             holder = e.holder, attempts = e.attempts}
+  if e.holder ~= nil and e.lease_until ~= nil then
+    v.lease_left = (tonumber(e.lease_until) - now) / 1000000
+  end
+  if e.ended_at ~= nil then
+    v.ended_ago = math.max(0, now - tonumber(e.ended_at)) / 1000000
+  end
+  return v
+end
+local function answer(decision, key, e)
+  return cjson.encode({decision = decision, entry = view(key, e)})
+end
+local function lease_end(seconds) return fmt(now + seconds * 1000000) end
+"""
+
+_SCRIPTS = {
+    "record_baseline": """
+if redis.call('EXISTS', meta) == 1 then return 0 end
+redis.call('SET', meta, fmt(now))
+local names = a.names
+for i = 1, #names, 1000 do
+  redis.call('SADD', baseline, unpack(names, i, math.min(i + 999, #names)))
+end
+return 1
+""",
+    "begin": """
+local key = a.key
+local e = load(key)
+if e == nil or e.state == 'failed' then
+  if redis.call('EXISTS', meta) == 0 then return answer('need_baseline', key, e) end
+  local attempts, ended = 1, nil
+  if e ~= nil then attempts, ended = e.attempts + 1, e.ended_at end
+  e = {total_limit = a.total_limit, hourly_limit = a.hourly_limit, fingerprint = a.fingerprint,
+       state = 'pending', holder = a.holder, lease_until = lease_end(a.lease),
+       ended_at = ended, attempts = attempts}
+  save(key, e)
+  return answer('send', key, e)
+end
+if e.total_limit ~= a.total_limit or e.hourly_limit ~= a.hourly_limit
+   or e.fingerprint ~= a.fingerprint then
+  return answer('mismatch', key, e)
+end
+if e.state == 'created' then return answer('done', key, e) end
+local held = e.holder ~= nil and e.lease_until ~= nil and tonumber(e.lease_until) > now
+if held and (e.holder ~= a.holder or e.state == 'pending') then
+  return answer('busy', key, e)
+end
+if e.state == 'pending' then
+  -- Its holder's lease ran out: take its attempt as ended then.
+  local ended = tonumber(e.lease_until)
+  if e.ended_at ~= nil then ended = math.max(ended, tonumber(e.ended_at)) end
+  e.ended_at = fmt(ended)
+end
+e.state, e.holder, e.lease_until = 'unknown', a.holder, lease_end(a.lease)
+save(key, e)
+return answer('reconcile', key, e)
+""",
+    "renew": """
+local e = load(a.key)
+if e == nil or e.holder ~= a.holder or (e.state ~= 'pending' and e.state ~= 'unknown') then
+  return 0
+end
+e.lease_until = lease_end(a.lease)
+save(a.key, e)
+return 1
+""",
+    "expire": """
+local e = load(a.key)
+if e == nil or e.holder ~= a.holder or (e.state ~= 'pending' and e.state ~= 'unknown') then
+  return 0
+end
+local ended = now
+if e.ended_at ~= nil then ended = math.max(ended, tonumber(e.ended_at)) end
+e.state, e.holder, e.lease_until, e.ended_at = 'unknown', nil, nil, fmt(ended)
+save(a.key, e)
+return 1
+""",
+    "release": """
+local e = load(a.key)
+if e ~= nil and e.holder == a.holder and e.state ~= 'pending' then
+  e.holder, e.lease_until = nil, nil
+  save(a.key, e)
+end
+return 1
+""",
+    "claim": """
+local key, user = a.key, a.user_name
+local e = load(key)
+if e == nil then return 'no_entry' end
+if e.state == 'created' then
+  if e.user_name == user then return 'claimed' end
+  return 'settled'
+end
+if redis.call('HEXISTS', owners, user) == 1 or redis.call('SISMEMBER', baseline, user) == 1 then
+  if e.state == 'pending' then
+    e.state, e.holder, e.lease_until, e.ended_at = 'unknown', nil, nil, fmt(now)
+    save(key, e)
+  end
+  return 'taken'
+end
+e.state, e.user_name, e.holder, e.lease_until, e.ended_at = 'created', user, nil, nil, fmt(now)
+save(key, e)
+redis.call('HSET', owners, user, key)
+return 'claimed'
+""",
+    "mark_unknown": """
+local e = load(a.key)
+if e == nil or e.state == 'created' then return 1 end
+e.state = 'unknown'
+local ended = now
+if e.ended_at ~= nil then ended = math.max(ended, tonumber(e.ended_at)) end
+e.ended_at = fmt(ended)
+if e.holder == a.holder then e.holder, e.lease_until = nil, nil end
+save(a.key, e)
+return 1
+""",
+    "mark_failed": """
+local e = load(a.key)
+if e ~= nil and e.holder == a.holder and (e.state == 'pending' or e.state == 'unknown') then
+  e.state, e.holder, e.lease_until, e.ended_at = 'failed', nil, nil, fmt(now)
+  save(a.key, e)
+end
+return 1
+""",
+    "resend": """
+local e = load(a.key)
+if e == nil or e.holder ~= a.holder or e.state ~= 'unknown' then return 0 end
+e.state, e.lease_until, e.attempts = 'pending', lease_end(a.lease), e.attempts + 1
+save(a.key, e)
+return 1
+""",
+    "owned": """
+local found = {}
+for _, name in ipairs(a.names) do
+  if redis.call('HEXISTS', owners, name) == 1 or redis.call('SISMEMBER', baseline, name) == 1 then
+    found[#found + 1] = name
+  end
+end
+return found
+""",
+    "get": """
+local e = load(a.key)
+if e == nil then return false end
+return cjson.encode(view(a.key, e))
+""",
+}
+
+
+class RedisLedger:
+    """A `Ledger` in Redis: safe for every task, thread, process and host using that Redis.
+
+    ::
+
+        ledger = RedisLedger("redis://localhost:6379/0")
+
+    ``url`` is a ``redis://`` (``rediss://``, ``unix://``) URL; ``timeout`` (seconds)
+    bounds each operation, which raises `LedgerError` when Redis does not answer in time.
+    Give Redis persistence (AOF or RDB snapshots) if the ledger must survive a Redis
+    restart: a ledger lost makes keys begun before it unknown to the next run.
+    """
+
+    def __init__(self, url: str, *, timeout: float = 5.0, prefix: str = "sarv") -> None:
+        if not isinstance(url, str) or "://" not in url:
+            raise LedgerError("the Redis ledger needs a URL such as 'redis://localhost:6379/0'")
+        self.url = url
+        self._timeout = timeout
+        self._prefix = prefix
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"<RedisLedger {redis_location(self.url)}>"
+
+    # -- the protocol --------------------------------------------------------------
+
+    async def record_baseline(self, account: str, user_names: Collection[str]) -> bool:
+        return bool(await self._run("record_baseline", account, names=sorted(set(user_names))))
+
+    async def begin(
+        self,
+        account: str,
+        key: str,
+        *,
+        total_limit: int,
+        hourly_limit: int,
+        holder: str,
+        lease: float,
+        fingerprint: str | None = None,
+    ) -> Begin:
+        answer = json.loads(
+            await self._run(
+                "begin",
+                account,
+                key=key,
+                # As decimal text: Lua's numbers are doubles, and limits may exceed 2**53.
+                total_limit=str(total_limit),
+                hourly_limit=str(hourly_limit),
+                holder=holder,
+                lease=lease,
+                fingerprint=fingerprint,
+            )
+        )
+        return Begin(Decision(answer["decision"]), _entry(answer.get("entry")))
+
+    async def renew(self, account: str, key: str, *, holder: str, lease: float) -> bool:
+        return bool(await self._run("renew", account, key=key, holder=holder, lease=lease))
+
+    async def expire(self, account: str, key: str, *, holder: str) -> bool:
+        return bool(await self._run("expire", account, key=key, holder=holder))
+
+    async def release(self, account: str, key: str, *, holder: str) -> None:
+        await self._run("release", account, key=key, holder=holder)
+
+    async def claim(self, account: str, key: str, user_name: str) -> Claim:
+        return Claim(_text(await self._run("claim", account, key=key, user_name=user_name)))
+
+    async def mark_unknown(self, account: str, key: str, *, holder: str) -> None:
+        await self._run("mark_unknown", account, key=key, holder=holder)
+
+    async def mark_failed(self, account: str, key: str, *, holder: str) -> None:
+        await self._run("mark_failed", account, key=key, holder=holder)
+
+    async def resend(self, account: str, key: str, *, holder: str, lease: float) -> bool:
+        return bool(await self._run("resend", account, key=key, holder=holder, lease=lease))
+
+    async def owned(self, account: str, user_names: Collection[str]) -> set[str]:
+        found = await self._run("owned", account, names=sorted(set(user_names)))
+        return {_text(name) for name in found}
+
+    async def get(self, account: str, key: str) -> LedgerEntry | None:
+        raw = await self._run("get", account, key=key)
+        return None if raw is None else _entry(json.loads(raw))
+
+    async def aclose(self) -> None:
+        self._closed = True
+
+    # -- plumbing ------------------------------------------------------------------
+
+    async def _run(self, operation: str, account: str, **arguments: Any) -> Any:
+        """Run one operation's script on a connection of its own, within ``timeout``."""
+        if self._closed:
+            raise RuntimeError("this RedisLedger is closed")
+        import coredis
+        from coredis.exceptions import RedisError
+        from coredis.retry import NoRetryPolicy
+
+        from ._limiter_redis import closing_buffers
+
+        base = f"{self._prefix}:{{{account}}}:ledger:"
+        keys = [base + "entries", base + "owners", base + "baseline", base + "baseline-at"]
+        args = [json.dumps({k: v for k, v in arguments.items() if v is not None})]
+        redis: coredis.Redis[bytes] = coredis.Redis.from_url(
+            self.url,
+            stream_timeout=self._timeout,
+            connect_timeout=self._timeout,
+            pool_timeout=self._timeout,
+            retry_policy=NoRetryPolicy(),
+        )
+        pool = redis.connection_pool
+        pool.connection_class = closing_buffers(pool.connection_class)
+        failure: str | None = None
+        with anyio.move_on_after(self._timeout * 2) as scope:
+            try:
+                async with redis:
+                    script = redis.register_script(_PRELUDE + _SCRIPTS[operation])
+                    try:
+                        return await script(keys=keys, args=args)
+                    except (OSError, RedisError) as exc:
+                        failure = f"{type(exc).__name__}: {exc}"
+            except* (OSError, RedisError) as group:  # from the client's own tasks
+                first = group.exceptions[0]
+                failure = failure or f"{type(first).__name__}: {first}"
+        if scope.cancelled_caught:
+            failure = f"no answer within {self._timeout * 2:g} s"
+        raise LedgerError(
+            f"the Redis ledger at {redis_location(self.url)} failed ({failure})"
+        ) from None
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _entry(data: dict[str, Any] | None) -> LedgerEntry | None:
+    if not data:
+        return None
+    return LedgerEntry(
+        key=data["key"],
+        total_limit=int(data["total_limit"]),
+        hourly_limit=int(data["hourly_limit"]),
+        state=EntryState(data["state"]),
+        user_name=data.get("user_name"),
+        fingerprint=data.get("fingerprint"),
+        holder=data.get("holder"),
+        lease_left=data.get("lease_left"),
+        ended_ago=data.get("ended_ago"),
+        attempts=int(data["attempts"]),
+    )
