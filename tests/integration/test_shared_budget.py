@@ -198,6 +198,7 @@ def test_killing_redis_mid_run_then_restarting_it(
         calls=20,
         max_retries=5,
         backend=backend,
+        until_shared=20,
     )
     deadline = time.monotonic() + 30
     while len(grants(redis_server, base_url, 3600)) < 12:
