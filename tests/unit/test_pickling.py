@@ -21,6 +21,7 @@ from sarv_async import (
     OutcomeUnknownError,
     RateLimitError,
     SarvError,
+    StoreUnavailableError,
     UnexpectedResponseError,
     ValidationError,
     _exceptions,
@@ -45,6 +46,7 @@ EXAMPLES: list[SarvError] = [
     OutcomeUnknownError("maybe", request=REQUEST),
     OutcomeUnknownError("maybe", request=REQUEST, idempotency_key="tenant-42"),
     LedgerError("the ledger lost idempotency key 'tenant-42'"),
+    StoreUnavailableError("Redis at 127.0.0.1:6379 did not answer in time"),
 ]
 
 
