@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, TypeVar
 import anyio
 
 from ._exceptions import LedgerError, OutcomeUnknownError, SarvError, ValidationError
+from ._fence import Fence, LeaseLost, fenced
 from ._ledger import Claim, Decision, Ledger, LedgerEntry
 from ._models import SmtpCredentials, SmtpUser
 from ._requests import CreateSmtpUserRequest
@@ -120,24 +121,31 @@ async def holding(
     holder: str,
     lease: float,
     call: Callable[[], Awaitable[T]],
+    fence: Fence | None = None,
 ) -> T:
     """``await call()`` while renewing ``holder``'s lease on ``key`` every third of ``lease``.
 
-    What ``call`` raises is raised as itself, not wrapped in an exception group.
+    With a ``fence`` (a create), each renewal extends it and every attempt ``call`` sends
+    checks it (see ``_fence.py``). What ``call`` raises is raised as itself, not wrapped
+    in an exception group.
     """
 
     async def renew() -> None:
         while True:
             await anyio.sleep(lease / 3)
+            asked = anyio.current_time()
             if not await ledger.renew(account, key, holder=holder, lease=lease):
                 return  # settled or taken over: nothing left to keep
+            if fence is not None:
+                fence.extend(asked, lease)
 
     results: list[T] = []
     errors: list[Exception] = []
     async with anyio.create_task_group() as tg:
         tg.start_soon(renew)
         try:
-            results.append(await call())
+            with fenced(fence):
+                results.append(await call())
         except Exception as exc:
             errors.append(exc)
         finally:
@@ -151,11 +159,9 @@ class _Next(enum.Enum):
     """What a keyed create does next, when a phase did not end with credentials."""
 
     AGAIN = "begin again"
-    SEND = "send"
 
 
 _AGAIN = _Next.AGAIN
-_SEND = _Next.SEND
 
 
 class LedgerCreates:
@@ -205,7 +211,7 @@ class LedgerCreates:
         poll = _POLL_FIRST
         resends = 0
         while True:
-            asked = anyio.current_time()
+            asked = granted = anyio.current_time()
             begun = await self.ledger.begin(
                 self.account,
                 key,
@@ -241,8 +247,9 @@ class LedgerCreates:
                     return settled
                 if settled is _AGAIN:
                     continue
+                granted = settled
                 resends += 1
-            sent = await self._send(request, key, holder)
+            sent = await self._send(request, key, holder, Fence(granted + self.lease))
             if isinstance(sent, SmtpCredentials):
                 return sent
 
@@ -257,14 +264,21 @@ class LedgerCreates:
         )
 
     async def _send(
-        self, request: CreateSmtpUserRequest, key: str, holder: str
+        self, request: CreateSmtpUserRequest, key: str, holder: str, fence: Fence
     ) -> SmtpCredentials | _Next:
-        """Send the create the ledger gave ``holder``; claim its user for ``key``."""
+        """Send the create the ledger gave ``holder``; claim its user for ``key``.
+
+        ``fence`` says until when ``holder``'s lease surely runs: no attempt leaves later.
+        """
         ledger, account = self.ledger, self.account
         try:
             creds = await holding(
-                ledger, account, key, holder, self.lease, lambda: self.client.send(request)
+                ledger, account, key, holder, self.lease, lambda: self.client.send(request), fence
             )
+        except LeaseLost:
+            # Frozen past the lease before the create left: nothing was sent. Beginning
+            # again reconciles the key (someone else may have made its user meanwhile).
+            return _AGAIN
         except OutcomeUnknownError:
             with anyio.CancelScope(shield=True):
                 await ledger.mark_unknown(account, key, holder=holder)
@@ -296,18 +310,19 @@ class LedgerCreates:
         entry: LedgerEntry,
         asked: float,
         resends: int,
-    ) -> SmtpCredentials | _Next:
+    ) -> SmtpCredentials | _Next | float:
         """Settle an unknown key ``holder`` holds: adopt a user, or prove it absent.
 
-        Returns credentials; `_AGAIN` to begin again; `_SEND` when the key was proven
-        absent and made `PENDING` again for ``holder`` to send.
+        Returns credentials; `_AGAIN` to begin again; when the key was proven absent and
+        made `PENDING` again for ``holder`` to send, the anyio time the ledger was asked
+        (its new lease runs from no earlier).
         """
         ledger, account = self.ledger, self.account
         limits = (request.total_limit, request.hourly_limit)
         # From when begin was asked: errs early by at most one ledger call (see provision).
         ready_at = asked - (entry.ended_ago or 0.0) + self.settle_delay
 
-        async def settle() -> SmtpCredentials | _Next:
+        async def settle() -> SmtpCredentials | _Next | float:
             nonlocal ready_at
             while True:
                 await anyio.sleep_until(ready_at)
@@ -340,8 +355,9 @@ class LedgerCreates:
                         f"idempotency key {key!r}: no user was created after "
                         f"{resends + 1} attempts whose answers were lost; giving up"
                     )
+                resent_at = anyio.current_time()
                 if await ledger.resend(account, key, holder=holder, lease=self.lease):
-                    return _SEND
+                    return resent_at
                 return _AGAIN
 
         return await holding(ledger, account, key, holder, self.lease, settle)

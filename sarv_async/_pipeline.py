@@ -23,7 +23,7 @@ import anyio
 import attrs
 import httpx
 
-from . import _tracing
+from . import _fence, _tracing
 from ._config import Secret
 from ._converters import structure_response, unstructure_request
 from ._exceptions import (
@@ -251,6 +251,7 @@ class Pipeline:
             request.stream = body
             request.extensions[_tracing.RESEND_COUNT] = attempt - 1
             _tracing.record_rate_limit_wait(started - queued)
+            _fence.check()  # a create's holder may have been frozen past its lease
             limit = options.attempt_timeout
             if limit is None:
                 response = await http.send(request)

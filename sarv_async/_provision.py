@@ -50,6 +50,7 @@ from ._exceptions import (
     SarvError,
     ValidationError,
 )
+from ._fence import Fence, LeaseLost, fenced
 from ._idempotency import (
     LedgerCreates,
     check_key,
@@ -207,6 +208,8 @@ class _Spec:
     resends: int = 0
     #: Whether an attempt of this run lost its answer (adopted, not existing, if settled).
     lost: bool = False
+    #: Until when the lease the ledger last gave ``holder`` surely runs (``_fence.py``).
+    fence: Fence | None = None
 
 
 class Provisioning:
@@ -280,7 +283,7 @@ class Provisioning:
         self._pending: list[_Spec] = []
         self._wake = anyio.Event()
         self._reconciled = anyio.Event()
-        self._in_flight: dict[str, str] = {}
+        self._in_flight: dict[str, _Spec] = {}
         self._sending = 0
         self._creating = True
         self._orphans: tuple[SmtpUser, ...] = ()
@@ -454,6 +457,7 @@ class Provisioning:
         assert entry is not None
         now = anyio.current_time()
         if begun.decision is Decision.SEND:
+            item.fence = Fence(asked + self._lease)
             await self._send(item)
         elif begun.decision is Decision.DONE:
             await self._settled(item, entry, ProvisionOutcome.EXISTING)
@@ -486,11 +490,17 @@ class Provisioning:
         """Send the create the ledger gave ``item``'s holder; claim its user."""
         ledger, account, key, holder = self._ledger, self._account, item.key, item.holder
         self._sending += 1
-        self._in_flight[key] = holder  # the run's renewer keeps its lease
+        self._in_flight[key] = item  # the run's renewer keeps its lease (and fence)
         try:
             try:
                 async with self._calls:
-                    creds = await self._client.send(item.request)
+                    with fenced(item.fence):
+                        creds = await self._client.send(item.request)
+            except LeaseLost:
+                # Frozen past the lease before the create left: nothing was sent. The
+                # reconciler settles the key (someone may have made its user meanwhile).
+                self._set_aside(item, anyio.current_time() + self._settle_delay)
+                return
             except OutcomeUnknownError as exc:
                 with anyio.CancelScope(shield=True):
                     await ledger.mark_unknown(account, key, holder=holder)
@@ -557,8 +567,15 @@ class Provisioning:
         with scope:
             while True:
                 await anyio.sleep(self._lease / 3)
-                for key, holder in list(self._in_flight.items()):
-                    await self._ledger.renew(self._account, key, holder=holder, lease=self._lease)
+                for key, item in list(self._in_flight.items()):
+                    asked = anyio.current_time()
+                    if (
+                        await self._ledger.renew(
+                            self._account, key, holder=item.holder, lease=self._lease
+                        )
+                        and item.fence is not None
+                    ):
+                        item.fence.extend(asked, self._lease)
 
     async def _reconcile(self, tg: TaskGroup) -> None:
         """Settle set-aside specs from lists, for as long as creates may set more aside."""
@@ -660,6 +677,7 @@ class Provisioning:
             self._set_aside(item, now)
             return
         if begun.decision is Decision.SEND:  # it had failed for certain meanwhile
+            item.fence = Fence(asked + self._lease)
             self._start_send(item, tg)
             return
         if begun.decision is Decision.DONE:
@@ -710,9 +728,11 @@ class Provisioning:
                 failure = LedgerError(f"key {item.key!r}: no user was created; giving up")
             await self._finish(item, ProvisionOutcome.FAILED, error=failure)
             return
+        resent_at = anyio.current_time()
         if not await ledger.resend(account, item.key, holder=item.holder, lease=self._lease):
             self._set_aside(item, now)
             return
+        item.fence = Fence(resent_at + self._lease)
         item.resends += 1
         self._start_send(item, tg)
 

@@ -175,7 +175,8 @@ def _ledger_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--ledger",
         metavar="PATH",
-        help="the ledger file recording every create (SARV_LEDGER; default: "
+        help="the ledger recording every create, a file or a redis:// URL (SARV_LEDGER; "
+        "default: the --redis-url Redis if given, else "
         "$XDG_STATE_HOME/sarv-async/ledger.sqlite3, one per user)",
     )
 
@@ -269,7 +270,7 @@ def _run_create(args: argparse.Namespace) -> int:
         )
 
     # Recorded in the ledger like every create, so that no run's reconciliation adopts it.
-    return _credentials_command(args, create, "created SMTP user", ledger=ledger_path(args.ledger))
+    return _credentials_command(args, create, "created SMTP user", with_ledger=True)
 
 
 def _run_reset_password(args: argparse.Namespace) -> int:
@@ -292,12 +293,16 @@ def _credentials_command(
     args: argparse.Namespace,
     call: Callable[[AsyncSarvClient], Awaitable[SmtpCredentials]],
     done: str,
-    **options: Any,
+    *,
+    with_ledger: bool = False,
 ) -> int:
     """Make a call that answers a password; show or save it as the options say."""
     if args.out is not None:
         check_output_path(args.out, force=args.force)
     config = client_config(args)
+    options: dict[str, Any] = {}
+    if with_ledger:
+        options["ledger"] = ledger_path(args.ledger, redis_url=config.redis_url)
     # The file exists before the call, so a file error cannot lose a password; it is
     # removed again if the call fails.
     out = (
@@ -362,7 +367,7 @@ def _run_provision(args: argparse.Namespace) -> int:
     specs = read_specs(args.file)
     check_output_path(args.out, force=True, not_same_as=args.file)
     config = client_config(args)
-    options: dict[str, Any] = {"ledger": ledger_path(args.ledger)}
+    options: dict[str, Any] = {"ledger": ledger_path(args.ledger, redis_url=config.redis_url)}
     if args.rate_limit is not None:
         options["rate_limit"] = rate_limit_setting(args.rate_limit)
     if args.concurrency is not None:

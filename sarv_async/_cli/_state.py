@@ -12,6 +12,7 @@ __all__ = ["LEDGER_VARIABLE", "default_ledger_path", "ledger_path"]
 
 #: The environment variable naming the ledger file (as for the SDK's clients).
 LEDGER_VARIABLE = "SARV_LEDGER"
+_REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 
 
 def default_ledger_path(environ: Mapping[str, str] | None = None) -> Path:
@@ -26,15 +27,23 @@ def default_ledger_path(environ: Mapping[str, str] | None = None) -> Path:
     return root / "sarv-async" / "ledger.sqlite3"
 
 
-def ledger_path(option: str | None, environ: Mapping[str, str] | None = None) -> str:
-    """The ledger file to use: ``--ledger``, else ``SARV_LEDGER``, else the default.
+def ledger_path(
+    option: str | None, environ: Mapping[str, str] | None = None, *, redis_url: str | None = None
+) -> str:
+    """The ledger to use: ``--ledger``, else ``SARV_LEDGER``, else the Redis that
+    ``redis_url`` names (shared by every host, like the rate budget), else the default file.
 
-    The default's directory is created (mode 0700) if missing.
+    A Redis URL is kept as it is; a path is made absolute. The default's directory is
+    created (mode 0700) if missing.
     """
     env = os.environ if environ is None else environ
     given = (option or "").strip() or env.get(LEDGER_VARIABLE, "").strip()
+    if given.startswith(_REDIS_SCHEMES):
+        return given
     if given:
         return os.path.abspath(os.path.expanduser(given))
+    if redis_url:
+        return redis_url
     path = default_ledger_path(env)
     try:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
