@@ -55,18 +55,33 @@ MAX_KEY_LENGTH = 255
 _POLL_FIRST = 0.05
 _POLL_MAX = 1.0
 
-_HOST = socket.gethostname()
+
+def _host_id() -> str:
+    """This host's name, and on Linux its PID namespace: what a process id is unique in.
+
+    Containers sharing the host name (host networking) each have their own process ids,
+    so a process id alone says nothing about a holder of another PID namespace.
+    """
+    try:
+        namespace = os.readlink("/proc/self/ns/pid")  # e.g. "pid:[4026531836]"
+    except OSError:
+        return socket.gethostname()
+    return f"{socket.gethostname()}/{namespace.removeprefix('pid:').strip('[]')}"
+
+
+_HOST = _host_id()
 
 T = TypeVar("T")
 
 
 def new_holder() -> str:
-    """An id for one attempt: host, process and a random part."""
+    """An id for one attempt: host (and PID namespace), process and a random part."""
     return f"{_HOST}:{os.getpid()}:{uuid.uuid4().hex[:16]}"
 
 
 def holder_is_dead(holder: str | None) -> bool:
-    """Whether ``holder`` is an attempt of a process of this host that no longer runs.
+    """Whether ``holder`` is an attempt of a process of this host (and PID namespace)
+    that no longer runs.
 
     Its hold can then end at once instead of when its lease runs out (a rerun after
     ``kill -9`` need not wait). Anything unsure (another host, a process id now used by
