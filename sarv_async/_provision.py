@@ -242,9 +242,9 @@ class Provisioning:
         self._client = client
         self._specs = specs
         self._workers = concurrency or client._shared.pipeline.max_concurrency
-        # Creates in flight are bounded by ``concurrency``; twice as many workers let the
-        # ledger's steps (begin, claim) of some overlap with the calls of others.
-        self._calls = anyio.Semaphore(self._workers)
+        # Creates in flight are bounded by ``concurrency`` (see `_create_all` for the
+        # workers). No checkpoint when a slot is free: the create right after it awaits.
+        self._calls = anyio.Semaphore(self._workers, fast_acquire=True)
         self._progress = progress
         if type(max_rounds) is not int or max_rounds < 0:
             raise ValidationError(
@@ -373,7 +373,7 @@ class Provisioning:
                 renewer = anyio.CancelScope()
                 tg.start_soon(self._renew, renewer)
                 try:
-                    await self._create_all(self._numbered())
+                    await self._create_all()
                 finally:
                     self._creating = False
                     self._wake.set()
@@ -393,23 +393,40 @@ class Provisioning:
                 existing=self._counts[ProvisionOutcome.EXISTING],
             )
 
-    async def _numbered(self) -> AsyncGenerator[tuple[int, ProvisionSpec], None]:
+    @staticmethod
+    async def _numbered(
+        specs: AsyncIterable[ProvisionSpec],
+    ) -> AsyncGenerator[tuple[int, ProvisionSpec], None]:
         index = 0
-        if isinstance(self._specs, AsyncIterable):
-            async for spec in self._specs:
-                yield index, spec
-                index += 1
-        else:
-            for spec in self._specs:
-                yield index, spec
-                index += 1
+        async for spec in specs:
+            yield index, spec
+            index += 1
 
-    async def _create_all(self, items: AsyncGenerator[tuple[int, ProvisionSpec], None]) -> None:
+    async def _create_all(self) -> None:
+        # Twice as many workers as creates in flight let the ledger's steps (begin,
+        # claim) of some overlap with the calls of others; steps of a `MemoryLedger`
+        # never wait, so there the extra workers would only queue for the semaphore.
+        workers = self._workers if isinstance(self._ledger, MemoryLedger) else 2 * self._workers
+        if not isinstance(self._specs, AsyncIterable):
+            # A plain iterable is read without a lock: ``next`` runs to completion
+            # between two awaits, so each spec goes to exactly one worker, numbered in order.
+            numbered = enumerate(self._specs)
+
+            async def worker() -> None:
+                for index, spec in numbered:
+                    await self._begin(index, spec)
+
+            async with anyio.create_task_group() as tg:
+                for _ in range(workers):
+                    tg.start_soon(worker)
+            return
+
+        items = self._numbered(self._specs)
         lock = anyio.Lock()
 
-        async def worker() -> None:
+        async def async_worker() -> None:
             while True:
-                async with lock:  # one reader of the (possibly async) input at a time
+                async with lock:  # one reader of the async input at a time
                     try:
                         index, spec = await items.__anext__()
                     except StopAsyncIteration:
@@ -418,8 +435,8 @@ class Provisioning:
 
         try:
             async with anyio.create_task_group() as tg:
-                for _ in range(2 * self._workers):
-                    tg.start_soon(worker)
+                for _ in range(workers):
+                    tg.start_soon(async_worker)
         finally:
             with anyio.CancelScope(shield=True):
                 await items.aclose()
@@ -530,7 +547,10 @@ class Provisioning:
         finally:
             self._in_flight.pop(key, None)
             self._sending -= 1
-            self._wake.set()
+            if not self._creating:
+                # The reconciler waits for the last create to end (not for each one:
+                # what a create sets aside wakes it in `_set_aside`).
+                self._wake.set()
 
     # -- reconciliation ------------------------------------------------------------
 
