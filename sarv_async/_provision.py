@@ -39,6 +39,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 import anyio
+import anyio.lowlevel
 import attrs
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
@@ -271,6 +272,7 @@ class Provisioning:
             creates = LedgerCreates(client, MemoryLedger(), account, settle_delay=settle_delay)
         self._creates = creates.using(client)
         self._ledger = creates.ledger
+        self._memory = isinstance(self._ledger, MemoryLedger)
         self._account = creates.account
         self._lease = creates.lease
         self._total: int | None = len(specs) if isinstance(specs, Sized) else None
@@ -346,7 +348,7 @@ class Provisioning:
     def __aiter__(self) -> AsyncIterator[AnyProvisionResult]:
         if self._receive is None:
             raise RuntimeError("use 'async with client.smtp_users.provision(...) as run'")
-        return self._receive.__aiter__()
+        return _Results(self._receive)
 
     async def complete(self) -> ProvisionSummary:
         """Read every result, dropping them, and return the summary."""
@@ -406,7 +408,7 @@ class Provisioning:
         # Twice as many workers as creates in flight let the ledger's steps (begin,
         # claim) of some overlap with the calls of others; steps of a `MemoryLedger`
         # never wait, so there the extra workers would only queue for the semaphore.
-        workers = self._workers if isinstance(self._ledger, MemoryLedger) else 2 * self._workers
+        workers = self._workers if self._memory else 2 * self._workers
         if not isinstance(self._specs, AsyncIterable):
             # A plain iterable is read without a lock: ``next`` runs to completion
             # between two awaits, so each spec goes to exactly one worker, numbered in order.
@@ -472,7 +474,11 @@ class Provisioning:
         now = anyio.current_time()
         if begun.decision is Decision.SEND:
             await self._send(item)
-        elif begun.decision is Decision.DONE:
+            return
+        # Nothing above need have waited (a `MemoryLedger` never does), and some branches
+        # below do not wait either: let other tasks run before the next spec.
+        await anyio.lowlevel.checkpoint()
+        if begun.decision is Decision.DONE:
             await self._settled(item, entry, ProvisionOutcome.EXISTING)
         elif begun.decision is Decision.MISMATCH:
             error = mismatch_error(key, entry, request, fingerprint, field="key")
@@ -531,10 +537,14 @@ class Provisioning:
                 with anyio.CancelScope(shield=True):
                     await ledger.mark_unknown(account, key, holder=holder)
                 raise
-            with anyio.CancelScope(shield=True):  # the user exists: record it whatever happens
+            if self._memory:  # its steps never suspend: nothing can cancel this one
                 claim = await ledger.claim(account, key, creds.smtp_user_name)
+            else:  # the user exists: record it whatever happens
+                with anyio.CancelScope(shield=True):
+                    claim = await ledger.claim(account, key, creds.smtp_user_name)
             if claim is Claim.CLAIMED:
-                await self._finish(item, ProvisionOutcome.CREATED, credentials=creds)
+                # The create's call was a checkpoint; a full buffer still waits.
+                await self._finish(item, ProvisionOutcome.CREATED, credentials=creds, wait=False)
             elif claim is Claim.NO_ENTRY:
                 error = LedgerError(f"the ledger lost key {key!r} while its create was in flight")
                 await self._finish(item, ProvisionOutcome.FAILED, error=error)
@@ -775,8 +785,9 @@ class Provisioning:
         *,
         credentials: SmtpCredentials | None = None,
         error: SarvError | None = None,
+        wait: bool = True,
     ) -> None:
-        await self._emit(item.index, item.spec, item.key, outcome, credentials, error)
+        await self._emit(item.index, item.spec, item.key, outcome, credentials, error, wait)
 
     async def _emit(
         self,
@@ -786,7 +797,13 @@ class Provisioning:
         outcome: ProvisionOutcome,
         credentials: SmtpCredentials | None = None,
         error: SarvError | None = None,
+        wait: bool = True,
     ) -> None:
+        """Count a result and hand it to the reader.
+
+        With ``wait`` false, a result that fits in the buffer is handed over without a
+        checkpoint (for callers that have just awaited one).
+        """
         self._counts[outcome] += 1
         if self._progress is not None:
             done = sum(self._counts.values())
@@ -798,7 +815,39 @@ class Provisioning:
         else:
             assert error is not None
             result = NotProvisioned(index, spec, outcome, None, error, key)
+        if not wait:
+            try:
+                self._send_stream.send_nowait(result)
+            except anyio.WouldBlock:
+                pass
+            else:
+                return
         await self._send_stream.send(result)
+
+
+class _Results:
+    """The results as they arrive: those already buffered are read without a checkpoint.
+
+    At most the buffer and one result per worker are read in a row without one; an empty
+    buffer waits as `MemoryObjectReceiveStream.receive` does.
+    """
+
+    __slots__ = ("_receive",)
+
+    def __init__(self, receive: MemoryObjectReceiveStream[AnyProvisionResult]) -> None:
+        self._receive = receive
+
+    def __aiter__(self) -> _Results:
+        return self
+
+    async def __anext__(self) -> AnyProvisionResult:
+        try:
+            try:
+                return self._receive.receive_nowait()
+            except anyio.WouldBlock:
+                return await self._receive.receive()
+        except anyio.EndOfStream:
+            raise StopAsyncIteration from None
 
 
 def _poll(entry: LedgerEntry) -> float:
