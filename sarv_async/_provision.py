@@ -456,7 +456,6 @@ class Provisioning:
             await self._finish(item, ProvisionOutcome.FAILED, error=self._auth_failure)
             return
         while True:
-            asked = anyio.current_time()
             begun = await self._ledger.begin(
                 self._account,
                 key,
@@ -471,10 +470,11 @@ class Provisioning:
             await self._creates.record_baseline()
         entry = begun.entry
         assert entry is not None
-        now = anyio.current_time()
         if begun.decision is Decision.SEND:
             await self._send(item)
             return
+        # Read after the ledger answered: `_settled_at` then errs late, never early.
+        now = anyio.current_time()
         # Nothing above need have waited (a `MemoryLedger` never does), and some branches
         # below do not wait either: let other tasks run before the next spec.
         await anyio.lowlevel.checkpoint()
@@ -492,7 +492,7 @@ class Provisioning:
                 self._set_aside(item, now + _poll(entry))
         else:  # RECONCILE: the reconciler takes it from here, when the time comes
             await self._ledger.release(self._account, key, holder=item.holder)
-            self._set_aside(item, self._settled_at(entry, asked))
+            self._set_aside(item, self._settled_at(entry, now))
 
     def _key_of(self, index: int, spec: ProvisionSpec) -> tuple[str, str | None]:
         if isinstance(spec, Mapping):
@@ -572,9 +572,10 @@ class Provisioning:
     def _settled_at(self, entry: LedgerEntry, asked: float) -> float:
         """When a list may first prove the entry's last attempt absent (anyio clock).
 
-        ``asked`` is when the ledger was asked: the store measured ``ended_ago`` a moment
-        later, so the answer errs early by at most one ledger call, far below any
-        settle delay; it keeps two clocks from ever being compared.
+        ``asked`` is a moment next to the ledger call whose answer ``entry`` is: read
+        before the call (the store measured ``ended_ago`` a moment later), the answer
+        errs early by at most one ledger call, far below any settle delay; read after
+        it, late by as much. It keeps two clocks from ever being compared.
         """
         return asked - (entry.ended_ago or 0.0) + self._settle_delay
 
@@ -818,8 +819,8 @@ class Provisioning:
         if not wait:
             try:
                 self._send_stream.send_nowait(result)
-            except anyio.WouldBlock:
-                pass
+            except (anyio.WouldBlock, anyio.BrokenResourceError):
+                pass  # full, or the reader left (cancelling the run): as `send` does
             else:
                 return
         await self._send_stream.send(result)
