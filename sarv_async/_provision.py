@@ -272,7 +272,8 @@ class Provisioning:
             creates = LedgerCreates(client, MemoryLedger(), account, settle_delay=settle_delay)
         self._creates = creates.using(client)
         self._ledger = creates.ledger
-        self._memory = isinstance(self._ledger, MemoryLedger)
+        # Exactly a `MemoryLedger` (not a subclass): its steps never suspend.
+        self._memory = type(self._ledger) is MemoryLedger
         self._account = creates.account
         self._lease = creates.lease
         self._total: int | None = len(specs) if isinstance(specs, Sized) else None
