@@ -7,12 +7,14 @@
 
 Throughput: N creates against the emulator (in its own process, as a server would be; no
 rate limit, no faults),
-with 10 calls in flight, in interleaved rounds of three shapes: the floor (raw httpx
-posting ``addSmtp`` and ``json.loads``-ing the answers), ``provision()`` without a ledger
+with 10 calls in flight, in interleaved rounds of four shapes: the floor (raw httpx
+posting ``addSmtp`` and ``json.loads``-ing the answers), plain concurrent ``create()``
+calls of a client without a ledger, ``provision()`` without a ledger
 (a `MemoryLedger` for the run), and ``provision()`` with a `SqliteLedger` file (synced
 commits; a fresh file per round). Prints the median and the spread of creates a second,
-the client process's CPU time per create (all its threads), and the ratio of the medians
-(target: the ledger at least 0.8x of no ledger).
+the client process's CPU time per create (all its threads), and the ratios of the medians
+(targets: provisioning without a ledger at least 0.95x of plain creates; the ledger at
+least 0.8x of no ledger) with the spread of the per-round ratios.
 
 Size: the ledger file after ``--size`` creates recorded through the ledger's own
 operations (one begin and one claim per create, keys like the CLI's), per 100,000.
@@ -94,6 +96,26 @@ async def floor(base_url: str, count: int) -> float:
         return time.perf_counter() - started
 
 
+async def creates(url: str, count: int) -> float:
+    """Plain concurrent ``create()`` calls, 10 at a time, on a client without a ledger."""
+    specs = iter(_specs(count))
+    async with AsyncSarvClient(
+        DEMO_OWNER_ID, DEMO_TOKEN, base_url=url, rate_limit=None, max_concurrency=CONCURRENCY
+    ) as client:
+
+        async def worker() -> None:
+            for spec in specs:
+                await client.smtp_users.create(
+                    total_limit=spec["total_limit"], hourly_limit=spec["hourly_limit"]
+                )
+
+        started = time.perf_counter()
+        async with anyio.create_task_group() as tg:
+            for _ in range(CONCURRENCY):
+                tg.start_soon(worker)
+        return time.perf_counter() - started
+
+
 async def provision(url: str, count: int, ledger: str | None) -> float:
     """``provision()`` of ``count`` specs, with the SQLite ledger at ``ledger`` or none."""
     async with AsyncSarvClient(
@@ -114,7 +136,12 @@ async def provision(url: str, count: int, ledger: str | None) -> float:
 
 
 async def throughput(count: int, rounds: int) -> None:
-    rates: dict[str, list[float]] = {"floor": [], "no ledger": [], "sqlite ledger": []}
+    rates: dict[str, list[float]] = {
+        "floor": [],
+        "creates": [],
+        "no ledger": [],
+        "sqlite ledger": [],
+    }
     cpu: dict[str, list[float]] = {shape: [] for shape in rates}
     with tempfile.TemporaryDirectory() as tmp, emulator() as url:
         await floor(url, 200)  # warm up
@@ -124,6 +151,8 @@ async def throughput(count: int, rounds: int) -> None:
                 used = time.process_time()
                 if shape == "floor":
                     elapsed = await floor(url, count)
+                elif shape == "creates":
+                    elapsed = await creates(url, count)
                 elif shape == "no ledger":
                     elapsed = await provision(url, count, None)
                 else:
@@ -138,8 +167,15 @@ async def throughput(count: int, rounds: int) -> None:
             f"spread {min(values):7.1f}-{max(values):7.1f}  "
             f"client CPU {statistics.median(cpu[shape]):5.0f} us/create"
         )
-    ratio = statistics.median(rates["sqlite ledger"]) / statistics.median(rates["no ledger"])
-    print(f"  sqlite ledger / no ledger: {ratio:.2f}x (target >= 0.8x)")
+
+    def ratio(shape: str, base: str) -> str:
+        per_round = [a / b for a, b in zip(rates[shape], rates[base], strict=True)]
+        medians = statistics.median(rates[shape]) / statistics.median(rates[base])
+        return f"{medians:.2f}x (per round {min(per_round):.2f}-{max(per_round):.2f})"
+
+    print(f"  no ledger / creates:       {ratio('no ledger', 'creates')} (target >= 0.95x)")
+    print(f"  sqlite ledger / creates:   {ratio('sqlite ledger', 'creates')}")
+    print(f"  sqlite ledger / no ledger: {ratio('sqlite ledger', 'no ledger')} (target >= 0.8x)")
 
 
 def _sizes(directory: str) -> dict[str, int]:

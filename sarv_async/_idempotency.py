@@ -76,7 +76,7 @@ T = TypeVar("T")
 
 def new_holder() -> str:
     """An id for one attempt: host (and PID namespace), process and a random part."""
-    return f"{_HOST}:{os.getpid()}:{uuid.uuid4().hex[:16]}"
+    return f"{_HOST}:{os.getpid()}:{os.urandom(8).hex()}"  # 64 random bits
 
 
 def holder_is_dead(holder: str | None) -> bool:

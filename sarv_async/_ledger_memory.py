@@ -64,7 +64,10 @@ class MemoryLedger:
         return f"<MemoryLedger of {len(self._accounts)} accounts>"
 
     def _account(self, account: str) -> _Account:
-        return self._accounts.setdefault(account, _Account())
+        found = self._accounts.get(account)
+        if found is None:
+            found = self._accounts[account] = _Account()
+        return found
 
     async def record_baseline(self, account: str, user_names: Collection[str]) -> bool:
         found = self._account(account)

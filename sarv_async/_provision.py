@@ -39,6 +39,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 import anyio
+import anyio.lowlevel
 import attrs
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
@@ -245,9 +246,9 @@ class Provisioning:
         self._client = client
         self._specs = specs
         self._workers = concurrency or client._shared.pipeline.max_concurrency
-        # Creates in flight are bounded by ``concurrency``; twice as many workers let the
-        # ledger's steps (begin, claim) of some overlap with the calls of others.
-        self._calls = anyio.Semaphore(self._workers)
+        # Creates in flight are bounded by ``concurrency`` (see `_create_all` for the
+        # workers). No checkpoint when a slot is free: the create right after it awaits.
+        self._calls = anyio.Semaphore(self._workers, fast_acquire=True)
         self._progress = progress
         if type(max_rounds) is not int or max_rounds < 0:
             raise ValidationError(
@@ -274,6 +275,8 @@ class Provisioning:
             creates = LedgerCreates(client, MemoryLedger(), account, settle_delay=settle_delay)
         self._creates = creates.using(client)
         self._ledger = creates.ledger
+        # Exactly a `MemoryLedger` (not a subclass): its steps never suspend.
+        self._memory = type(self._ledger) is MemoryLedger
         self._account = creates.account
         self._lease = creates.lease
         self._total: int | None = len(specs) if isinstance(specs, Sized) else None
@@ -349,7 +352,7 @@ class Provisioning:
     def __aiter__(self) -> AsyncIterator[AnyProvisionResult]:
         if self._receive is None:
             raise RuntimeError("use 'async with client.smtp_users.provision(...) as run'")
-        return self._receive.__aiter__()
+        return _Results(self._receive)
 
     async def complete(self) -> ProvisionSummary:
         """Read every result, dropping them, and return the summary."""
@@ -376,7 +379,7 @@ class Provisioning:
                 renewer = anyio.CancelScope()
                 tg.start_soon(self._renew, renewer)
                 try:
-                    await self._create_all(self._numbered())
+                    await self._create_all()
                 finally:
                     self._creating = False
                     self._wake.set()
@@ -396,23 +399,40 @@ class Provisioning:
                 existing=self._counts[ProvisionOutcome.EXISTING],
             )
 
-    async def _numbered(self) -> AsyncGenerator[tuple[int, ProvisionSpec], None]:
+    @staticmethod
+    async def _numbered(
+        specs: AsyncIterable[ProvisionSpec],
+    ) -> AsyncGenerator[tuple[int, ProvisionSpec], None]:
         index = 0
-        if isinstance(self._specs, AsyncIterable):
-            async for spec in self._specs:
-                yield index, spec
-                index += 1
-        else:
-            for spec in self._specs:
-                yield index, spec
-                index += 1
+        async for spec in specs:
+            yield index, spec
+            index += 1
 
-    async def _create_all(self, items: AsyncGenerator[tuple[int, ProvisionSpec], None]) -> None:
+    async def _create_all(self) -> None:
+        # Twice as many workers as creates in flight let the ledger's steps (begin,
+        # claim) of some overlap with the calls of others; steps of a `MemoryLedger`
+        # never wait, so there the extra workers would only queue for the semaphore.
+        workers = self._workers if self._memory else 2 * self._workers
+        if not isinstance(self._specs, AsyncIterable):
+            # A plain iterable is read without a lock: ``next`` runs to completion
+            # between two awaits, so each spec goes to exactly one worker, numbered in order.
+            numbered = enumerate(self._specs)
+
+            async def worker() -> None:
+                for index, spec in numbered:
+                    await self._begin(index, spec)
+
+            async with anyio.create_task_group() as tg:
+                for _ in range(workers):
+                    tg.start_soon(worker)
+            return
+
+        items = self._numbered(self._specs)
         lock = anyio.Lock()
 
-        async def worker() -> None:
+        async def async_worker() -> None:
             while True:
-                async with lock:  # one reader of the (possibly async) input at a time
+                async with lock:  # one reader of the async input at a time
                     try:
                         index, spec = await items.__anext__()
                     except StopAsyncIteration:
@@ -421,8 +441,8 @@ class Provisioning:
 
         try:
             async with anyio.create_task_group() as tg:
-                for _ in range(2 * self._workers):
-                    tg.start_soon(worker)
+                for _ in range(workers):
+                    tg.start_soon(async_worker)
         finally:
             with anyio.CancelScope(shield=True):
                 await items.aclose()
@@ -440,6 +460,7 @@ class Provisioning:
             await self._finish(item, ProvisionOutcome.FAILED, error=self._auth_failure)
             return
         while True:
+            # Read before the ledger grants the lease: the fence then ends no later than it.
             asked = anyio.current_time()
             begun = await self._ledger.begin(
                 self._account,
@@ -455,11 +476,16 @@ class Provisioning:
             await self._creates.record_baseline()
         entry = begun.entry
         assert entry is not None
-        now = anyio.current_time()
         if begun.decision is Decision.SEND:
             item.fence = Fence(asked + self._lease)
             await self._send(item)
-        elif begun.decision is Decision.DONE:
+            return
+        # Read after the ledger answered: `_settled_at` then errs late, never early.
+        now = anyio.current_time()
+        # Nothing above need have waited (a `MemoryLedger` never does), and some branches
+        # below do not wait either: let other tasks run before the next spec.
+        await anyio.lowlevel.checkpoint()
+        if begun.decision is Decision.DONE:
             await self._settled(item, entry, ProvisionOutcome.EXISTING)
         elif begun.decision is Decision.MISMATCH:
             error = mismatch_error(key, entry, request, fingerprint, field="key")
@@ -473,7 +499,7 @@ class Provisioning:
                 self._set_aside(item, now + _poll(entry))
         else:  # RECONCILE: the reconciler takes it from here, when the time comes
             await self._ledger.release(self._account, key, holder=item.holder)
-            self._set_aside(item, self._settled_at(entry, asked))
+            self._set_aside(item, self._settled_at(entry, now))
 
     def _key_of(self, index: int, spec: ProvisionSpec) -> tuple[str, str | None]:
         if isinstance(spec, Mapping):
@@ -524,10 +550,14 @@ class Provisioning:
                 with anyio.CancelScope(shield=True):
                     await ledger.mark_unknown(account, key, holder=holder)
                 raise
-            with anyio.CancelScope(shield=True):  # the user exists: record it whatever happens
+            if self._memory:  # its steps never suspend: nothing can cancel this one
                 claim = await ledger.claim(account, key, creds.smtp_user_name)
+            else:  # the user exists: record it whatever happens
+                with anyio.CancelScope(shield=True):
+                    claim = await ledger.claim(account, key, creds.smtp_user_name)
             if claim is Claim.CLAIMED:
-                await self._finish(item, ProvisionOutcome.CREATED, credentials=creds)
+                # The create's call was a checkpoint; a full buffer still waits.
+                await self._finish(item, ProvisionOutcome.CREATED, credentials=creds, wait=False)
             elif claim is Claim.NO_ENTRY:
                 error = LedgerError(f"the ledger lost key {key!r} while its create was in flight")
                 await self._finish(item, ProvisionOutcome.FAILED, error=error)
@@ -540,7 +570,10 @@ class Provisioning:
         finally:
             self._in_flight.pop(key, None)
             self._sending -= 1
-            self._wake.set()
+            if not self._creating:
+                # The reconciler waits for the last create to end (not for each one:
+                # what a create sets aside wakes it in `_set_aside`).
+                self._wake.set()
 
     # -- reconciliation ------------------------------------------------------------
 
@@ -552,9 +585,10 @@ class Provisioning:
     def _settled_at(self, entry: LedgerEntry, asked: float) -> float:
         """When a list may first prove the entry's last attempt absent (anyio clock).
 
-        ``asked`` is when the ledger was asked: the store measured ``ended_ago`` a moment
-        later, so the answer errs early by at most one ledger call, far below any
-        settle delay; it keeps two clocks from ever being compared.
+        ``asked`` is a moment next to the ledger call whose answer ``entry`` is: read
+        before the call (the store measured ``ended_ago`` a moment later), the answer
+        errs early by at most one ledger call, far below any settle delay; read after
+        it, late by as much. It keeps two clocks from ever being compared.
         """
         return asked - (entry.ended_ago or 0.0) + self._settle_delay
 
@@ -775,8 +809,9 @@ class Provisioning:
         *,
         credentials: SmtpCredentials | None = None,
         error: SarvError | None = None,
+        wait: bool = True,
     ) -> None:
-        await self._emit(item.index, item.spec, item.key, outcome, credentials, error)
+        await self._emit(item.index, item.spec, item.key, outcome, credentials, error, wait)
 
     async def _emit(
         self,
@@ -786,7 +821,13 @@ class Provisioning:
         outcome: ProvisionOutcome,
         credentials: SmtpCredentials | None = None,
         error: SarvError | None = None,
+        wait: bool = True,
     ) -> None:
+        """Count a result and hand it to the reader.
+
+        With ``wait`` false, a result that fits in the buffer is handed over without a
+        checkpoint (for callers that have just awaited one).
+        """
         self._counts[outcome] += 1
         if self._progress is not None:
             done = sum(self._counts.values())
@@ -798,7 +839,39 @@ class Provisioning:
         else:
             assert error is not None
             result = NotProvisioned(index, spec, outcome, None, error, key)
+        if not wait:
+            try:
+                self._send_stream.send_nowait(result)
+            except (anyio.WouldBlock, anyio.BrokenResourceError):
+                pass  # full, or the reader left (cancelling the run): as `send` does
+            else:
+                return
         await self._send_stream.send(result)
+
+
+class _Results:
+    """The results as they arrive: those already buffered are read without a checkpoint.
+
+    At most the buffer and one result per worker are read in a row without one; an empty
+    buffer waits as `MemoryObjectReceiveStream.receive` does.
+    """
+
+    __slots__ = ("_receive",)
+
+    def __init__(self, receive: MemoryObjectReceiveStream[AnyProvisionResult]) -> None:
+        self._receive = receive
+
+    def __aiter__(self) -> _Results:
+        return self
+
+    async def __anext__(self) -> AnyProvisionResult:
+        try:
+            try:
+                return self._receive.receive_nowait()
+            except anyio.WouldBlock:
+                return await self._receive.receive()
+        except anyio.EndOfStream:
+            raise StopAsyncIteration from None
 
 
 def _poll(entry: LedgerEntry) -> float:

@@ -1,5 +1,11 @@
 """``smtp provision``'s files: the specs CSV, checked whole up front, and the credentials CSV.
 
+The specs file is read twice and never held whole: once to check every row (nothing is
+created from a file with a bad row anywhere), then row by row as provisioning takes them
+(each row checked again: a file changed in between stops the run with an error). Only
+the rows whose result has not arrived yet are kept, so memory stays flat however long
+the file is.
+
 The input has a header row with ``total_limit`` and ``hourly_limit``; other columns are
 carried through. The output has the input's columns plus `RESULT_COLUMNS`, one row per
 input row, in the order results arrive.
@@ -17,7 +23,7 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import attrs
@@ -71,11 +77,12 @@ class SpecRow:
 
 @attrs.frozen
 class SpecsFile:
-    """A specs CSV file that passed every check."""
+    """A specs CSV file that passed every check; its rows are read again when needed."""
 
     path: str
     columns: tuple[str, ...]
-    rows: tuple[SpecRow, ...]
+    #: How many data rows it has.
+    count: int
 
     @property
     def output_columns(self) -> tuple[str, ...]:
@@ -88,22 +95,75 @@ class SpecsFile:
         digest = hashlib.sha256(os.path.realpath(self.path).encode()).hexdigest()
         return f"file:{digest[:24]}"
 
+    def rows(self) -> Iterator[SpecRow]:
+        """The data rows, read from the file again one at a time.
+
+        Raises `CliError` if the file no longer reads as it did when it was checked
+        (a row now bad, more or fewer rows).
+        """
+        changed = f"{self.path} changed after it was checked"
+        try:
+            with open(self.path, encoding="utf-8-sig", newline="") as file:
+                reader = csv.reader(file)
+                header: tuple[str, ...] | None = None
+                limit_at: list[int] = []
+                count = 0
+                for record in reader:
+                    if not any(cell.strip() for cell in record):
+                        continue
+                    if header is None:
+                        header = tuple(cell.strip() for cell in record)
+                        if header != self.columns:
+                            raise CliError(f"{changed} (its header differs)")
+                        limit_at = [header.index(name) for name in LIMIT_COLUMNS]
+                        continue
+                    row, problem = _check_row(header, limit_at, reader.line_num, record)
+                    if row is not None and row.key is not None and problem is None:
+                        problem = _check_key(row.key, reader.line_num, {})
+                    if row is None or problem is not None:
+                        raise CliError(f"{changed}: line {reader.line_num}: {problem}")
+                    count += 1
+                    if count > self.count:
+                        raise CliError(f"{changed} (it has more rows)")
+                    yield row
+        except (OSError, UnicodeDecodeError, csv.Error) as exc:
+            raise CliError(f"cannot read {self.path} again: {exc}") from None
+        if count != self.count:
+            raise CliError(f"{changed} (it has fewer rows)")
+
+    def spec(self, index: int, row: SpecRow) -> dict[str, Any]:
+        """The provisioning spec of the row at ``index``, with its key (and fingerprint)."""
+        spec: dict[str, Any] = {"total_limit": row.total_limit, "hourly_limit": row.hourly_limit}
+        if row.key is not None:
+            spec["key"] = row.key
+        else:
+            spec["key"] = f"{self.run_id}:{index}"
+            cells = json.dumps(row.cells, ensure_ascii=False).encode()
+            spec["fingerprint"] = hashlib.sha256(cells).hexdigest()[:32]
+        return spec
+
     def specs(self) -> list[dict[str, Any]]:
-        """The provisioning specs of the rows, each with its key (and fingerprint)."""
-        found: list[dict[str, Any]] = []
-        for index, row in enumerate(self.rows):
-            spec: dict[str, Any] = {
-                "total_limit": row.total_limit,
-                "hourly_limit": row.hourly_limit,
-            }
-            if row.key is not None:
-                spec["key"] = row.key
-            else:
-                spec["key"] = f"{self.run_id}:{index}"
-                cells = json.dumps(row.cells, ensure_ascii=False).encode()
-                spec["fingerprint"] = hashlib.sha256(cells).hexdigest()[:32]
-            found.append(spec)
-        return found
+        """Every row's provisioning spec (a list: for tests and small files)."""
+        return [self.spec(index, row) for index, row in enumerate(self.rows())]
+
+
+@attrs.define
+class _RowSpecs:
+    """The specs of a file's rows, made as provisioning takes them; ``len`` is the count.
+
+    Each row is kept in ``waiting`` (by index) until its result arrives.
+    """
+
+    specs: SpecsFile
+    waiting: dict[int, SpecRow]
+
+    def __len__(self) -> int:
+        return self.specs.count
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        for index, row in enumerate(self.specs.rows()):
+            self.waiting[index] = row
+            yield self.specs.spec(index, row)
 
 
 def read_specs(path: str) -> SpecsFile:
@@ -127,7 +187,7 @@ def _parse(path: str, lines: Iterable[str]) -> SpecsFile:
     reader = csv.reader(lines)
     problems: list[str] = []
     columns: tuple[str, ...] | None = None
-    rows: list[SpecRow] = []
+    rows = 0
     limit_at: list[int] = []
     keys: dict[str, int] = {}
     try:
@@ -145,7 +205,7 @@ def _parse(path: str, lines: Iterable[str]) -> SpecsFile:
             if problem is not None:
                 problems.append(f"{path}:{line}: {problem}")
             elif row is not None:
-                rows.append(row)
+                rows += 1
     except csv.Error as exc:
         problems.append(f"{path}:{reader.line_num}: unreadable CSV ({exc})")
     if columns is None and not problems:
@@ -162,7 +222,7 @@ def _parse(path: str, lines: Iterable[str]) -> SpecsFile:
     assert columns is not None
     if not rows:
         raise CliError(f"{path} has a header but no rows", exit_code=EXIT_USAGE)
-    return SpecsFile(path, columns, tuple(rows))
+    return SpecsFile(path, columns, rows)
 
 
 def _check_header(path: str, line: int, record: list[str]) -> tuple[str, ...]:
@@ -247,15 +307,16 @@ async def provision_rows(
     Rows whose user ``out`` holds already (``in_out``, from an earlier run) are not
     written again. Failed rows are also appended to ``failures`` when given.
     """
+    waiting: dict[int, SpecRow] = {}
     async with client.smtp_users.provision(
-        specs.specs(),
+        _RowSpecs(specs, waiting),
         concurrency=concurrency,
         progress=progress,
         settle_delay=settle_delay,
         run_id=specs.run_id,
     ) as run:
         async for result in run:
-            row = specs.rows[result.index]
+            row = waiting.pop(result.index)
             creds = result.credentials
             if creds is None or creds.smtp_user_name not in in_out:
                 try:

@@ -372,7 +372,7 @@ def _run_provision(args: argparse.Namespace) -> int:
         options["rate_limit"] = rate_limit_setting(args.rate_limit)
     if args.concurrency is not None:
         options["max_concurrency"] = args.concurrency
-    total = len(specs.rows)
+    total = specs.count
     failures: list[tuple[SpecRow, ProvisionResult]] = []
     stopped: list[signal.Signals] = []
 

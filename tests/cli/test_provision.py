@@ -399,8 +399,41 @@ async def test_provision_rows_streams_results_into_the_file(tmp_path: Path) -> N
         server = passwords(emu)
     assert summary.created + summary.adopted == 5
     rows = _read(path)[1]
-    assert {row["customer"] for row in rows} == {row.cells[0] for row in specs.rows}
+    assert {row["customer"] for row in rows} == {row.cells[0] for row in specs.rows()}
     assert {row["smtp_user_name"]: row["smtp_password"] for row in rows} == server
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("change", "said"),
+    [
+        ("bad", "line 4: total_limit must be a positive whole number"),
+        ("more", "it has more rows"),
+        ("fewer", "it has fewer rows"),
+    ],
+)
+async def test_a_specs_file_changed_after_its_check_stops_the_run(
+    tmp_path: Path, change: str, said: str
+) -> None:
+    """The rows are read again while provisioning: a file changed since its check is an error."""
+    path = _write_specs(tmp_path / "specs.csv", 5)
+    specs = read_specs(str(path))
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    if change == "bad":
+        lines[3] = "cust-x,many,10,note\r\n"
+    elif change == "more":
+        lines.append(lines[-1])
+    else:
+        del lines[-1]
+    path.write_text("".join(lines), encoding="utf-8")
+    async with Emulator(accounts=ACCOUNTS) as emu, emu.client(rate_limit=None) as client:
+        out = CredentialsFile(str(tmp_path / "creds.csv"), specs.output_columns)
+        with out, pytest.raises(CliError) as caught:
+            await provision_rows(client, specs, out, settle_delay=0)
+        created = len(emu.users())
+    assert f"{path} changed after it was checked" in str(caught.value)
+    assert said in str(caught.value)
+    assert created <= 5
 
 
 @posix_only

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 from sarv_async import (
@@ -317,3 +319,34 @@ async def test_odd_limit_strings_fail_their_spec_only(value: str) -> None:
     assert isinstance(by_index[0].error, ValidationError)
     assert by_index[1].ok
     assert (summary.failed, summary.created) == (1, 1)
+
+
+async def test_specs_that_are_not_sent_still_let_other_tasks_run() -> None:
+    """Workers taking specs the ledger does not let send (one key repeated) yield between them.
+
+    A program's other tasks (a progress display, a signal handler) keep running: every
+    spec taken lets them run, even when nothing about it waits on the network.
+    """
+    ticks = 0
+    seen: list[int] = []
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await anyio.lowlevel.checkpoint()
+
+    def specs() -> Any:
+        for _ in range(200):
+            seen.append(ticks)  # how far the ticker had got when this spec was taken
+            yield {"key": "one-user", "total_limit": 100, "hourly_limit": 10}
+
+    async with Emulator() as emu, anyio.create_task_group() as tg:
+        tg.start_soon(ticker)
+        results, summary = await _provision(emu, specs(), concurrency=2)
+        tg.cancel_scope.cancel()
+        assert len(emu.users()) == 1
+    assert summary.created == 1
+    assert Counter(result.outcome for result in results)[ProvisionOutcome.EXISTING] == 199
+    longest = max(len(list(run)) for _, run in itertools.groupby(seen))
+    assert longest <= 4, f"{longest} specs were taken without letting the ticker run"
