@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import time
 from typing import Any
@@ -132,6 +133,10 @@ def main() -> None:
     handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
     logger = logging.getLogger("sarv_async")
     logger.addHandler(handler)
+    if "log_dir" in settings:  # a copy the test can read while this process runs
+        copy = logging.FileHandler(os.path.join(settings["log_dir"], f"{os.getpid()}.log"))
+        copy.setFormatter(handler.formatter)
+        logger.addHandler(copy)
     logger.setLevel(logging.WARNING)
     result = anyio.run(work, settings, backend=settings.get("backend", "asyncio"))
     print(json.dumps(result), flush=True)

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -184,7 +185,11 @@ def test_a_429_met_by_one_process_holds_back_the_others(
 
 @BACKENDS
 def test_killing_redis_mid_run_then_restarting_it(
-    launch: Launch, redis_server: RedisServer, workers: list[subprocess.Popen[bytes]], backend: str
+    launch: Launch,
+    redis_server: RedisServer,
+    workers: list[subprocess.Popen[bytes]],
+    backend: str,
+    tmp_path: Path,
 ) -> None:
     """Redis killed: calls go on, one warning per process; restarted: sharing resumes."""
     rate = "20/2s"
@@ -199,13 +204,19 @@ def test_killing_redis_mid_run_then_restarting_it(
         max_retries=5,
         backend=backend,
         until_shared=20,
+        log_dir=str(tmp_path),
     )
     deadline = time.monotonic() + 30
     while len(grants(redis_server, base_url, 3600)) < 12:
         assert time.monotonic() < deadline, "the workers did not get going"
         time.sleep(0.02)
     redis_server.kill()
-    time.sleep(2.5)  # longer than any wait (one 2.1 s span): every worker meets the outage
+    # Down until every worker has met the outage (a worker queued behind the others may
+    # wait longer than one window's span before it asks Redis again).
+    deadline = time.monotonic() + 30
+    while sum("WARNING" in log.read_text() for log in tmp_path.glob("*.log")) < 4:
+        assert time.monotonic() < deadline, "not every worker met the outage"
+        time.sleep(0.05)
     redis_server.start()  # empty: no persistence
     done = results(procs)
 
