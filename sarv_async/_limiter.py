@@ -155,7 +155,7 @@ class SlidingWindowLimiter:
                     return
                 await self._sleep_until(when)
         finally:
-            self._leave(ticket)
+            leave_queue(self._waiters, ticket)
 
     def pause(self, seconds: float) -> None:
         """Hold back every task's `acquire` until ``seconds`` from now, at most ``max_pause``.
@@ -202,12 +202,15 @@ class SlidingWindowLimiter:
             if self._wakeup is wakeup:
                 self._wakeup = None
 
-    def _leave(self, ticket: Event) -> None:
-        """Take ``ticket`` out of the queue; if it was the head, make the next task the head."""
-        waiters = self._waiters
-        if waiters[0] is ticket:
-            waiters.popleft()
-            if waiters:
-                waiters[0].set()
-        else:
-            waiters.remove(ticket)
+
+def leave_queue(waiters: deque[Event], ticket: Event) -> None:
+    """Take ``ticket`` out of a FIFO of waiters; if it was the head, make the next the head.
+
+    Shared by the limiters whose waiting tasks queue in arrival order.
+    """
+    if waiters[0] is ticket:
+        waiters.popleft()
+        if waiters:
+            waiters[0].set()
+    else:
+        waiters.remove(ticket)

@@ -61,7 +61,7 @@ from anyio import CancelScope, Event, current_time
 
 from ._exceptions import RateLimitError, StoreUnavailableError, ValidationError
 from ._ledger import account_id
-from ._limiter import SlidingWindowLimiter
+from ._limiter import SlidingWindowLimiter, leave_queue
 from ._rate_spec import RateWindow, format_rate_limit
 
 if TYPE_CHECKING:
@@ -393,7 +393,7 @@ class RedisRateLimiter:
                 await ticket.wait()  # set when this task becomes the head
             await self._acquire_as_head(arrived)
         finally:
-            self._leave(ticket)
+            leave_queue(self._waiters, ticket)
 
     def pause(self, seconds: float) -> None:
         """Hold back every process of the account for ``seconds`` (a later end wins)."""
@@ -565,15 +565,6 @@ class RedisRateLimiter:
         finally:
             if self._wakeup is wakeup:
                 self._wakeup = None
-
-    def _leave(self, ticket: Event) -> None:
-        waiters = self._waiters
-        if waiters[0] is ticket:
-            waiters.popleft()
-            if waiters:
-                waiters[0].set()
-        else:
-            waiters.remove(ticket)
 
 
 def closing_buffers(connection_class: type[Any]) -> type[Any]:
