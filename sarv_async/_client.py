@@ -26,7 +26,7 @@ from ._idempotency import LedgerCreates
 from ._ledger import Ledger, account_id, open_ledger
 from ._limiter import RateLimiter, SlidingWindowLimiter
 from ._limiter_redis import RedisRateLimiter
-from ._pipeline import CallOptions, Pipeline
+from ._pipeline import AnswerReader, CallOptions, Pipeline
 from ._provision import DEFAULT_SETTLE_DELAY
 from ._rate_spec import RateWindow, parse_rate_limit
 from ._requests import SarvRequest
@@ -366,13 +366,20 @@ class AsyncSarvClient:
 
     async def send(self, request: SarvRequest[T]) -> T:
         """Send a request object (e.g. `CreateSmtpUserRequest`) and return its typed answer."""
+        return await self._pipeline().send(request, self._options)
+
+    async def _send_streaming(self, request: SarvRequest[T], reader: AnswerReader) -> T | None:
+        """`send`, with the answer read in pieces by ``reader`` (`Pipeline.send_streaming`)."""
+        return await self._pipeline().send_streaming(request, self._options, reader)
+
+    def _pipeline(self) -> Pipeline:
         shared = self._shared
         if shared.state is ClientState.CLOSED:
             raise RuntimeError(
                 f"this {type(self).__name__} is closed; create a new client to make calls"
             )
         shared.used = True
-        return await shared.pipeline.send(request, self._options)
+        return shared.pipeline
 
     # -- lifecycle -----------------------------------------------------------------
 

@@ -17,7 +17,7 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import anyio
 import attrs
@@ -44,7 +44,7 @@ from ._requests import SarvRequest
 from ._retry import Backoff, Failure, parse_retry_after
 from ._text import server_text
 
-__all__ = ["CallOptions", "Pipeline"]
+__all__ = ["AnswerReader", "CallOptions", "Pipeline"]
 
 T = TypeVar("T")
 
@@ -117,11 +117,27 @@ class Pipeline:
     async def send(self, request: SarvRequest[T], options: CallOptions) -> T:
         """Send ``request``, repeating only what is safe to repeat; return its typed answer."""
         if not _tracing.active():
-            return await self._send(request, options)
+            return await self._send(request, options, None)  # type: ignore[return-value]
         with _tracing.call_span(request.path, self._base_url):
-            return await self._send(request, options)
+            return await self._send(request, options, None)  # type: ignore[return-value]
 
-    async def _send(self, request: SarvRequest[T], options: CallOptions) -> T:
+    async def send_streaming(
+        self, request: SarvRequest[T], options: CallOptions, reader: AnswerReader
+    ) -> T | None:
+        """`send`, with a 2xx answer's body read by ``reader`` as it arrives.
+
+        None when ``reader`` took the answer's items; the typed answer when it could not
+        (not a UTF-8 JSON object, or no array where it streams one). Each attempt reads
+        afresh, so ``reader`` must tolerate items seen again after a retry.
+        """
+        if not _tracing.active():
+            return await self._send(request, options, reader)
+        with _tracing.call_span(request.path, self._base_url):
+            return await self._send(request, options, reader)
+
+    async def _send(
+        self, request: SarvRequest[T], options: CallOptions, reader: AnswerReader | None
+    ) -> T | None:
         path = request.path
         url = self._urls.get(path)
         if url is None:
@@ -132,7 +148,7 @@ class Pipeline:
         while True:
             attempt += 1
             try:
-                response = await self._post(http, url, body, options, path, attempt)
+                response = await self._post(http, url, body, options, path, attempt, reader)
             except httpx.HTTPError as exc:
                 # Not chained: the httpx error and its frames hold the request, token included.
                 error, failure = _translate_transport_error(exc, path)
@@ -145,6 +161,10 @@ class Pipeline:
                     failure = Failure.MAYBE_APPLIED
                 else:
                     try:
+                        if reader is not None and reader.error is not None:
+                            raise reader.error
+                        if reader is not None and reader.fields is not None:
+                            return self._read_streamed(reader, response.status_code, request)
                         return self._read(response, request)
                     except SarvError as exc:
                         error, failure = _detached(exc), _classify(exc)
@@ -234,6 +254,7 @@ class Pipeline:
         options: CallOptions,
         path: str,
         attempt: int,
+        reader: AnswerReader | None = None,
     ) -> httpx.Response | None:
         """POST ``body``; the answer, or None if the attempt overran ``attempt_timeout``."""
         async with self._slots:
@@ -254,13 +275,17 @@ class Pipeline:
             _fence.check()  # a create's holder may have been frozen past its lease
             limit = options.attempt_timeout
             if limit is None:
-                response = await http.send(request)
+                response = await (
+                    http.send(request) if reader is None else _receive(http, request, reader)
+                )
             else:
                 # httpx's timeouts bound each read, so a server dripping a byte now and
                 # then would keep the attempt alive forever. The scope bounds it whole;
                 # httpx closes the connection it cancels (it never returns to the pool).
                 with anyio.CancelScope(deadline=anyio.current_time() + limit) as scope:
-                    response = await http.send(request)
+                    response = await (
+                        http.send(request) if reader is None else _receive(http, request, reader)
+                    )
                 if scope.cancelled_caught:
                     return None
         _tracing.record_attempt(attempt - 1, response.status_code)
@@ -301,20 +326,33 @@ class Pipeline:
                 ),
                 status_code=status,
             )
+        self._check_envelope(data, status, request)
+        result: T = structure_response(data, request.response_type, status_code=status)
+        return result
+
+    def _read_streamed(
+        self, reader: AnswerReader, status: int, request: SarvRequest[T]
+    ) -> T | None:
+        """The envelope of an answer whose items ``reader`` took: None, or the typed answer."""
+        fields = reader.fields
+        assert fields is not None
+        self._check_envelope(fields, status, request)
+        if reader.streamed:
+            return None
+        result: T = structure_response(fields, request.response_type, status_code=status)
+        return result
+
+    def _check_envelope(self, data: dict[str, Any], status: int, request: SarvRequest[Any]) -> None:
+        """Raise the error an error envelope (or no success envelope) stands for."""
         outcome = data.get("status")
         if outcome == "error":
-            error = self._api_error(data, status)
-            del data  # the answer leaves no trace in this frame
-            raise error
+            raise self._api_error(data, status)
         if not 200 <= status < 300 or outcome != "success":
-            del data
             raise UnexpectedResponseError(
                 f"POST {request.path} answered HTTP {status} with status {_short(outcome)}, "
                 "neither a success nor an error envelope",
                 status_code=status,
             )
-        result: T = structure_response(data, request.response_type, status_code=status)
-        return result
 
     def _api_error(self, data: dict[str, Any], status: int) -> APIError:
         token = self._token.reveal()
@@ -330,6 +368,41 @@ class Pipeline:
             code = None
         cls = _ERROR_KINDS.get(name, APIError)
         return cls(message or "(no message)", name=name, code=code, status_code=status)
+
+
+class AnswerReader(Protocol):
+    """Reads the body of a 2xx answer as it arrives (see `Pipeline.send_streaming`)."""
+
+    #: The envelope's other fields once an answer was read in pieces; None if it was not.
+    fields: dict[str, Any] | None
+    #: Whether the answer's items went to the reader's consumer.
+    streamed: bool
+    #: What was wrong with the answer, if anything (invalid JSON, an item of no use).
+    error: SarvError | None
+
+    async def read(self, response: httpx.Response) -> bytes | None:
+        """Consume the body: None if read in pieces (or unreadable: ``error``), else the
+        whole body, to read as usual. What the reader's consumer raises propagates."""
+        ...
+
+
+async def _receive(
+    http: httpx.AsyncClient, request: httpx.Request, reader: AnswerReader
+) -> httpx.Response:
+    """Send ``request``; a 2xx answer read through ``reader``, any other whole."""
+    response = await http.send(request, stream=True)
+    try:
+        if not 200 <= response.status_code < 300:
+            await response.aread()
+            return response
+        body = await reader.read(response)
+    finally:
+        await response.aclose()
+    if body is None:
+        return response
+    return httpx.Response(
+        response.status_code, headers=response.headers, content=body, request=request
+    )
 
 
 class _RequestBody(httpx.AsyncByteStream):

@@ -792,15 +792,34 @@ class Provisioning:
         await self._finish(item, outcome, credentials=creds)
 
     async def _find_orphans(self) -> None:
-        """New users (since the run's first list) that no ledger entry owns."""
+        """New users (since the run's first list) that no ledger entry owns.
+
+        The list's answer is read in batches as it arrives, so a run that made 100,000
+        users does not hold them all at once: only the orphans are kept.
+        """
+        orphans: dict[str, SmtpUser] = {}  # by name: a retried list hands users over again
+        ledger_failed = False
+
+        async def check(users: list[SmtpUser]) -> None:
+            nonlocal ledger_failed
+            new = [user for user in users if user.smtp_user_name not in self._snapshot]
+            if not new:
+                return
+            try:
+                owned = await self._ledger.owned(self._account, [u.smtp_user_name for u in new])
+            except BaseException:
+                ledger_failed = True
+                raise
+            orphans.update((u.smtp_user_name, u) for u in new if u.smtp_user_name not in owned)
+
         try:
-            users = await self._client.smtp_users.list()
+            await self._client.smtp_users._list_in_batches(check)
         except SarvError:
+            if ledger_failed:
+                raise
             self._orphans_checked = False
             return
-        new = [user for user in users if user.smtp_user_name not in self._snapshot]
-        owned = await self._ledger.owned(self._account, [user.smtp_user_name for user in new])
-        self._orphans = tuple(user for user in new if user.smtp_user_name not in owned)
+        self._orphans = tuple(orphans.values())
 
     async def _finish(
         self,

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from ._exceptions import ValidationError
 from ._idempotency import check_key
+from ._list_stream import OnUsers, UserStream
 from ._models import SmtpCredentials, SmtpUser, SmtpUserStatus, UpdateSmtpUserResponse
 from ._provision import (
     DEFAULT_MAX_ROUNDS,
@@ -94,6 +95,16 @@ class SmtpUsers:
         """Every SMTP user of the account, with its password."""
         answer = await self._client.send(ListSmtpUsersRequest())
         return answer.smtp_list
+
+    async def _list_in_batches(self, on_users: OnUsers) -> None:
+        """Every SMTP user, handed to ``on_users`` in batches as the answer arrives.
+
+        Holds one batch at a time, not the account. The call is retried as `list` is,
+        so after a retry ``on_users`` meets users it was given before.
+        """
+        answer = await self._client._send_streaming(ListSmtpUsersRequest(), UserStream(on_users))
+        if answer is not None:  # not readable in pieces: read whole
+            await on_users(answer.smtp_list)
 
     def provision(
         self,

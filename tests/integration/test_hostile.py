@@ -7,7 +7,7 @@ handler of the test's own.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
@@ -78,14 +78,29 @@ def _serve(behave: Callable[[Conn], None]) -> HostileServer:
     return server
 
 
+async def _list_in_batches(client: AsyncSarvClient) -> None:
+    async def ignore(users: list[Any]) -> None:
+        pass
+
+    await client.smtp_users._list_in_batches(ignore)
+
+
+#: The whole list, and the one read in batches as it arrives (provisioning's last list).
+LISTS: dict[str, Callable[[AsyncSarvClient], Awaitable[Any]]] = {
+    "list": lambda client: client.smtp_users.list(),
+    "list-in-batches": _list_in_batches,
+}
+
+
+@pytest.mark.parametrize("read", list(LISTS))
 @pytest.mark.parametrize("kind", list(HOSTILE))
-async def test_a_hostile_answer_ends_within_the_attempt_timeout(kind: str) -> None:
+async def test_a_hostile_answer_ends_within_the_attempt_timeout(kind: str, read: str) -> None:
     """Drips and endless bodies end in APITimeoutError at attempt_timeout, not never."""
     with _serve(HOSTILE[kind]) as server:
         async with _client(server, timeout=1.0, attempt_timeout=0.8, max_retries=0) as client:
             started = time.monotonic()
             with anyio.fail_after(0.8 + SLACK), pytest.raises(APITimeoutError) as info:
-                await client.smtp_users.list()
+                await LISTS[read](client)
             assert time.monotonic() - started >= 0.75
             assert "0.8" in str(info.value)
             # The cut connection was closed, not put back in the pool half read...

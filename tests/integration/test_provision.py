@@ -141,6 +141,33 @@ async def test_unexplained_new_users_are_reported_as_orphans() -> None:
     assert [user.total_limit for user in run.summary.orphans] == [999]
 
 
+async def test_the_last_list_reads_a_big_account_and_keeps_only_the_orphans() -> None:
+    """The orphan check reads 1,500 users from a real server, as they arrive."""
+    async with Emulator() as emu, emu.client(rate_limit=None, backoff=FAST) as client:
+
+        async def create_others() -> None:
+            for _ in range(100):
+                await client.smtp_users.create(total_limit=999, hourly_limit=9)
+
+        async def specs() -> AsyncIterator[dict[str, int]]:
+            # After the run's snapshot, someone else creates 1,500 users.
+            async with anyio.create_task_group() as tg:
+                for _ in range(15):
+                    tg.start_soon(create_others)
+            yield {"total_limit": 5, "hourly_limit": 1}
+
+        async with client.smtp_users.provision(specs(), concurrency=1, settle_delay=0) as run:
+            results = [r async for r in run]
+        assert len(emu.users()) == 1501
+    assert results[0].outcome is ProvisionOutcome.CREATED
+    assert run.summary.orphans_checked
+    orphans = run.summary.orphans
+    assert len({user.smtp_user_name for user in orphans}) == len(orphans) == 1500
+    assert {(user.total_limit, user.hourly_limit) for user in orphans} == {(999, 9)}
+    assert results[0].credentials is not None
+    assert results[0].credentials.smtp_user_name not in {u.smtp_user_name for u in orphans}
+
+
 async def test_invalid_specs_fail_alone() -> None:
     """A bad spec is reported for itself; the others are still created."""
     specs: list[Any] = [

@@ -27,18 +27,24 @@ PATHS = {
     "reset": "settings/resetSmtpPassword",
     "update": "settings/editSmtp",
     "list": "settings/listSmtp",
+    "list-in-batches": "settings/listSmtp",
 }
 CALLS: dict[str, Callable[[AsyncSarvClient], Awaitable[Any]]] = {
     "create": lambda c: c.smtp_users.create(total_limit=1, hourly_limit=1),
     "reset": lambda c: c.smtp_users.reset_password("smtp1"),
     "update": lambda c: c.smtp_users.update("smtp1", hourly_limit=2),
     "list": lambda c: c.smtp_users.list(),
+    "list-in-batches": lambda c: c.smtp_users._list_in_batches(_ignore),
 }
+
+
+async def _ignore(users: list[Any]) -> None:
+    pass
 
 
 def _bad_field(call: str) -> bytes:
     """A success-shaped answer holding a password and one field of the wrong type."""
-    if call == "list":
+    if call.startswith("list"):
         user: dict[str, object] = {"smtp_user_name": "u", "password": PASSWORD}
         user |= {"status": "Enable", "total_limit": "x", "hourly_limit": 1}
         return json.dumps({"status": "success", "smtp_list": [user]}).encode()

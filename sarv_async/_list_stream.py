@@ -1,0 +1,116 @@
+"""Read the whole account without holding it: the list answer's users, a batch at a time.
+
+`UserStream` is the `AnswerReader` of a list call: it reads the answer as it arrives
+(`ItemStream`) and hands the users to a consumer in batches of one chunk's worth, so the
+call's memory is one chunk and one batch, however many users the account has. Each user
+is read as `list` reads it (the fast path, else the tolerant one).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import anyio
+import httpx
+
+from ._converters import structure_response
+from ._exceptions import SarvError, UnexpectedResponseError
+from ._json_stream import ItemStream, NotStreamable
+from ._models import SmtpUser
+from ._requests import ListSmtpUsersRequest
+
+__all__ = ["OnUsers", "UserStream"]
+
+#: What takes each batch of users (awaited before more of the answer is read).
+OnUsers = Callable[[list[SmtpUser]], Awaitable[None]]
+
+
+class UserStream:
+    """Hands the users of a list answer to ``on_users`` as they arrive."""
+
+    __slots__ = ("_on_users", "error", "fields", "streamed")
+
+    def __init__(self, on_users: OnUsers) -> None:
+        self._on_users = on_users
+        self.fields: dict[str, Any] | None = None
+        self.streamed = False
+        self.error: SarvError | None = None
+
+    async def read(self, response: httpx.Response) -> bytes | None:
+        """Read ``response``'s body (see `AnswerReader.read`)."""
+        self.fields, self.streamed, self.error = None, False, None
+        items = ItemStream("smtp_list")
+        status = response.status_code
+        chunks = response.aiter_bytes()
+        try:
+            return await self._read(items, chunks, status)
+        finally:
+            await _end(chunks)
+
+    async def _read(
+        self,
+        items: ItemStream,
+        chunks: AsyncIterator[bytes],
+        status: int,
+    ) -> bytes | None:
+        head: list[bytes] | None = []  # kept until the first user: to read whole if need be
+        last = False
+        while not last:
+            chunk = await anext(chunks, None)
+            last = chunk is None
+            if head is not None and chunk is not None:
+                head.append(chunk)
+            try:
+                found = items.close() if chunk is None else items.feed(chunk)
+            except NotStreamable:
+                assert head is not None
+                return b"".join(head) + b"".join([chunk async for chunk in chunks])
+            except ValueError:
+                self.error = UnexpectedResponseError(
+                    f"POST {ListSmtpUsersRequest.path} answered HTTP {status} with invalid JSON",
+                    status_code=status,
+                )
+                return None
+            if items.streamed:
+                head = None
+            if found:
+                users = _users(found, status)
+                if isinstance(users, UnexpectedResponseError):
+                    self.error = users
+                    return None
+                error = await self._hand_over(users)
+                if error is not None:
+                    # Raised from here, without the answer's text and items in its frames.
+                    del found, chunk, head, users
+                    raise error
+        self.fields, self.streamed = items.fields, items.streamed
+        return None
+
+    async def _hand_over(self, users: list[SmtpUser]) -> BaseException | None:
+        """Give ``users`` to the consumer; what it raised, without its frames."""
+        try:
+            await self._on_users(users)
+        except BaseException as exc:  # re-raised by the caller
+            return exc.with_traceback(None)
+        return None
+
+
+async def _end(chunks: AsyncIterator[bytes]) -> None:
+    """Finish ``chunks`` where they stand: at once, and every generator httpx nests in it.
+
+    Closing the outer generator would leave the inner ones (httpx's raw stream) to the
+    garbage collector, which trio reports. A cancellation thrown through them ends each.
+    """
+    with anyio.CancelScope() as scope:
+        scope.cancel()
+        async for _ in chunks:
+            pass
+
+
+def _users(items: list[Any], status: int) -> list[SmtpUser] | UnexpectedResponseError:
+    """The users ``items`` stand for, or the error of the first that stands for none."""
+    try:
+        return [structure_response(item, SmtpUser, status_code=status) for item in items]
+    except UnexpectedResponseError as exc:
+        return exc.with_traceback(None)
