@@ -158,6 +158,8 @@ class ItemStream:
             if final:
                 raise ValueError(f"invalid JSON: {exc.msg}") from None
             end = len(text)
+        except RecursionError:  # as json.loads: nested too deeply to read
+            raise ValueError("invalid JSON: nested too deeply") from None
         if not final and (end >= len(text) or _cut_number(value, text, end)):
             self._retry_len = 2 * (len(text) - pos)
             return None

@@ -129,7 +129,9 @@ def test_a_key_that_holds_no_array_is_a_field(body: bytes, fields: dict[str, Any
         b'{"smtp_list":[1],"smtp_list":[2]}',
         b'{"smtp_list":[1],"smtp_list":null}',
         b'{"smtp_list":[{"a":"\xff"}]}',
+        b'{"smtp_list":[' + b"[" * 100_000 + b"]" * 100_000 + b"]}",  # RecursionError in json
     ],
+    ids=lambda body: repr(body[:40]),
 )
 def test_invalid_json_is_an_error(body: bytes) -> None:
     with pytest.raises(ValueError, match="JSON"):
