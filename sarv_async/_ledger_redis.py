@@ -30,7 +30,7 @@ import anyio
 
 from ._exceptions import LedgerError
 from ._ledger import Begin, Claim, Decision, EntryState, LedgerEntry
-from ._limiter_redis import redis_location
+from ._limiter_redis import bounded_client, redis_location
 
 __all__ = ["RedisLedger"]
 
@@ -292,24 +292,12 @@ class RedisLedger:
         """Run one operation's script on a connection of its own, within ``timeout``."""
         if self._closed:
             raise RuntimeError("this RedisLedger is closed")
-        import coredis
         from coredis.exceptions import RedisError
-        from coredis.retry import NoRetryPolicy
-
-        from ._limiter_redis import closing_buffers
 
         base = f"{self._prefix}:{{{account}}}:ledger:"
         keys = [base + "entries", base + "owners", base + "baseline", base + "baseline-at"]
         args = [json.dumps({k: v for k, v in arguments.items() if v is not None})]
-        redis: coredis.Redis[bytes] = coredis.Redis.from_url(
-            self.url,
-            stream_timeout=self._timeout,
-            connect_timeout=self._timeout,
-            pool_timeout=self._timeout,
-            retry_policy=NoRetryPolicy(),
-        )
-        pool = redis.connection_pool
-        pool.connection_class = closing_buffers(pool.connection_class)
+        redis = bounded_client(self.url, self._timeout)
         failure: str | None = None
         with anyio.move_on_after(self._timeout * 2) as scope:
             try:

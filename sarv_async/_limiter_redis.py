@@ -68,7 +68,7 @@ if TYPE_CHECKING:
     import coredis
     from anyio.abc import TaskGroup
 
-__all__ = ["RedisRateLimiter", "closing_buffers", "redis_location"]
+__all__ = ["RedisRateLimiter", "bounded_client", "closing_buffers", "redis_location"]
 
 logger = logging.getLogger("sarv_async")
 
@@ -323,22 +323,13 @@ class RedisRateLimiter:
         if self._exit_stack is not None:
             raise RuntimeError("this RedisRateLimiter is already open")
         try:
-            import coredis
-            from coredis.retry import NoRetryPolicy
+            import coredis  # noqa: F401 - here, to say how to install it if missing
         except ModuleNotFoundError:
             raise ModuleNotFoundError(
                 "sharing the rate budget through Redis needs coredis: "
                 "pip install 'sarv-async[redis]'"
             ) from None
-        redis: coredis.Redis[bytes] = coredis.Redis.from_url(
-            self._url,
-            stream_timeout=self._timeout,
-            connect_timeout=self._timeout,
-            pool_timeout=self._timeout,
-            retry_policy=NoRetryPolicy(),
-        )
-        pool = redis.connection_pool
-        pool.connection_class = closing_buffers(pool.connection_class)
+        redis = bounded_client(self._url, self._timeout)
         async with AsyncExitStack() as stack:
             await stack.enter_async_context(redis)
             self._task_group = await stack.enter_async_context(anyio.create_task_group())
@@ -565,6 +556,27 @@ class RedisRateLimiter:
         finally:
             if self._wakeup is wakeup:
                 self._wakeup = None
+
+
+def bounded_client(url: str, timeout: float) -> coredis.Redis[bytes]:
+    """A coredis client for ``url``: every connect, read and pool wait within ``timeout``.
+
+    No retries (the caller decides what a failure means), and connections that close
+    their buffers (`closing_buffers`).
+    """
+    import coredis
+    from coredis.retry import NoRetryPolicy
+
+    redis: coredis.Redis[bytes] = coredis.Redis.from_url(
+        url,
+        stream_timeout=timeout,
+        connect_timeout=timeout,
+        pool_timeout=timeout,
+        retry_policy=NoRetryPolicy(),
+    )
+    pool = redis.connection_pool
+    pool.connection_class = closing_buffers(pool.connection_class)
+    return redis
 
 
 def closing_buffers(connection_class: type[Any]) -> type[Any]:
