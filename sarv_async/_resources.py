@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING
 
 from ._exceptions import ValidationError
 from ._idempotency import check_key
-from ._list_stream import OnUsers, UserStream
 from ._models import SmtpCredentials, SmtpUser, SmtpUserStatus, UpdateSmtpUserResponse
 from ._provision import (
     DEFAULT_MAX_ROUNDS,
@@ -25,6 +24,7 @@ from ._requests import (
 
 if TYPE_CHECKING:
     from ._client import AsyncSarvClient
+    from ._list_stream import OnUsers
 
 __all__ = ["SmtpUsers"]
 
@@ -102,6 +102,8 @@ class SmtpUsers:
         Holds one batch at a time, not the account. The call is retried as `list` is,
         so after a retry ``on_users`` meets users it was given before.
         """
+        from ._list_stream import UserStream  # only provisioning's last list needs it
+
         answer = await self._client._send_streaming(ListSmtpUsersRequest(), UserStream(on_users))
         if answer is not None:  # not readable in pieces: read whole
             await on_users(answer.smtp_list)
