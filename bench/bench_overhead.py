@@ -3,21 +3,26 @@
 ::
 
     python bench/bench_overhead.py [--rounds 15] [--transport mock|http|both]
-                                   [--sizes 1,100,5000] [--backend asyncio|trio] [--no-gc]
+                                   [--sizes 1,100,5000] [--backend asyncio|trio]
+                                   [--no-gc | --gc-freeze] [--gc-stats]
 
 Calls: list with 1, 100 and 5,000 users (``--sizes``), and edit. Transports: an
 ``httpx.MockTransport`` (no network: what is left is the two sides' own cost), and a real
 HTTP server on loopback, in its own process, answering precomputed bodies (uvicorn, h11).
 
-The raw side encodes the body with ``json.dumps``, POSTs it with ``httpx.AsyncClient.post``
-and decodes the answer with ``json.loads``: the floor. The SDK side also validates the
-request, paces it (with a limiter that never has to wait), bounds concurrency, checks the
-envelope and structures typed `SmtpUser`s.
+Three sides. The raw side encodes the body with ``json.dumps``, POSTs it with
+``httpx.AsyncClient.post`` and decodes the answer with ``json.loads``: the floor of any
+httpx-based client. The typed side does the same and then builds the answer the SDK returns,
+an `SmtpUserList` of `SmtpUser`s, with the classes' own constructors and no checks at all:
+the floor of any client that returns objects rather than dicts. The SDK side also validates
+the request, paces it (with a limiter that never has to wait), bounds concurrency, bounds
+each attempt with a deadline, checks the envelope and reads each user tolerantly.
 
-Each round times a batch of calls of every case on both sides, interleaved (the side that
-goes first alternates), so drift and the load of other processes fall on both sides alike.
-Printed: the median time per call of each side, the median of the per-round ratios (SDK /
-raw) with their spread (min-max over rounds), and for lists the cost per user. Twice: by
+Each round times a batch of calls of every case on every side, interleaved (the side that
+goes first rotates), so drift and the load of other processes fall on all sides alike.
+Printed: the median time per call of each side, the medians of the per-round ratios (SDK /
+raw, typed / raw, SDK / typed) with their spread (min-max over rounds), and for lists the
+cost per user. Twice: by
 the wall clock, and by this process's CPU time, which the load of other processes on a
 shared machine disturbs far less (over HTTP it leaves out the server's work).
 """
@@ -32,14 +37,20 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import AsyncExitStack, contextmanager
 from typing import Any
 
 import anyio
 import httpx
 
-from sarv_async import AsyncSarvClient
+from sarv_async import (
+    AsyncSarvClient,
+    SmtpUser,
+    SmtpUserList,
+    SmtpUserStatus,
+    UpdateSmtpUserResponse,
+)
 
 OWNER, TOKEN = "owner", "token"
 JSON = {"content-type": "application/json"}
@@ -133,13 +144,16 @@ async def batch(calls: int, call: Call) -> tuple[float, float]:
     return (time.perf_counter() - wall) / calls, (time.process_time() - cpu) / calls
 
 
+SIDES = ("raw", "typed", "sdk")
+
+
 async def cases(
     stack: AsyncExitStack, root: str, sizes: list[int], mock: bool
-) -> dict[str, tuple[Call, Call]]:
-    """``name -> (raw call, SDK call)`` for every list size and for edit."""
+) -> dict[str, tuple[Call, Call, Call]]:
+    """``name -> (raw call, typed call, SDK call)`` for every list size and for edit."""
     transport = httpx.MockTransport(_mock_handler(bodies(sizes))) if mock else None
     raw = await stack.enter_async_context(httpx.AsyncClient(transport=transport))
-    result: dict[str, tuple[Call, Call]] = {}
+    result: dict[str, tuple[Call, Call, Call]] = {}
     for size in sizes:
         base = f"{root}/u{size}/v1.0/"
         http = (
@@ -152,13 +166,13 @@ async def cases(
                 OWNER, TOKEN, base_url=base, http_client=http, rate_limit="1000000/second"
             )
         )
-        result[f"list {size}"] = (_raw_list(raw, base), sdk.smtp_users.list)
+        result[f"list {size}"] = (_raw_list(raw, base), _typed_list(raw, base), sdk.smtp_users.list)
         if size == sizes[0]:
 
             async def sdk_edit(sdk: AsyncSarvClient = sdk) -> object:
                 return await sdk.smtp_users.update("smtp0000001", hourly_limit=5)
 
-            result["edit"] = (_raw_edit(raw, base), sdk_edit)
+            result["edit"] = (_raw_edit(raw, base), _typed_edit(raw, base), sdk_edit)
     return result
 
 
@@ -193,54 +207,141 @@ def _raw_edit(raw: httpx.AsyncClient, base: str) -> Call:
     return call
 
 
-Sample = tuple[tuple[float, float], tuple[float, float]]  # (raw, SDK) x (wall, CPU)
+#: A dict lookup, not ``SmtpUserStatus(value)``: an enum's call costs more than the rest.
+STATUS = {status.value: status for status in SmtpUserStatus}
+
+
+def _typed_list(raw: httpx.AsyncClient, base: str) -> Call:
+    """Raw, then the SDK's answer built with the classes' own constructors, unchecked."""
+    call = _raw_list(raw, base)
+
+    async def typed() -> object:
+        data: Any = await call()
+        users = [
+            SmtpUser(
+                smtp_user_name=user["smtp_user_name"],
+                smtp_password=user["password"],
+                status=STATUS[user["status"]],
+                total_limit=user["total_limit"],
+                hourly_limit=user["hourly_limit"],
+            )
+            for user in data["smtp_list"]
+        ]
+        return SmtpUserList(smtp_list=users, message=data["message"])
+
+    return typed
+
+
+def _typed_edit(raw: httpx.AsyncClient, base: str) -> Call:
+    call = _raw_edit(raw, base)
+
+    async def typed() -> object:
+        data: Any = await call()
+        return UpdateSmtpUserResponse(message=data["message"])
+
+    return typed
+
+
+Sample = tuple[tuple[float, float], ...]  # per side (raw, typed, SDK): (wall, CPU)
+
+
+class CollectorClock:
+    """The cyclic garbage collector's passes and time, by generation (via `gc.callbacks`)."""
+
+    def __init__(self) -> None:
+        self.passes = [0, 0, 0]
+        self.seconds = self._started = 0.0
+
+    def reset(self) -> None:
+        self.passes, self.seconds = [0, 0, 0], 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.seconds += time.perf_counter() - self._started
+            self.passes[info["generation"]] += 1
+
+
+async def collector_share(triples: Mapping[str, tuple[Call, ...]], counts: dict[str, int]) -> None:
+    """Print, per case and side, the collector's passes and time per call.
+
+    Over at least 200 calls each: full passes are rare, and a batch holds only tens of
+    the largest lists.
+    """
+    clock = CollectorClock()
+    gc.callbacks.append(clock)
+    try:
+        heading = f"{'passes per call (gen 0/1/2)':>28s} {'time per call':>14s}"
+        print(f"\nthe garbage collector\n{'call':10s} {'side':6s} {heading}")
+        for name, calls in triples.items():
+            for side, call in zip(SIDES, calls, strict=True):
+                calls_made = max(200, counts[name])
+                clock.reset()
+                await batch(calls_made, call)
+                per_call = "/".join(f"{n / calls_made:.2f}" for n in clock.passes)
+                spent = _us(clock.seconds / calls_made)
+                print(f"{name:10s} {side:6s} {per_call:>28s} {spent:>14s}")
+    finally:
+        gc.callbacks.remove(clock)
 
 
 async def measure(
-    root: str, sizes: list[int], rounds: int, seconds: float, mock: bool
+    root: str, sizes: list[int], args: argparse.Namespace, mock: bool
 ) -> dict[str, list[Sample]]:
-    """``name -> [((raw wall, raw CPU), (SDK wall, SDK CPU)) per round]``, seconds per call."""
+    """``name -> [per round, per side: (wall, CPU)]``, seconds per call.
+
+    ``args.gc_freeze``: `gc.freeze()` once set up and warmed up, as an application may
+    after its start-up, so that the collector's full passes skip what was made until then.
+    ``args.gc_stats``: then print the collector's share of each side's calls.
+    """
+    rounds, seconds = args.rounds, args.seconds
     async with AsyncExitStack() as stack:
-        pairs = await cases(stack, root, sizes, mock)
+        triples = await cases(stack, root, sizes, mock)
         counts = {}
-        for name, (raw, sdk) in pairs.items():  # warm up; size batches to ~``seconds``
-            await batch(3, sdk)
-            per_call, _ = await batch(3, raw)
+        for name, calls in triples.items():  # warm up; size batches to ~``seconds``
+            for call in calls[1:]:
+                await batch(3, call)
+            per_call, _ = await batch(3, calls[0])
             counts[name] = max(3, round(seconds / per_call))
-        results: dict[str, list[Sample]] = {name: [] for name in pairs}
+        if args.gc_freeze:
+            gc.freeze()
+        results: dict[str, list[Sample]] = {name: [] for name in triples}
         for round_ in range(rounds):
-            for name, (raw, sdk) in pairs.items():
-                if round_ % 2:
-                    sdk_s, raw_s = await batch(counts[name], sdk), await batch(counts[name], raw)
-                else:
-                    raw_s, sdk_s = await batch(counts[name], raw), await batch(counts[name], sdk)
-                results[name].append((raw_s, sdk_s))
+            for name, calls in triples.items():
+                timed: dict[int, tuple[float, float]] = {}
+                for offset in range(len(calls)):  # the side going first rotates
+                    side = (round_ + offset) % len(calls)
+                    timed[side] = await batch(counts[name], calls[side])
+                results[name].append(tuple(timed[side] for side in range(len(calls))))
+        if args.gc_stats:
+            await collector_share(triples, counts)
     return results
 
 
+RATIOS = (("sdk/raw", 2, 0), ("typed/raw", 1, 0), ("sdk/typed", 2, 1))
+
+
 def report(title: str, results: dict[str, list[Sample]]) -> None:
-    """Print, per clock, one line per case: medians, ratio with spread, per-user costs."""
+    """Print, per clock, one line per case: medians, ratios with spread, per-user costs."""
     rounds = len(next(iter(results.values())))
     for clock, clock_name in ((0, "wall time"), (1, "CPU time of this process")):
         print(f"\n{title}, {rounds} interleaved rounds, {clock_name}")
-        print(
-            f"{'call':11s} {'raw httpx':>10s} {'sarv-async':>11s}  {'ratio (min-max)':20s}"
-            f"{'raw/user':>9s} {'sdk/user':>9s} {'added/user':>11s}"
-        )
+        header = f"{'call':10s}" + "".join(f"{side:>10s}" for side in SIDES)
+        header += "".join(f"  {name + ' (min-max)':>21s}" for name, _, _ in RATIOS)
+        print(header + f"  {'per user: raw':>14s} {'typed':>7s} {'sdk':>7s}")
         for name, samples in results.items():
-            pairs = [(raw[clock], sdk[clock]) for raw, sdk in samples]
-            raw_s = statistics.median(r for r, _ in pairs)
-            sdk_s = statistics.median(s for _, s in pairs)
-            ratios = sorted(s / r for r, s in pairs)
-            line = (
-                f"{name:11s} {_us(raw_s):>10s} {_us(sdk_s):>11s}  "
-                f"{statistics.median(ratios):.2f}x ({ratios[0]:.2f}-{ratios[-1]:.2f})    "
-            )
+            times = [[sample[side][clock] for sample in samples] for side in range(3)]
+            medians = [statistics.median(side) for side in times]
+            line = f"{name:10s}" + "".join(f"{_us(median):>10s}" for median in medians)
+            for _, top, bottom in RATIOS:
+                ratios = sorted(t / b for t, b in zip(times[top], times[bottom], strict=True))
+                spread = f"{statistics.median(ratios):.2f}x ({ratios[0]:.2f}-{ratios[-1]:.2f})"
+                line += f"  {spread:>21s}"
             users = int(name.split()[1]) if name.startswith("list") else 0
             if users > 1:
-                added = statistics.median((s - r) for r, s in pairs)
-                per_user = (raw_s / users * 1e9, sdk_s / users * 1e9, added / users * 1e9)
-                line += "{:6.0f} ns {:6.0f} ns {:8.0f} ns".format(*per_user)
+                line += f"  {medians[0] / users * 1e9:11.0f} ns"
+                line += "".join(f" {median / users * 1e9:4.0f} ns" for median in medians[1:])
             print(line)
 
 
@@ -261,6 +362,16 @@ def main() -> None:
     parser.add_argument(
         "--no-gc", action="store_true", help="turn the cyclic garbage collector off (both sides)"
     )
+    parser.add_argument(
+        "--gc-freeze",
+        action="store_true",
+        help="gc.freeze() after set-up and warm-up (both sides), as an application may",
+    )
+    parser.add_argument(
+        "--gc-stats",
+        action="store_true",
+        help="after the rounds, print the collector's passes and time per call of each side",
+    )
     parser.add_argument("--serve", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
@@ -272,18 +383,16 @@ def main() -> None:
     print(
         f"Python {sys.version.split()[0]}, httpx {httpx.__version__}, "
         f"{args.seconds:.2f} s per batch{', garbage collector off' if args.no_gc else ''}"
+        f"{', gc.freeze() after set-up' if args.gc_freeze else ''}"
     )
     if args.transport in ("mock", "both"):
         results = anyio.run(
-            measure, "https://api.bench.example", sizes, args.rounds, args.seconds, True,
-            backend=args.backend,
-        )  # fmt: skip
+            measure, "https://api.bench.example", sizes, args, True, backend=args.backend
+        )
         report(f"MockTransport, {args.backend}", results)
     if args.transport in ("http", "both"):
         with loopback_server(sizes) as root:
-            results = anyio.run(
-                measure, root, sizes, args.rounds, args.seconds, False, backend=args.backend
-            )
+            results = anyio.run(measure, root, sizes, args, False, backend=args.backend)
         report(f"loopback HTTP (uvicorn in a child process), {args.backend}", results)
 
 
