@@ -54,10 +54,13 @@ def launch() -> Iterator[Launch]:
         proc.communicate()
 
 
-def read_until(proc: subprocess.Popen[bytes], marker: str, timeout: float = 15.0) -> str:
-    """What the process prints up to ``marker``, read without blocking forever."""
-    assert proc.stdout is not None
-    fd = proc.stdout.fileno()
+def read_until(
+    proc: subprocess.Popen[bytes], marker: str, timeout: float = 15.0, *, stderr: bool = False
+) -> str:
+    """What the process prints (on stdout, or stderr) up to ``marker``, without blocking forever."""
+    stream = proc.stderr if stderr else proc.stdout
+    assert stream is not None
+    fd = stream.fileno()
     text = b""
     deadline = time.monotonic() + timeout
     while marker.encode() not in text:

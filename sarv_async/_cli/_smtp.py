@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable
@@ -454,28 +455,50 @@ async def _provision(
     in_out: frozenset[str],
     stopped: list[signal.Signals],
 ) -> ProvisionSummary | None:
-    """Provision the rows; on SIGINT or SIGTERM stop cleanly and return None."""
+    """Provision the rows; on SIGINT or SIGTERM stop cleanly and return None.
+
+    A second signal while stopping ends the process at once, as that signal ends it:
+    rows are flushed as they are written and the ledger is crash-safe, so a rerun
+    resumes from there as it does after SIGKILL.
+    """
     async with anyio.create_task_group() as tg:
+        work = anyio.CancelScope()
         if sys.platform != "win32":
-            tg.start_soon(_stop_on_signal, tg.cancel_scope, stopped)
-        async with config.client(**options) as client:
-            summary = await provision_rows(
-                client,
-                specs,
-                out,
-                concurrency=concurrency,
-                progress=progress,
-                failures=failures,
-                settle_delay=settle_delay,
-                in_out=in_out,
-            )
+            tg.start_soon(_stop_on_signal, work, stopped)
+        summary: ProvisionSummary | None = None
+        with work:
+            async with config.client(**options) as client:
+                summary = await provision_rows(
+                    client,
+                    specs,
+                    out,
+                    concurrency=concurrency,
+                    progress=progress,
+                    failures=failures,
+                    settle_delay=settle_delay,
+                    in_out=in_out,
+                )
         tg.cancel_scope.cancel()
     return None if stopped else summary
 
 
-async def _stop_on_signal(scope: anyio.CancelScope, stopped: list[signal.Signals]) -> None:
-    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async for signum in signals:
-            stopped.append(signum)
-            scope.cancel()
-            return
+async def _stop_on_signal(work: anyio.CancelScope, stopped: list[signal.Signals]) -> None:
+    """Cancel ``work`` on the first SIGINT or SIGTERM; on the next, end the process."""
+    try:
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async for signum in signals:
+                if not stopped:
+                    stopped.append(signum)
+                    work.cancel()
+                    print_warning("stopping; interrupt again to stop at once")
+                    continue
+                print_warning("stopped at once; run the same command again to resume")
+                # Die of the signal itself, as the shell expects (status 128 + signal),
+                # with no traceback and nothing left to flush: each row is written.
+                signal.signal(signum, signal.SIG_DFL)
+                os.kill(os.getpid(), signum)
+    finally:
+        if stopped:
+            # Until the process exits, a second Ctrl-C ends it as SIGINT does, rather
+            # than as a KeyboardInterrupt raised wherever the event loop's shutdown is.
+            signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -238,6 +238,35 @@ def test_two_concurrent_runs_sharing_the_default_ledger_never_share_a_user(
     assert os.path.getsize(tmp_path / "a-out.csv") > 0
 
 
+@pytest.mark.parametrize("second", ["after the warning", "at once"])
+def test_a_second_interrupt_stops_at_once_without_a_traceback(
+    launch: Launch, tmp_path: Path, second: str
+) -> None:
+    """Ctrl-C says the run is stopping; Ctrl-C again stops it at once, never with a traceback.
+
+    Stopped either way, the same command run again gives one user per row.
+    """
+    url = _serve(launch, 6)
+    specs = _specs(tmp_path / "specs.csv", "cust")
+    out = tmp_path / "creds.csv"
+    argv = _argv(url, specs, out, _token_file(tmp_path))
+    proc = launch(argv)
+    _wait_for_lines(proc, out, 5)
+    proc.send_signal(signal.SIGINT)
+    said = ""
+    if second == "after the warning":
+        said = read_until(proc, "interrupt again to stop at once", stderr=True)
+    proc.send_signal(signal.SIGINT)
+    _, rest = proc.communicate(timeout=60)
+    err = said + rest.decode()
+    # Stopped at once, the process ends as SIGINT ends it (a shell shows 130 either way).
+    assert proc.returncode in (130, -signal.SIGINT), err
+    assert "Traceback" not in err
+    assert TOKEN not in err
+    _run_to_success(launch, argv)
+    _assert_one_user_per_row(out, "cust", _server_users(url))
+
+
 @pytest.mark.parametrize(("stop", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_sigterm_and_sigint_stop_cleanly_with_a_summary(
     launch: Launch, tmp_path: Path, stop: signal.Signals, code: int
