@@ -20,19 +20,22 @@ from ._json_stream import ItemStream, NotStreamable
 from ._models import SmtpUser
 from ._requests import ListSmtpUsersRequest
 
-__all__ = ["OnUsers", "UserStream"]
+__all__ = ["OnAnswer", "OnUsers", "UserStream"]
 
 #: What takes each batch of users (awaited before more of the answer is read).
 OnUsers = Callable[[list[SmtpUser]], Awaitable[None]]
+#: Told that an answer starts: the users handed over before came from a failed attempt.
+OnAnswer = Callable[[], object]
 
 
 class UserStream:
     """Hands the users of a list answer to ``on_users`` as they arrive."""
 
-    __slots__ = ("_on_users", "error", "fields", "streamed")
+    __slots__ = ("_on_answer", "_on_users", "error", "fields", "streamed")
 
-    def __init__(self, on_users: OnUsers) -> None:
+    def __init__(self, on_users: OnUsers, on_answer: OnAnswer | None = None) -> None:
         self._on_users = on_users
+        self._on_answer = on_answer
         self.fields: dict[str, Any] | None = None
         self.streamed = False
         self.error: SarvError | None = None
@@ -40,6 +43,8 @@ class UserStream:
     async def read(self, response: httpx.Response) -> bytes | None:
         """Read ``response``'s body (see `AnswerReader.read`)."""
         self.fields, self.streamed, self.error = None, False, None
+        if self._on_answer is not None:
+            self._on_answer()
         items = ItemStream("smtp_list")
         status = response.status_code
         chunks = response.aiter_bytes()

@@ -797,7 +797,9 @@ class Provisioning:
         The list's answer is read in batches as it arrives, so a run that made 100,000
         users does not hold them all at once: only the orphans are kept.
         """
-        orphans: dict[str, SmtpUser] = {}  # by name: a retried list hands users over again
+        # By name: a retried list hands users over again. Only the last answer counts:
+        # a user of a cut one may be gone, or owned, by the time of the retry.
+        orphans: dict[str, SmtpUser] = {}
         ledger_failed = False
 
         async def check(users: list[SmtpUser]) -> None:
@@ -813,7 +815,7 @@ class Provisioning:
             orphans.update((u.smtp_user_name, u) for u in new if u.smtp_user_name not in owned)
 
         try:
-            await self._client.smtp_users._list_in_batches(check)
+            await self._client.smtp_users._list_in_batches(check, on_answer=orphans.clear)
         except SarvError:
             if ledger_failed:
                 raise

@@ -24,7 +24,7 @@ from ._requests import (
 
 if TYPE_CHECKING:
     from ._client import AsyncSarvClient
-    from ._list_stream import OnUsers
+    from ._list_stream import OnAnswer, OnUsers
 
 __all__ = ["SmtpUsers"]
 
@@ -96,15 +96,19 @@ class SmtpUsers:
         answer = await self._client.send(ListSmtpUsersRequest())
         return answer.smtp_list
 
-    async def _list_in_batches(self, on_users: OnUsers) -> None:
+    async def _list_in_batches(
+        self, on_users: OnUsers, *, on_answer: OnAnswer | None = None
+    ) -> None:
         """Every SMTP user, handed to ``on_users`` in batches as the answer arrives.
 
         Holds one batch at a time, not the account. The call is retried as `list` is,
-        so after a retry ``on_users`` meets users it was given before.
+        so after a retry ``on_users`` meets users it was given before; ``on_answer`` is
+        called as each answer starts, so what came before it can be forgotten.
         """
         from ._list_stream import UserStream  # only provisioning's last list needs it
 
-        answer = await self._client._send_streaming(ListSmtpUsersRequest(), UserStream(on_users))
+        reader = UserStream(on_users, on_answer)
+        answer = await self._client._send_streaming(ListSmtpUsersRequest(), reader)
         if answer is not None:  # not readable in pieces: read whole
             await on_users(answer.smtp_list)
 

@@ -167,6 +167,34 @@ async def test_a_connection_cut_mid_list_is_retried(respx_mock: respx.MockRouter
     assert len(names) > 50
 
 
+async def test_provisioning_reports_the_orphans_of_the_last_list_s_final_answer(
+    respx_mock: respx.MockRouter,
+) -> None:
+    """A user seen in a cut answer, and gone by the retry's, is not reported as an orphan."""
+    gone, kept = user(1), user(2)
+    cut = json.dumps({"status": "success", "smtp_list": [gone, kept, user(3)]}).encode()
+
+    class Cut(httpx.AsyncByteStream):
+        async def __aiter__(self) -> AsyncIterator[bytes]:
+            yield cut[: cut.index(b"smtp00003")]  # the first two users whole, then reset
+            raise httpx.ReadError("connection reset")
+
+    respx_mock.post(LIST_URL).mock(
+        side_effect=[
+            httpx.Response(200, json={"status": "success", "smtp_list": []}),  # the baseline
+            httpx.Response(200, stream=Cut()),  # the last list, cut...
+            httpx.Response(200, json={"status": "success", "smtp_list": [kept]}),  # ...retried
+        ]
+    )
+    async with (
+        make_client(max_retries=1) as client,
+        client.smtp_users.provision([], settle_delay=0) as run,
+    ):
+        assert [result async for result in run] == []
+    assert run.summary.orphans_checked
+    assert [orphan.smtp_user_name for orphan in run.summary.orphans] == ["smtp00002"]
+
+
 async def test_what_the_consumer_raises_comes_out_without_the_answer_in_its_frames(
     respx_mock: respx.MockRouter,
 ) -> None:
