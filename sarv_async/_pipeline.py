@@ -160,11 +160,15 @@ class Pipeline:
                     )
                     failure = Failure.MAYBE_APPLIED
                 else:
+                    # The reader read this answer only if it is a 2xx: what it holds
+                    # otherwise is an earlier attempt's.
+                    status = response.status_code
+                    read = reader if reader is not None and 200 <= status < 300 else None
                     try:
-                        if reader is not None and reader.error is not None:
-                            raise reader.error
-                        if reader is not None and reader.fields is not None:
-                            return self._read_streamed(reader, response.status_code, request)
+                        if read is not None and read.error is not None:
+                            raise read.error
+                        if read is not None and read.fields is not None:
+                            return self._read_streamed(read, status, request)
                         return self._read(response, request)
                     except SarvError as exc:
                         error, failure = _detached(exc), _classify(exc)

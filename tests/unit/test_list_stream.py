@@ -15,7 +15,7 @@ import httpx
 import pytest
 import respx
 
-from sarv_async import APIError, SarvError, SmtpUser, UnexpectedResponseError
+from sarv_async import APIError, RateLimitError, SarvError, SmtpUser, UnexpectedResponseError
 from tests.helpers import BASE_URL, make_client
 
 pytestmark = pytest.mark.anyio
@@ -145,6 +145,23 @@ async def test_invalid_json_mid_list_is_retried_then_raised(respx_mock: respx.Mo
         with pytest.raises(UnexpectedResponseError, match="invalid JSON"):
             await client.smtp_users._list_in_batches(Batches())
     assert route.call_count == 3
+
+
+async def test_an_answer_after_an_invalid_one_is_judged_on_its_own(
+    respx_mock: respx.MockRouter,
+) -> None:
+    """A 429 after invalid JSON is a 429 (its Retry-After counts), not the earlier error."""
+    garbled = b'{"status":"success","smtp_list":[' + json.dumps(user(1)).encode() + b",nonsense"
+    route = respx_mock.post(LIST_URL).mock(
+        side_effect=[
+            httpx.Response(200, content=garbled),
+            httpx.Response(429, headers={"retry-after": "0"}, json={"status": "error"}),
+        ]
+    )
+    async with make_client(max_retries=1) as client:
+        with pytest.raises(RateLimitError):
+            await client.smtp_users._list_in_batches(Batches())
+    assert route.call_count == 2
 
 
 async def test_a_connection_cut_mid_list_is_retried(respx_mock: respx.MockRouter) -> None:
