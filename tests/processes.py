@@ -15,14 +15,15 @@ import pytest
 
 import sarv_async
 
-__all__ = ["Launch", "base_url_of", "launch", "read_until"]
+__all__ = ["Launch", "base_url_of", "child_env", "launch", "read_until"]
 
 PROJECT_ROOT = Path(sarv_async.__file__).resolve().parents[1]
 
 Launch = Callable[[Sequence[str]], "subprocess.Popen[bytes]"]
 
 
-def _env() -> dict[str, str]:
+def child_env() -> dict[str, str]:
+    """The environment of a child running this checkout's package, with no SARV_ settings."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SARV_", "SENDCLEAN_"))}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")]))
     return env
@@ -42,7 +43,7 @@ def launch() -> Iterator[Launch]:
             [sys.executable, "-c", code],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            env=_env(),
+            env=child_env(),
         )
         started.append(proc)
         return proc

@@ -12,7 +12,7 @@ import importlib.util
 import json
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -182,6 +182,19 @@ def _is_terminal(stream: Any) -> bool:
         return False
 
 
+#: How to end the progress display on screen, if one is: see `end_progress`.
+_on_screen: list[Callable[[], None]] = []
+
+
+def end_progress() -> None:
+    """End the progress display now, cursor shown, as leaving its block would.
+
+    For a process about to end at once, which never leaves the block.
+    """
+    while _on_screen:
+        _on_screen.pop()()
+
+
 @contextmanager
 def progress_display(label: str, total: int) -> Iterator[ProgressCallback]:
     """A provisioning ``progress(done, failed, total)`` callback that draws on stderr.
@@ -242,7 +255,12 @@ def _rich_progress(label: str, total: int) -> Iterator[ProgressCallback]:
         progress.update(task, completed=done, failed=failed)
 
     with progress:
-        yield update
+        _on_screen.append(progress.stop)
+        try:
+            yield update
+        finally:
+            if progress.stop in _on_screen:
+                _on_screen.remove(progress.stop)
 
 
 @contextmanager
@@ -261,8 +279,14 @@ def _plain_progress(label: str, total: int) -> Iterator[ProgressCallback]:
         sys.stderr.write(f"\r{label}: {done}/{total} ({failed} failed)  {rate:.1f}/s  ETA {eta}   ")
         sys.stderr.flush()
 
+    def end() -> None:
+        sys.stderr.write("\n")
+        sys.stderr.flush()
+
+    _on_screen.append(end)
     try:
         yield update
     finally:
-        sys.stderr.write("\n")
-        sys.stderr.flush()
+        if end in _on_screen:  # not ended already by end_progress
+            _on_screen.remove(end)
+            end()

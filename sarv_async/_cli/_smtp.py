@@ -41,6 +41,7 @@ from ._output import (
     describe_error,
     echo,
     echo_json,
+    end_progress,
     plural,
     print_error,
     print_table,
@@ -394,7 +395,12 @@ def _run_provision(args: argparse.Namespace) -> int:
                 frozenset(in_out),
                 stopped,
             )
-            summary = anyio.run(run)
+            previous = signal.getsignal(signal.SIGINT)
+            try:
+                summary = anyio.run(run)
+            finally:
+                if previous is not None:  # None: set outside Python, so not ours to touch
+                    signal.signal(signal.SIGINT, previous)  # a stop set SIG_DFL for a while
     except BaseException as exc:
         if isinstance(exc, (KeyboardInterrupt, CliError)) or out.rows_written:
             _stopped_note(args.out, out.kept + out.rows_written - len(failures), total)
@@ -492,6 +498,7 @@ async def _stop_on_signal(work: anyio.CancelScope, stopped: list[signal.Signals]
                     work.cancel()
                     print_warning("stopping; interrupt again to stop at once")
                     continue
+                end_progress()  # the bar hides the cursor until it ends
                 print_warning("stopped at once; run the same command again to resume")
                 # Die of the signal itself, as the shell expects (status 128 + signal),
                 # with no traceback and nothing left to flush: each row is written.
@@ -499,6 +506,6 @@ async def _stop_on_signal(work: anyio.CancelScope, stopped: list[signal.Signals]
                 os.kill(os.getpid(), signum)
     finally:
         if stopped:
-            # Until the process exits, a second Ctrl-C ends it as SIGINT does, rather
-            # than as a KeyboardInterrupt raised wherever the event loop's shutdown is.
+            # Until the event loop has ended, a second Ctrl-C ends the process as SIGINT
+            # does, not as a KeyboardInterrupt raised wherever its shutdown is.
             signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import csv
 import os
+import pty
 import random
+import select
 import signal
 import subprocess
 import sys
@@ -23,7 +25,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.processes import Launch, base_url_of, read_until
+from tests.processes import Launch, base_url_of, child_env, read_until
 
 from ._support import OWNER_ID, TOKEN, file_mode
 
@@ -265,6 +267,87 @@ def test_a_second_interrupt_stops_at_once_without_a_traceback(
     assert TOKEN not in err
     _run_to_success(launch, argv)
     _assert_one_user_per_row(out, "cust", _server_users(url))
+
+
+def test_main_called_in_process_leaves_the_sigint_handler_as_it_found_it(
+    tmp_path: Path, launch: Launch
+) -> None:
+    """After a run stopped by a signal, ``main`` returns; a later Ctrl-C still interrupts."""
+    url = _serve(launch, 8)
+    specs = _specs(tmp_path / "specs.csv", "cust")
+    out = tmp_path / "creds.csv"
+    argv = _argv(url, specs, out, _token_file(tmp_path))
+    code = f"""
+import os, signal, sys, threading, time
+from sarv_async._cli import main
+
+def stop():
+    while not os.path.exists({str(out)!r}) or os.path.getsize({str(out)!r}) < 300:
+        time.sleep(0.005)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+threading.Thread(target=stop, daemon=True).start()
+status = main({argv!r})
+print(status, signal.getsignal(signal.SIGINT) is signal.default_int_handler)
+"""
+    done = subprocess.run(  # noqa: S603 - this interpreter, fixed arguments
+        [sys.executable, "-c", code], capture_output=True, env=child_env(), timeout=120
+    )
+    assert done.stdout.decode().split() == ["143", "True"], done.stderr.decode()
+
+
+def test_a_stop_at_once_on_a_terminal_gives_the_cursor_back(launch: Launch, tmp_path: Path) -> None:
+    """The progress bar hides the cursor; a second Ctrl-C ends the bar before the process."""
+    pytest.importorskip("rich")
+    url = _serve(launch, 7)
+    specs = _specs(tmp_path / "specs.csv", "cust")
+    out = tmp_path / "creds.csv"
+    main, terminal = pty.openpty()
+    code = "import sys; from sarv_async._cli import main; sys.exit(main(sys.argv[1:]))"
+    proc = subprocess.Popen(  # noqa: S603 - this interpreter, fixed arguments
+        [sys.executable, "-c", code, *_argv(url, specs, out, _token_file(tmp_path))],
+        stdin=terminal,
+        stdout=terminal,
+        stderr=terminal,
+        env={**child_env(), "COLUMNS": "100", "TERM": "xterm"},
+    )
+    os.close(terminal)
+    shown = b""
+    try:
+        _wait_for_lines(proc, out, 5)
+        proc.send_signal(signal.SIGINT)
+        shown += _read_terminal_until(main, b"interrupt again")
+        proc.send_signal(signal.SIGINT)
+        shown += _read_terminal_until(main, None)
+        proc.wait(30)
+    finally:
+        os.close(main)
+    assert HIDE_CURSOR in shown, shown[-2000:]
+    # The last word on the cursor gives it back.
+    assert shown.rfind(SHOW_CURSOR) > shown.rfind(HIDE_CURSOR), shown[-2000:]
+    assert proc.returncode in (130, -signal.SIGINT)
+    assert b"Traceback" not in shown
+
+
+HIDE_CURSOR, SHOW_CURSOR = b"\x1b[?25l", b"\x1b[?25h"
+
+
+def _read_terminal_until(fd: int, marker: bytes | None, timeout: float = 30) -> bytes:
+    """What the terminal shows up to ``marker``, or (None) until the process closes it."""
+    text = b""
+    deadline = time.monotonic() + timeout
+    while marker is None or marker not in text:
+        ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+        assert ready, f"no {marker!r} in time; got {text[-2000:]!r}"
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:  # EIO: every process holding the terminal has ended
+            chunk = b""
+        if not chunk:
+            assert marker is None, f"the process ended before {marker!r}: {text[-2000:]!r}"
+            return text
+        text += chunk
+    return text
 
 
 @pytest.mark.parametrize(("stop", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
