@@ -809,7 +809,9 @@ class Provisioning:
                 return
             try:
                 owned = await self._ledger.owned(self._account, [u.smtp_user_name for u in new])
-            except BaseException:
+            except Exception:
+                # The ledger's own error. A cancellation (the attempt's deadline, say) is
+                # none: if the list then fails, the orphans are unchecked, as usual.
                 ledger_failed = True
                 raise
             orphans.update((u.smtp_user_name, u) for u in new if u.smtp_user_name not in owned)

@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import json
 import traceback
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 import respx
 
 from sarv_async import APIError, RateLimitError, SarvError, SmtpUser, UnexpectedResponseError
+from sarv_async._ledger_memory import MemoryLedger
 from tests.helpers import BASE_URL, make_client
 
 pytestmark = pytest.mark.anyio
@@ -210,6 +212,35 @@ async def test_provisioning_reports_the_orphans_of_the_last_list_s_final_answer(
         assert [result async for result in run] == []
     assert run.summary.orphans_checked
     assert [orphan.smtp_user_name for orphan in run.summary.orphans] == ["smtp00002"]
+
+
+async def test_an_attempt_timed_out_while_the_ledger_answers_is_no_ledger_failure(
+    respx_mock: respx.MockRouter,
+) -> None:
+    """The orphan check's list timed out mid-ledger-call, then failed: orphans unchecked.
+
+    Only an error of the ledger's own is the run's to raise; a list that cannot be had
+    leaves the orphans unchecked, as it does when the ledger is never asked.
+    """
+
+    class SlowOwned(MemoryLedger):
+        async def owned(self, account: str, user_names: Collection[str]) -> set[str]:
+            await anyio.sleep(30)  # past the attempt's deadline
+            return await super().owned(account, user_names)
+
+    respx_mock.post(LIST_URL).mock(
+        side_effect=[
+            httpx.Response(200, json={"status": "success", "smtp_list": []}),  # the baseline
+            httpx.Response(200, json={"status": "success", "smtp_list": [user(1)]}),
+            httpx.Response(502, text="Bad Gateway"),
+        ]
+    )
+    async with (
+        make_client(max_retries=1, attempt_timeout=0.2, ledger=SlowOwned()) as client,
+        client.smtp_users.provision([], settle_delay=0) as run,
+    ):
+        assert [result async for result in run] == []
+    assert run.summary.orphans_checked is False
 
 
 async def test_what_the_consumer_raises_comes_out_without_the_answer_in_its_frames(
