@@ -2,7 +2,7 @@
 
 ::
 
-    python bench/bench_overhead.py [--rounds 15] [--transport mock|http|both]
+    python bench/bench_overhead.py [--rounds 18] [--transport mock|http|both]
                                    [--sizes 1,100,5000] [--backend asyncio|trio]
                                    [--no-gc | --gc-freeze] [--gc-stats]
 
@@ -18,19 +18,21 @@ the floor of any client that returns objects rather than dicts. The SDK side als
 the request, paces it (with a limiter that never has to wait), bounds concurrency, bounds
 each attempt with a deadline, checks the envelope and reads each user tolerantly.
 
-Each round times a batch of calls of every case on every side, interleaved (the side that
-goes first rotates), so drift and the load of other processes fall on all sides alike.
-Printed: the median time per call of each side, the medians of the per-round ratios (SDK /
-raw, typed / raw, SDK / typed) with their spread (min-max over rounds), and for lists the
-cost per user. Twice: by
-the wall clock, and by this process's CPU time, which the load of other processes on a
-shared machine disturbs far less (over HTTP it leaves out the server's work).
+Each round times a batch of calls of every case on every side, interleaved: the order of
+the sides runs through all six in turn, so drift and the load of other processes fall on
+all sides alike, and each side runs before and after each other equally often. Printed:
+the median time per call of each side, the medians of the per-round ratios (SDK / raw,
+typed / raw, SDK / typed) with their spread (min-max over rounds), and for lists the cost
+per user. Twice: by the wall clock, and by this process's CPU time, which the load of
+other processes on a shared machine disturbs far less (over HTTP it leaves out the
+server's work).
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import itertools
 import json
 import socket
 import statistics
@@ -307,11 +309,13 @@ async def measure(
         if args.gc_freeze:
             gc.freeze()
         results: dict[str, list[Sample]] = {name: [] for name in triples}
+        # Every order of the sides in turn: each side runs before and after each other
+        # equally often (over a multiple of 6 rounds), so no ratio leans on position.
+        orders = list(itertools.permutations(range(len(SIDES))))
         for round_ in range(rounds):
             for name, calls in triples.items():
                 timed: dict[int, tuple[float, float]] = {}
-                for offset in range(len(calls)):  # the side going first rotates
-                    side = (round_ + offset) % len(calls)
+                for side in orders[round_ % len(orders)]:
                     timed[side] = await batch(counts[name], calls[side])
                 results[name].append(tuple(timed[side] for side in range(len(calls))))
         if args.gc_stats:
@@ -352,7 +356,9 @@ def _us(seconds: float) -> str:
 def main() -> None:
     """Parse options, run each transport, print the tables."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=15, help="default: %(default)s")
+    parser.add_argument(
+        "--rounds", type=int, default=18, help="a multiple of 6 (default: %(default)s)"
+    )
     parser.add_argument(
         "--seconds", type=float, default=0.1, help="per batch of one side (default: %(default)s)"
     )
