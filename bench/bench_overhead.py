@@ -251,8 +251,8 @@ class CollectorClock:
     """The cyclic garbage collector's passes and time, by generation (via `gc.callbacks`)."""
 
     def __init__(self) -> None:
-        self.passes = [0, 0, 0]
-        self.seconds = self._started = 0.0
+        self._started = 0.0
+        self.reset()
 
     def reset(self) -> None:
         self.passes, self.seconds = [0, 0, 0], 0.0
@@ -335,7 +335,7 @@ def report(title: str, results: dict[str, list[Sample]]) -> None:
         header += "".join(f"  {name + ' (min-max)':>21s}" for name, _, _ in RATIOS)
         print(header + f"  {'per user: raw':>14s} {'typed':>7s} {'sdk':>7s}")
         for name, samples in results.items():
-            times = [[sample[side][clock] for sample in samples] for side in range(3)]
+            times = [[sample[side][clock] for sample in samples] for side in range(len(SIDES))]
             medians = [statistics.median(side) for side in times]
             line = f"{name:10s}" + "".join(f"{_us(median):>10s}" for median in medians)
             for _, top, bottom in RATIOS:

@@ -254,13 +254,9 @@ def _rich_progress(label: str, total: int) -> Iterator[ProgressCallback]:
     def update(done: int, failed: int, total: int | None) -> None:
         progress.update(task, completed=done, failed=failed)
 
-    with progress:
-        _on_screen.append(progress.stop)
-        try:
-            yield update
-        finally:
-            if progress.stop in _on_screen:
-                _on_screen.remove(progress.stop)
+    progress.start()
+    with _on_screen_until_ended(progress.stop):
+        yield update
 
 
 @contextmanager
@@ -283,10 +279,17 @@ def _plain_progress(label: str, total: int) -> Iterator[ProgressCallback]:
         sys.stderr.write("\n")
         sys.stderr.flush()
 
+    with _on_screen_until_ended(end):
+        yield update
+
+
+@contextmanager
+def _on_screen_until_ended(end: Callable[[], None]) -> Iterator[None]:
+    """A display on screen: ``end`` ends it on leaving, unless `end_progress` did first."""
     _on_screen.append(end)
     try:
-        yield update
+        yield
     finally:
-        if end in _on_screen:  # not ended already by end_progress
+        if end in _on_screen:
             _on_screen.remove(end)
             end()
