@@ -22,6 +22,7 @@ from ._exceptions import APITimeoutError as APITimeoutError
 from ._exceptions import AuthenticationError as AuthenticationError
 from ._exceptions import GeneralError as GeneralError
 from ._exceptions import LedgerError as LedgerError
+from ._exceptions import LedgerLostError as LedgerLostError
 from ._exceptions import OutcomeUnknownError as OutcomeUnknownError
 from ._exceptions import RateLimitError as RateLimitError
 from ._exceptions import SarvError as SarvError
@@ -78,6 +79,7 @@ __all__ = [
     "Ledger",
     "LedgerEntry",
     "LedgerError",
+    "LedgerLostError",
     "ListSmtpUsersRequest",
     "NotProvisioned",
     "OutcomeUnknownError",

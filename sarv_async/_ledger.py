@@ -39,12 +39,13 @@ Entry states::
 from __future__ import annotations
 
 import enum
-import hashlib
 import os
 from collections.abc import Collection
 from typing import Protocol, runtime_checkable
 
 import attrs
+
+from ._account import account_id
 
 __all__ = [
     "Begin",
@@ -132,6 +133,9 @@ class Begin:
     decision: Decision
     #: ``None`` only for `Decision.NEED_BASELINE` on a key the ledger has never seen.
     entry: LedgerEntry | None
+    #: The store's identity for the account as of this call (see `Ledger.identity`);
+    #: ``None`` if it has no baseline for the account (or does not say).
+    identity: str | None = None
 
 
 @runtime_checkable
@@ -142,7 +146,17 @@ class Ledger(Protocol):
     non-empty string; ``holder`` an opaque id unique to one attempt; ``lease`` seconds.
     A ledger is safe to share between tasks, threads and processes (and, for the stores
     that say so, hosts). Implementations: `SqliteLedger` (one host); `RedisLedger` (many hosts).
+
+    Each store has an *identity* per account, a random id made when the account's
+    baseline is recorded (`identity`, and `Begin.identity` with every `begin`), so that
+    its users notice when the record they began keys in is gone: a store emptied,
+    restarted without persistence, deleted or replaced answers with another identity,
+    or none, and the SDK raises `LedgerLostError` instead of starting afresh.
     """
+
+    #: True if every operation completes without waiting (a ledger in memory): its
+    #: callers may skip what only guards against a wait (shielding, extra workers).
+    instant: bool
 
     async def record_baseline(self, account: str, user_names: Collection[str]) -> bool:
         """Record the account's existing users, once: True if recorded now.
@@ -234,15 +248,13 @@ class Ledger(Protocol):
         """The entry for ``key``, if any."""
         ...
 
+    async def identity(self, account: str) -> str | None:
+        """The store's identity for the account: made with its baseline, None before."""
+        ...
+
     async def aclose(self) -> None:
         """Release the ledger's connections; it may not be used afterwards."""
         ...
-
-
-def account_id(base_url: str, owner_id: str) -> str:
-    """The namespace of an account in a ledger: a digest of its base URL and owner id."""
-    digest = hashlib.sha256(f"{base_url}\n{owner_id}".encode()).hexdigest()
-    return digest[:32]
 
 
 def open_ledger(ledger: object) -> Ledger:
