@@ -215,28 +215,37 @@ class Engine:
         """Record the account's users as the baseline unless it has one; True if recorded.
 
         ``names`` (a list the caller took) or else one list: however many callers ask at
-        once, one of them lists and the others wait for it. A store that lost the baseline
-        it had is `LedgerLostError`, never a fresh start.
+        once, in this process or others sharing the ledger, one of them lists and the
+        others wait for it (`Ledger.take_baseline`). A store that lost the baseline it had
+        is `LedgerLostError`, never a fresh start.
         """
         seen = self._seen
         if seen.lock is None:
             seen.lock = anyio.Lock()
         async with seen.lock:
-            current = await self.ledger.identity(self.account)
-            if seen.identity is not None:
-                if current is None:
-                    raise self._lost("lost its record of the account")
-                if current != seen.identity:
-                    raise self._lost("was replaced")
-                return False
-            recorded = False
-            if current is None:
+            holder = new_holder()
+            while True:
+                current = await self.ledger.identity(self.account)
+                if seen.identity is not None:
+                    if current is None:
+                        raise self._lost("lost its record of the account")
+                    if current != seen.identity:
+                        raise self._lost("was replaced")
+                    return False
+                if current is not None:
+                    seen.identity = current
+                    return False
                 if names is None:
+                    wait = await self.ledger.take_baseline(
+                        self.account, holder=holder, lease=self.lease
+                    )
+                    if wait is not None:  # another process lists it now
+                        await anyio.sleep(min(max(wait, 0.0), _POLL_MAX))
+                        continue
                     names = [user.smtp_user_name for user in await port.list()]
                 recorded = await self.ledger.record_baseline(self.account, names)
-                current = await self.ledger.identity(self.account)
-            seen.identity = current
-            return recorded
+                seen.identity = await self.ledger.identity(self.account)
+                return recorded
 
     # -- one key's steps -------------------------------------------------------------
 

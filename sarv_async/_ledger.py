@@ -166,6 +166,16 @@ class Ledger(Protocol):
         """
         ...
 
+    async def take_baseline(self, account: str, *, holder: str, lease: float) -> float | None:
+        """Ask to be the one caller that lists the account for its baseline.
+
+        None: ``holder`` is, for ``lease`` seconds (list the account, then
+        `record_baseline`). Otherwise the seconds until the current taker's lease runs
+        out: wait (at most that long) and look again, so that however many callers and
+        processes meet an account without a baseline at once, one of them lists it.
+        """
+        ...
+
     async def begin(
         self,
         account: str,

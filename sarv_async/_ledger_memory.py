@@ -52,6 +52,8 @@ class _Record:
 class _Account:
     baseline: set[str] | None = None
     identity: str | None = None
+    #: Who lists the account for its baseline, and until when (`Ledger.take_baseline`).
+    taker: tuple[str, float] | None = None
     entries: dict[str, _Record] = attrs.Factory(dict)
     owners: dict[str, str] = attrs.Factory(dict)
 
@@ -81,6 +83,13 @@ class MemoryLedger:
         found.baseline = set(user_names)
         found.identity = os.urandom(8).hex()
         return True
+
+    async def take_baseline(self, account: str, *, holder: str, lease: float) -> float | None:
+        found, now = self._account(account), time.monotonic()
+        if found.taker is not None and found.taker[0] != holder and found.taker[1] > now:
+            return found.taker[1] - now
+        found.taker = (holder, now + lease)
+        return None
 
     async def begin(
         self,

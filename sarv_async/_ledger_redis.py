@@ -42,7 +42,7 @@ __all__ = ["RedisLedger"]
 _PRELUDE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local entries, owners, baseline, meta = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local entries, owners, baseline, meta, taker = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local a = cjson.decode(ARGV[1])
 local function fmt(x) return string.format('%d', x) end
 local function load(key)
@@ -80,6 +80,15 @@ for i = 1, #names, 1000 do
   redis.call('SADD', baseline, unpack(names, i, math.min(i + 999, #names)))
 end
 return 1
+""",
+    "take_baseline": """
+local held = redis.call('GET', taker)
+if held and held ~= a.holder then
+  local left = redis.call('PTTL', taker)
+  if left > 0 then return tostring(left / 1000) end
+end
+redis.call('SET', taker, a.holder, 'PX', math.max(1, math.floor(a.lease * 1000)))
+return false
 """,
     "begin": """
 local key = a.key
@@ -281,6 +290,10 @@ class RedisLedger:
         identity = os.urandom(8).hex()
         return bool(await self._run("record_baseline", account, names=names, identity=identity))
 
+    async def take_baseline(self, account: str, *, holder: str, lease: float) -> float | None:
+        left = await self._run("take_baseline", account, holder=holder, lease=lease)
+        return None if left is None else float(_text(left))
+
     async def begin(
         self,
         account: str,
@@ -358,7 +371,13 @@ class RedisLedger:
         from coredis.exceptions import RedisError
 
         base = f"{self._prefix}:{{{account}}}:ledger:"
-        keys = [base + "entries", base + "owners", base + "baseline", base + "baseline-at"]
+        keys = [
+            base + "entries",
+            base + "owners",
+            base + "baseline",
+            base + "baseline-at",
+            base + "baseline-taker",
+        ]
         args = [json.dumps({k: v for k, v in arguments.items() if v is not None})]
         kept = self._kept
         if kept is not None and kept.token == anyio.lowlevel.current_token():

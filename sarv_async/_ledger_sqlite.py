@@ -45,6 +45,11 @@ CREATE TABLE IF NOT EXISTS accounts (
     baseline_at REAL NOT NULL,
     identity TEXT  -- random, made with the baseline: see `Ledger.identity`
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS baseline_takers (
+    account TEXT PRIMARY KEY,
+    holder TEXT NOT NULL,
+    lease_until REAL NOT NULL
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS baseline (
     account TEXT NOT NULL,
     user_name TEXT NOT NULL,
@@ -136,6 +141,23 @@ class SqliteLedger:
                 [(account, name) for name in names],
             )
             return True
+
+        return await self._write(op)
+
+    async def take_baseline(self, account: str, *, holder: str, lease: float) -> float | None:
+        def op(db: sqlite3.Connection, now: float) -> float | None:
+            row = db.execute(
+                "SELECT holder, lease_until FROM baseline_takers WHERE account = ?", (account,)
+            ).fetchone()
+            if row is not None and row[0] != holder and row[1] > now:
+                return float(row[1] - now)
+            db.execute(
+                "INSERT INTO baseline_takers (account, holder, lease_until) VALUES (?, ?, ?) "
+                "ON CONFLICT (account) DO UPDATE SET holder = excluded.holder, "
+                "lease_until = excluded.lease_until",
+                (account, holder, now + lease),
+            )
+            return None
 
         return await self._write(op)
 

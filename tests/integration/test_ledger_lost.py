@@ -6,6 +6,8 @@ ledger that was lost between runs.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +19,13 @@ from sarv_async import (
     Backoff,
     LedgerError,
     LedgerLostError,
+    Provisioning,
     ProvisionOutcome,
     RedisLedger,
 )
 from sarv_async._ledger_memory import MemoryLedger
 from sarv_async.testing import Emulator
+from tests.processes import child_env
 from tests.redis_server import RedisServer
 
 pytestmark = pytest.mark.anyio
@@ -88,9 +92,7 @@ async def test_provisioning_stops_when_redis_is_emptied_mid_run(
     async with Emulator() as emu, _client(emu, RedisLedger(url)) as client:
         specs = [{"total_limit": 5, "hourly_limit": 1, "key": f"k{i}"} for i in range(40)]
         with pytest.raises(LedgerLostError):
-            async with client.smtp_users.provision(specs, concurrency=4, progress=progress) as run:
-                async for result in run:
-                    seen.append(result)
+            await _drain(client.smtp_users.provision(specs, concurrency=4, progress=progress), seen)
         users = {user["smtp_user_name"] for user in emu.users()}
     handed = [r.credentials.smtp_user_name for r in seen if r.credentials is not None]
     assert len(handed) == len(set(handed))
@@ -118,9 +120,7 @@ async def test_provisioning_raises_one_ledger_error_when_its_store_fails() -> No
     async with Emulator() as emu, _client(emu, _FailingLedger(claims=6)) as client:
         specs = [{"total_limit": 5, "hourly_limit": 1} for _ in range(50)]
         with pytest.raises(LedgerError, match="disk is full") as info:
-            async with client.smtp_users.provision(specs, concurrency=8) as run:
-                async for result in run:
-                    seen.append(result)
+            await _drain(client.smtp_users.provision(specs, concurrency=8), seen)
         users = {user["smtp_user_name"] for user in emu.users()}
     assert type(info.value) is LedgerError
     handed = {r.credentials.smtp_user_name for r in seen if r.credentials is not None}
@@ -189,6 +189,13 @@ async def test_a_known_user_the_ledger_gives_elsewhere_fails_the_spec(tmp_path: 
         assert _calls(emu, "addSmtp") == 1
 
 
+async def _drain(run: Provisioning, seen: list[Any]) -> None:
+    """Read every result of ``run`` into ``seen``."""
+    async with run:
+        async for result in run:
+            seen.append(result)
+
+
 async def _results(client: AsyncSarvClient, specs: list[dict[str, Any]]) -> Any:
     async with client.smtp_users.provision(specs) as run:
         async for result in run:
@@ -209,3 +216,44 @@ async def test_a_persistent_redis_restarted_is_the_same_ledger(redis_server: Red
     assert again.smtp_user_name == first.smtp_user_name
     assert other.smtp_user_name != first.smtp_user_name
     assert _calls(emu, "addSmtp") == 2
+
+
+_FIRST_CREATES = """
+import sys, anyio
+from sarv_async import AsyncSarvClient
+
+async def main(url, ledger, name):
+    async with AsyncSarvClient("demo", "demo-token", base_url=url, rate_limit=None,
+                               ledger=ledger) as client:
+        async with anyio.create_task_group() as tg:
+            for i in range(10):
+                tg.start_soon(lambda i=i: client.smtp_users.create(
+                    total_limit=5, hourly_limit=1, idempotency_key=f"{name}-{i}"))
+
+anyio.run(main, *sys.argv[1:])
+"""
+
+
+@pytest.mark.parametrize("store", ["sqlite", "redis"])
+def test_processes_meeting_a_fresh_ledger_list_the_account_once(
+    tmp_path: Path, store: str, request: pytest.FixtureRequest
+) -> None:
+    """Four processes of ten first creates each, at once, on a fresh ledger: one list."""
+    if store == "redis":
+        ledger = request.getfixturevalue("redis_server").url
+    else:
+        ledger = str(tmp_path / "l.sqlite3")
+    with Emulator() as emu:
+        procs = [
+            subprocess.Popen(  # noqa: S603 - this interpreter, fixed arguments
+                [sys.executable, "-c", _FIRST_CREATES, emu.base_url, ledger, f"p{n}"],
+                stderr=subprocess.PIPE,
+                env=child_env(),
+            )
+            for n in range(4)
+        ]
+        for proc in procs:
+            _, err = proc.communicate(timeout=60)
+            assert proc.returncode == 0, err.decode()[-2000:]
+        assert _calls(emu, "listSmtp") == 1
+        assert len(emu.users()) == 40

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import anyio
 import pytest
 
 from sarv_async import Ledger
@@ -55,3 +56,15 @@ async def test_each_account_and_each_store_has_its_own_identity(
 async def test_a_store_says_whether_its_steps_ever_wait(ledger: Ledger) -> None:
     """Only a ledger in memory is instant (its callers may skip shielding its steps)."""
     assert ledger.instant is (type(ledger).__name__ == "MemoryLedger")
+
+
+async def test_one_caller_at_a_time_takes_the_baseline(ledger: Ledger) -> None:
+    """The first taker lists; others are told how long to wait; a lapsed lease passes on."""
+    assert await ledger.take_baseline(ACCOUNT, holder="a", lease=0.3) is None
+    wait = await ledger.take_baseline(ACCOUNT, holder="b", lease=0.3)
+    assert wait is not None
+    assert 0 < wait <= 0.3
+    assert await ledger.take_baseline(ACCOUNT, holder="a", lease=0.3) is None  # its own
+    assert await ledger.take_baseline(OTHER, holder="b", lease=0.3) is None  # per account
+    await anyio.sleep(0.35)
+    assert await ledger.take_baseline(ACCOUNT, holder="b", lease=0.3) is None

@@ -69,11 +69,11 @@ async def test_a_file_of_an_earlier_version_gets_identities(tmp_path: Path) -> N
     """A ledger made before identities existed keeps its baseline and gains an identity."""
     path = tmp_path / "ledger.sqlite3"
     db = sqlite3.connect(path)
-    db.executescript(
-        "CREATE TABLE accounts (account TEXT PRIMARY KEY, baseline_at REAL NOT NULL) "
-        "WITHOUT ROWID;"
-        f"INSERT INTO accounts VALUES ('{ACCOUNT}', 1.0);"
+    db.execute(
+        "CREATE TABLE accounts (account TEXT PRIMARY KEY, baseline_at REAL NOT NULL) WITHOUT ROWID"
     )
+    db.execute("INSERT INTO accounts VALUES (?, 1.0)", (ACCOUNT,))
+    db.commit()
     db.close()
     ledger = SqliteLedger(path)
     try:
