@@ -7,7 +7,7 @@ for the invariants):
 
 1. `Engine.begin` asks the ledger. The key is sent (`Step.SEND`), is done (`Step.DONE`:
    its user's credentials are read from a list), is held by another caller (`Step.WAIT`:
-   begin again later; a holder whose process is gone is expired first), or its outcome
+   begin again later; a holder whose process is gone is expired at once), or its outcome
    is unknown (`Step.SETTLE`: settle it with a list started at least ``settle_delay``
    after its last attempt ended).
 2. `Engine.send` sends the create with the key's lease kept by `Leases` and checked by a
@@ -298,10 +298,10 @@ class Engine:
         if begun.decision is Decision.MISMATCH:
             return Next(Step.FAILED, error=self._mismatch(state, entry))
         # BUSY
-        if holder_is_dead(entry.holder):  # a killed earlier run's: end its hold now
+        if holder_is_dead(entry.holder):  # a killed earlier run's: end its hold, ask again
             assert entry.holder is not None
             await self.ledger.expire(self.account, state.key, holder=entry.holder)
-            return Next(Step.WAIT, at=now)
+            return await self.begin(state)
         left = entry.lease_left if entry.lease_left is not None else state.poll
         wait = max(0.0, min(state.poll, left + 0.01))
         state.poll = min(state.poll * 2, _POLL_MAX)

@@ -13,7 +13,7 @@ Users with the same limits are interchangeable, so "exactly once" means, per acc
    gave it to, while no other create for that key may be in flight, and
 3. a key whose attempt may have created a user (state `UNKNOWN`) is sent again only once a
    list, started at least a settle delay after that attempt ended, shows no unowned user
-   with its limits (the SDK's reconciliation, in ``_idempotency.py`` and ``_provision.py``).
+   with its limits (the SDK's reconciliation, in the engine: ``_engine.py``).
 
 So users created equals keys settled, whatever crashes, reruns and processes do, provided
 every create on the account goes through a ledger.
