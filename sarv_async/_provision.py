@@ -216,12 +216,12 @@ class _Spec:
 class Provisioning:
     """A running bulk provisioning: ``async with`` it, then ``async for`` its results.
 
-    ::
-
-        async with client.smtp_users.provision(specs) as run:
-            async for result in run:
-                ...
-        print(run.summary)
+    ```python
+    async with client.smtp_users.provision(specs) as run:
+        async for result in run:
+            ...
+    print(run.summary)
+    ```
 
     Results stream as they become definite, so memory stays flat however many specs
     there are. Leaving the block early cancels the run; nothing already created is lost

@@ -136,12 +136,14 @@ class SmtpUsers:
         outcome is unknown are reconciled during the run by listing the account
         ``settle_delay`` seconds (default: the client's) after they ended (a create the
         server was still processing must land first); specs proven not created are
-        created again, up to ``max_rounds`` times (see `Provisioning`)::
+        created again, up to ``max_rounds`` times (see `Provisioning`):
 
-            async with client.smtp_users.provision(specs) as run:
-                async for result in run:
-                    print(result.index, result.outcome, result.credentials)
-            print(run.summary)
+        ```python
+        async with client.smtp_users.provision(specs) as run:
+            async for result in run:
+                print(result.index, result.outcome, result.credentials)
+        print(run.summary)
+        ```
         """
         return Provisioning(
             self._client,
