@@ -129,6 +129,20 @@ def test_reference_documents_every_public_name_once(site: Path) -> None:
     assert order == sorted(order)
 
 
+def test_every_public_name_has_a_summary() -> None:
+    """Each name the reference documents opens with a one-line summary (its docstring's)."""
+    import griffe  # the docs group's mkdocstrings brings it
+
+    package = griffe.load("sarv_async", search_paths=[str(ROOT)])
+    missing = []
+    for name in _public_names():
+        found = package[name.removeprefix("sarv_async.")]
+        docstring = found.docstring.value.strip() if found.docstring else ""
+        if not docstring or not docstring.splitlines()[0].strip():
+            missing.append(name)
+    assert not missing
+
+
 def test_overview_includes_the_readme(site: Path) -> None:
     """The overview shows the README's marked sections (written once, tested from there)."""
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
