@@ -1,11 +1,11 @@
 """sarv-async: the asynchronous Python SDK for the Sarv / SendClean SMTP-user API.
 
-::
+```python
+from sarv_async import AsyncSarvClient
 
-    from sarv_async import AsyncSarvClient
-
-    async with AsyncSarvClient(owner_id="...", token="...", app_domain="tes.example.com") as c:
-        creds = await c.smtp_users.create(total_limit=100, hourly_limit=10)
+async with AsyncSarvClient(owner_id="...", token="...", app_domain="tes.example.com") as c:
+    creds = await c.smtp_users.create(total_limit=100, hourly_limit=10)
+```
 
 Names load on first use: ``import sarv_async`` alone (as the bundled pytest plugin does
 in every test run) imports neither httpx nor attrs, cattrs or anyio. Type checkers see

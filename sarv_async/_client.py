@@ -125,10 +125,10 @@ class _Shared:
 class AsyncSarvClient:
     """The Sarv SMTP-user API for one account.
 
-    ::
-
-        async with AsyncSarvClient(owner_id="...", token="...", app_domain="tes.example.com") as c:
-            creds = await c.smtp_users.create(total_limit=100, hourly_limit=10)
+    ```python
+    async with AsyncSarvClient(owner_id="...", token="...", app_domain="tes.example.com") as c:
+        creds = await c.smtp_users.create(total_limit=100, hourly_limit=10)
+    ```
 
     ``owner_id``, ``token`` and the endpoint come from the ``SARV_OWNER_ID``,
     ``SARV_TOKEN``, ``SARV_BASE_URL`` / ``SARV_APP_DOMAIN`` variables when not given.
@@ -344,9 +344,11 @@ class AsyncSarvClient:
         """A copy with other per-call options, sharing this client's pool, limiter and life.
 
         An ``attempt_timeout`` not given explicitly (here or to the client) follows
-        ``timeout``. ::
+        ``timeout``.
 
-            users = await client.with_options(timeout=60, max_retries=5).smtp_users.list()
+        ```python
+        users = await client.with_options(timeout=60, max_retries=5).smtp_users.list()
+        ```
         """
         copy = object.__new__(type(self))
         copy.__dict__.update(self.__dict__)

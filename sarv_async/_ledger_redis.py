@@ -219,9 +219,9 @@ return cjson.encode(view(a.key, e))
 class RedisLedger:
     """A `Ledger` in Redis: safe for every task, thread, process and host using that Redis.
 
-    ::
-
-        ledger = RedisLedger("redis://localhost:6379/0")
+    ```python
+    ledger = RedisLedger("redis://localhost:6379/0")
+    ```
 
     ``url`` is a ``redis://`` (``rediss://``, ``unix://``) URL; ``timeout`` (seconds)
     bounds each operation, which raises `LedgerError` when Redis does not answer in time.

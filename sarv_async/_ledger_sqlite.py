@@ -87,10 +87,10 @@ _Row = tuple[str, str, str, "str | None", str, "str | None", "str | None", "floa
 class SqliteLedger:
     """A `Ledger` in a SQLite file: safe for every task, thread and process of one host.
 
-    ::
-
-        ledger = SqliteLedger("~/.local/state/sarv-async/ledger.sqlite3")
-        async with AsyncSarvClient(..., ledger=ledger) as client: ...
+    ```python
+    ledger = SqliteLedger("~/.local/state/sarv-async/ledger.sqlite3")
+    async with AsyncSarvClient(..., ledger=ledger) as client: ...
+    ```
 
     The file (and its ``-wal`` and ``-shm`` companions) is created with mode 0600 if it
     does not exist; its directory must exist. It holds idempotency keys, limits and user

@@ -1,13 +1,13 @@
 """Test helpers: a faithful local emulator of the SMTP-user API.
 
-::
+```python
+from sarv_async.testing import Emulator
 
-    from sarv_async.testing import Emulator
-
-    with Emulator() as emu:                  # or: async with Emulator() as emu:
-        async with emu.client() as client:
-            creds = await client.smtp_users.create(total_limit=100, hourly_limit=10)
-        assert emu.users()[0]["smtp_user_name"] == creds.smtp_user_name
+with Emulator() as emu:                  # or: async with Emulator() as emu:
+    async with emu.client() as client:
+        creds = await client.smtp_users.create(total_limit=100, hourly_limit=10)
+    assert emu.users()[0]["smtp_user_name"] == creds.smtp_user_name
+```
 
 The emulator needs uvicorn: ``pip install 'sarv-async[emulator]'``. pytest users get
 the ``sarv_emulator`` fixture from the bundled plugin. Names load on first use, so

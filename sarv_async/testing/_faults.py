@@ -34,8 +34,10 @@ __all__ = ["FAULT_KINDS", "Fault", "FaultKind", "FaultPlan", "gateway_page", "tr
 FaultKind = Literal[
     "drop_before", "drop_after_apply", "gateway_page", "general_error", "truncated_json"
 ]
+"""The faults `Emulator.inject_fault` takes (see the emulator's page for what each does)."""
 #: Every fault kind, in the order random draws pick from.
 FAULT_KINDS: tuple[FaultKind, ...] = get_args(FaultKind)
+"""Every `FaultKind`, in order."""
 
 _GATEWAY_REASONS = {502: "Bad Gateway", 503: "Service Temporarily Unavailable"}
 

@@ -82,10 +82,10 @@ def _bind(host: str, port: int) -> socket.socket:
 class Emulator:
     """A local emulator of the SMTP-user API, served over HTTP on loopback.
 
-    ::
-
-        with Emulator(rate_limit="3/second") as emu:
-            async with emu.client() as client: ...
+    ```python
+    with Emulator(rate_limit="3/second") as emu:
+        async with emu.client() as client: ...
+    ```
 
     ``accounts`` maps owner ids to tokens (default: ``{"demo": "demo-token"}``); each
     account has its own SMTP users. ``rate_limit`` holds every account to windows such

@@ -32,7 +32,9 @@ __all__ = [
 
 #: The account an emulator has when none is given (not a secret: it only opens the emulator).
 DEMO_OWNER_ID = "demo"
+"""The owner id of the emulator's default account."""
 DEMO_TOKEN = "demo-token"  # noqa: S105 - a well-known demo credential, by design
+"""The token of the emulator's default account (a well-known demo value, not a secret)."""
 
 SmtpStatus = Literal["Enable", "Disable"]
 

@@ -1,10 +1,10 @@
 """pytest plugin: the ``sarv_emulator`` fixture, a running local emulator of the API.
 
-::
-
-    @pytest.mark.sarv_emulator(rate_limit="3/second")   # optional: Emulator options
-    async def test_create(sarv_emulator):
-        async with sarv_emulator.client() as client: ...
+```python
+@pytest.mark.sarv_emulator(rate_limit="3/second")   # optional: Emulator options
+async def test_create(sarv_emulator):
+    async with sarv_emulator.client() as client: ...
+```
 
 The fixture is synchronous and function-scoped, so it suits any async test plugin.
 This module loads in every pytest run: it imports the emulator only when the
