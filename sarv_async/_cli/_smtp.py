@@ -1,4 +1,4 @@
-"""``sarv-async smtp list|create|update|reset-password|provision``.
+"""``sarv-async smtp list|create|update|reset-password|provision|verify``.
 
 Passwords reach the terminal only with ``--show-secrets``; ``--out FILE`` writes them to a
 new file created with mode 0600 before the call is made.
@@ -21,6 +21,7 @@ from .._client import AsyncSarvClient
 from .._exceptions import APIConnectionError, GeneralError, UnexpectedResponseError
 from .._models import SmtpCredentials, SmtpUser
 from .._provision import DEFAULT_SETTLE_DELAY, ProgressCallback, ProvisionResult, ProvisionSummary
+from . import _smtp_verify
 from ._files import CredentialsFile, check_output_path, resume_credentials_file
 from ._options import (
     ClientConfig,
@@ -146,6 +147,8 @@ def register(subparsers: Subparsers) -> None:
         "(default: the API's published 60/minute;3600/hour;50000/day; 'none': no pacing)",
     )
     _settle_option(parser)
+
+    _smtp_verify.register(commands)
 
 
 def _command(
