@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -13,7 +14,7 @@ from sarv_async import SmtpUserStatus
 from sarv_async._cli._files import CredentialsFile
 from sarv_async.testing import Emulator
 
-from ._support import ACCOUNTS, assert_no_secret, create_users, passwords
+from ._support import ACCOUNTS, CliRun, assert_no_secret, create_users, passwords
 from .conftest import Cli
 
 HEADER = ("total_limit", "hourly_limit", "smtp_user_name", "smtp_password", "outcome", "error")
@@ -49,7 +50,8 @@ def write_out(path: Path, rows: list[tuple[str, str, str]]) -> str:
     return str(path)
 
 
-def verify(cli: Cli, emu: Emulator, out: str, ca_file: str, *more: str):  # type: ignore[no-untyped-def]
+def verify(cli: Cli, emu: Emulator, out: str, ca_file: str, *more: str) -> CliRun:
+    """Run ``smtp verify OUT`` against the emulator's SMTP server, trusting its CA."""
     host, port = emu.smtp_address
     return cli(
         *("smtp", "verify", out, "--smtp-host", host, "--smtp-port", str(port)),
@@ -147,3 +149,52 @@ def test_a_login_past_its_timeout_fails_its_row(
         )
     assert run.code == 1
     assert "no answer within 0.3 s" in run.err
+
+
+def test_ssl_logs_in_over_tls_from_the_start(cli: Cli, tmp_path: Path) -> None:
+    """--ssl speaks TLS from the first byte (port 465 style), against an aiosmtpd relay that
+    accepts one user: that row logs in, a wrong password's row does not."""
+    import socket
+    import ssl
+
+    import trustme
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.smtp import AuthResult
+
+    ca = trustme.CA()
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(tls)
+    (tmp_path / "ca.pem").write_bytes(ca.cert_pem.bytes())
+
+    def authenticator(
+        server: object, session: object, envelope: object, mechanism: str, data: Any
+    ) -> AuthResult:
+        return AuthResult(
+            success=(data.login, data.password) == (b"smtp1", b"right"), handled=False
+        )
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    relay = Controller(
+        object(),
+        hostname="127.0.0.1",
+        port=port,
+        ssl_context=tls,
+        authenticator=authenticator,
+        auth_require_tls=False,  # TLS is there from the start; aiosmtpd checks STARTTLS only
+    )
+    relay.start()
+    try:
+        out = write_out(
+            tmp_path / "out.csv", [("smtp1", "right", "created"), ("smtp2", "wrong", "created")]
+        )
+        run = cli(
+            *("smtp", "verify", out, "--ssl", "--smtp-host", "127.0.0.1", "--smtp-port", str(port)),
+            *("--smtp-ca-file", str(tmp_path / "ca.pem")),
+        )
+    finally:
+        relay.stop()
+    assert run.code == 1
+    assert "smtp1: logs in" in run.out
+    assert f"{out}:3: smtp2: login refused: 535" in run.err
