@@ -21,7 +21,6 @@ from .._client import AsyncSarvClient
 from .._exceptions import APIConnectionError, GeneralError, UnexpectedResponseError
 from .._models import SmtpCredentials, SmtpUser
 from .._provision import DEFAULT_SETTLE_DELAY, ProgressCallback, ProvisionResult, ProvisionSummary
-from . import _smtp_verify
 from ._files import CredentialsFile, check_output_path, resume_credentials_file
 from ._options import (
     ClientConfig,
@@ -50,6 +49,7 @@ from ._output import (
     progress_display,
 )
 from ._provision_csv import MAX_REPORTED, SpecRow, SpecsFile, provision_rows, read_specs
+from ._smtp_verify import register as register_verify
 from ._state import ledger_path
 
 __all__ = ["register"]
@@ -148,7 +148,7 @@ def register(subparsers: Subparsers) -> None:
     )
     _settle_option(parser)
 
-    _smtp_verify.register(commands)
+    register_verify(commands)
 
 
 def _command(
