@@ -132,6 +132,7 @@ class AsyncSarvClient:
 
     ``owner_id``, ``token`` and the endpoint come from the ``SARV_OWNER_ID``,
     ``SARV_TOKEN``, ``SARV_BASE_URL`` / ``SARV_APP_DOMAIN`` variables when not given.
+    An integer ``owner_id`` (as the official clients take it) is sent as its digits.
     ``base_url`` wins over ``app_domain`` (which gives ``https://api.{app_domain}/v1.0/``).
     Plain ``http://`` is refused but for loopback, or with ``allow_insecure_http=True``.
 
@@ -165,7 +166,7 @@ class AsyncSarvClient:
 
     def __init__(
         self,
-        owner_id: str | None = None,
+        owner_id: str | int | None = None,
         token: str | None = None,
         *,
         app_domain: str | None = None,
