@@ -107,8 +107,14 @@ class Body:
             self._pieces = self._inflated(chunk, 0)
 
     async def read(self) -> bytes:
-        """The whole body (at most ``limit`` bytes)."""
-        return b"".join([piece async for piece in self])
+        """The whole body (at most ``limit`` bytes), read to its end or closed."""
+        if not self._decoders and self._raw is None and self._response.is_stream_consumed:
+            self._done = True  # read and decoded when made (MockTransport)
+            return self._count(self._response.content)
+        try:
+            return b"".join([piece async for piece in self])
+        finally:
+            await self.aclose()
 
     async def aclose(self) -> None:
         """Stop reading where the body stands (see `end`)."""

@@ -409,17 +409,17 @@ async def _receive(
     response = await http.send(request, stream=True)
     try:
         body = Body(response, max_bytes, path)
-        try:
-            status = response.status_code
-            if reader is not None and 200 <= status < 300:
+        status = response.status_code
+        if reader is None or not 200 <= status < 300:
+            content = await body.read()
+        else:
+            try:
                 content = await reader.read(status, body)
-            else:
-                content = await body.read()
-        finally:
-            await body.aclose()
+            finally:
+                await body.aclose()
     finally:
         await response.aclose()
-    return Answer(response.status_code, response.headers, content or b"")
+    return Answer(status, response.headers, content or b"")
 
 
 class _RequestBody(httpx.AsyncByteStream):
