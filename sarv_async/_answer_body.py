@@ -11,7 +11,7 @@ steps (``br``, ``zstd``, unknown ones) are refused: none was asked for.
 from __future__ import annotations
 
 import zlib
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import NoReturn
 
 import anyio
@@ -20,7 +20,7 @@ import httpx
 from ._exceptions import UnexpectedResponseError
 from ._text import server_text
 
-__all__ = ["DEFAULT_MAX_ANSWER_BYTES", "Answer", "Body", "BodyError", "end"]
+__all__ = ["DEFAULT_MAX_ANSWER_BYTES", "Answer", "Body", "BodyError", "end", "read_body"]
 
 #: 64 MiB: more than three times the answer of a list of 100,000 users (15-20 MB), and
 #: little enough that a hostile answer cut off there costs well under 100 MB of memory.
@@ -74,7 +74,8 @@ class Body:
         self._limit = limit
         self._left = limit
         self._path = path
-        self._decoders = _decoders(response.headers, self._fail)
+        # A body read when made (httpx.MockTransport) was decoded by httpx then.
+        self._decoders = [] if response.is_stream_consumed else _decoders(response, path)
         self._raw: AsyncIterator[bytes] | None = None
         self._response = response
         self._pieces: Iterator[bytes] | None = None
@@ -93,7 +94,7 @@ class Body:
             if self._done:
                 raise StopAsyncIteration
             if self._raw is None:
-                if self._response.is_stream_consumed:  # read and decoded when made (MockTransport)
+                if self._response.is_stream_consumed:
                     self._done = True
                     self._pieces = iter((self._response.content,))
                     continue
@@ -108,9 +109,6 @@ class Body:
 
     async def read(self) -> bytes:
         """The whole body (at most ``limit`` bytes), read to its end or closed."""
-        if not self._decoders and self._raw is None and self._response.is_stream_consumed:
-            self._done = True  # read and decoded when made (MockTransport)
-            return self._count(self._response.content)
         try:
             return b"".join([piece async for piece in self])
         finally:
@@ -125,11 +123,7 @@ class Body:
     def _count(self, piece: bytes) -> bytes:
         self._left -= len(piece)
         if self._left < 0:
-            self._fail(
-                f"more than max_answer_bytes ({self._limit:,} bytes, decoded); raise it with "
-                "AsyncSarvClient(max_answer_bytes=...) or client.with_options(max_answer_bytes=...)"
-                " if such answers are expected"
-            )
+            _fail(self._path, self._status, _too_large(self._limit))
         return piece
 
     def _inflated(self, data: bytes, level: int) -> Iterator[bytes]:
@@ -144,15 +138,34 @@ class Body:
             error = "invalid compressed data"
         else:
             return
-        self._fail(f"a body that could not be decoded ({error})")
+        _fail(self._path, self._status, f"a body that could not be decoded ({error})")
 
-    def _fail(self, what: str) -> NoReturn:
-        raise BodyError(
-            UnexpectedResponseError(
-                f"POST {self._path} answered HTTP {self._status} with {what}",
-                status_code=self._status,
-            )
+
+async def read_body(response: httpx.Response, limit: int, path: str) -> bytes:
+    """The whole decoded body of ``response``: at most ``limit`` bytes, else `BodyError`."""
+    if response.is_stream_consumed:  # read and decoded when made (httpx.MockTransport)
+        content = response.content
+        if len(content) > limit:
+            _fail(path, response.status_code, _too_large(limit))
+        return content
+    return await Body(response, limit, path).read()
+
+
+def _too_large(limit: int) -> str:
+    return (
+        f"more than max_answer_bytes ({limit:,} bytes, decoded); raise it with "
+        "AsyncSarvClient(max_answer_bytes=...) or client.with_options(max_answer_bytes=...) "
+        "if such answers are expected"
+    )
+
+
+def _fail(path: str, status: int, what: str) -> NoReturn:
+    """Raise `BodyError`: ``path`` answered HTTP ``status`` with ``what``."""
+    raise BodyError(
+        UnexpectedResponseError(
+            f"POST {path} answered HTTP {status} with {what}", status_code=status
         )
+    )
 
 
 class _Inflater:
@@ -185,23 +198,29 @@ class _Inflater:
                 return
 
 
-def _decoders(headers: httpx.Headers, fail: Callable[[str], NoReturn]) -> list[_Inflater]:
+def _decoders(response: httpx.Response, path: str) -> list[_Inflater]:
     """The inflaters for the body's codings, outermost first; `BodyError` if unreadable."""
     codings = [
         value.strip().lower()
-        for value in headers.get_list("content-encoding", split_commas=True)
+        for value in response.headers.get_list("content-encoding", split_commas=True)
         if value.strip().lower() not in ("", "identity")
     ]
     if not codings:
         return []
     unknown = [coding for coding in codings if coding not in ("gzip", "x-gzip", "deflate")]
     if unknown:
-        fail(
+        _fail(
+            path,
+            response.status_code,
             f"Content-Encoding {server_text(unknown[0], limit=40)!r}, which the SDK did not "
-            "ask for and does not read"
+            "ask for and does not read",
         )
     if len(codings) > MAX_CODINGS:
-        fail(f"{len(codings)} content codings, more than the SDK reads ({MAX_CODINGS})")
+        _fail(
+            path,
+            response.status_code,
+            f"{len(codings)} content codings, more than the SDK reads ({MAX_CODINGS})",
+        )
     return [_Inflater(coding) for coding in reversed(codings)]
 
 

@@ -25,7 +25,7 @@ import attrs
 import httpx
 
 from . import _fence, _tracing
-from ._answer_body import DEFAULT_MAX_ANSWER_BYTES, Answer, Body, BodyError
+from ._answer_body import DEFAULT_MAX_ANSWER_BYTES, Answer, Body, BodyError, read_body
 from ._config import Secret
 from ._converters import structure_response, unstructure_request
 from ._exceptions import (
@@ -407,14 +407,15 @@ async def _receive(
     The body is read within ``max_bytes``, decoded (`BodyError` past them).
     """
     response = await http.send(request, stream=True)
+    content: bytes | None
     try:
-        body = Body(response, max_bytes, path)
         status = response.status_code
         if reader is None or not 200 <= status < 300:
-            content = await body.read()
+            content = await read_body(response, max_bytes, path)
         else:
+            body = Body(response, max_bytes, path)
             try:
-                content = await reader.read(status, body)
+                content = await reader.read(status, body)  # None: read in pieces
             finally:
                 await body.aclose()
     finally:
