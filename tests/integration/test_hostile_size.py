@@ -120,8 +120,12 @@ def _assert_cut_off_at_the_bound(error: BaseException, cap: int = DEFAULT_CAP) -
     assert PASSWORD not in text
 
 
-@pytest.mark.parametrize("payload", list(ENDLESS))
-@pytest.mark.parametrize("read", list(LISTS))
+#: Read whole, zeros and spaces take the same path: zeros are tried in batches alone.
+ENDLESS_CASES = [(read, payload) for read in LISTS for payload in ENDLESS]
+ENDLESS_CASES.remove(("list", "zeros"))
+
+
+@pytest.mark.parametrize(("read", "payload"), ENDLESS_CASES)
 async def test_an_endless_gzip_answer_ends_at_the_bound_in_bounded_memory(
     read: str, payload: str
 ) -> None:

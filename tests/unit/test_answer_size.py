@@ -228,7 +228,7 @@ async def test_a_compressed_answer_within_the_bound_is_read(
     assert [user.smtp_user_name for user in users] == [f"smtp{i:05d}" for i in range(40)]
 
 
-@pytest.mark.parametrize("coding", list(CODINGS))
+@pytest.mark.parametrize("coding", ["gzip", "deflate", "raw-deflate", "gzip-twice"])
 @pytest.mark.parametrize("read", list(LISTS))
 async def test_a_compressed_answer_is_bounded_decoded(
     coding: str, read: str, respx_mock: respx.MockRouter
