@@ -6,12 +6,15 @@ import enum
 import math
 import os
 import warnings
-from contextlib import AbstractAsyncContextManager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from types import TracebackType
-from typing import Any, ClassVar, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
 import httpx
 
+from . import _checks
+from ._account import account_id
+from ._checks import DEFAULT_SETTLE_DELAY
 from ._config import (
     SARV,
     SENDCLEAN,
@@ -22,17 +25,18 @@ from ._config import (
     resolve_redis_url,
 )
 from ._exceptions import ValidationError
-from ._idempotency import LedgerCreates
-from ._ledger import Ledger, account_id, open_ledger
 from ._limiter import RateLimiter, SlidingWindowLimiter
-from ._limiter_redis import RedisRateLimiter
 from ._pipeline import AnswerReader, CallOptions, Pipeline
-from ._provision import DEFAULT_SETTLE_DELAY
 from ._rate_spec import RateWindow, parse_rate_limit
 from ._requests import SarvRequest
 from ._resources import SmtpUsers
 from ._retry import Backoff
 from ._version import __version__
+
+if TYPE_CHECKING:
+    from ._engine import Engine
+    from ._ledger import Ledger
+    from ._limiter_redis import RedisRateLimiter
 
 __all__ = [
     "DEFAULT_MAX_CONCURRENCY",
@@ -99,8 +103,8 @@ class _Shared:
         self.owned_limiter = owned_limiter
         self.state = ClientState.UNOPENED
         self.used = False
-        #: Creates through the client's ledger, when it has one.
-        self.creates: LedgerCreates | None = None
+        #: The exactly-once engine on the client's ledger, when it has one.
+        self.creates: Engine | None = None
         self.owns_ledger = False
 
     def __del__(self) -> None:
@@ -121,13 +125,14 @@ class _Shared:
 class AsyncSarvClient:
     """The Sarv SMTP-user API for one account.
 
-    ::
-
-        async with AsyncSarvClient(owner_id="...", token="...", app_domain="tes.example.com") as c:
-            creds = await c.smtp_users.create(total_limit=100, hourly_limit=10)
+    ```python
+    async with AsyncSarvClient(owner_id="...", token="...", app_domain="tes.example.com") as c:
+        creds = await c.smtp_users.create(total_limit=100, hourly_limit=10)
+    ```
 
     ``owner_id``, ``token`` and the endpoint come from the ``SARV_OWNER_ID``,
     ``SARV_TOKEN``, ``SARV_BASE_URL`` / ``SARV_APP_DOMAIN`` variables when not given.
+    An integer ``owner_id`` (as the official clients take it) is sent as its digits.
     ``base_url`` wins over ``app_domain`` (which gives ``https://api.{app_domain}/v1.0/``).
     Plain ``http://`` is refused but for loopback, or with ``allow_insecure_http=True``.
 
@@ -161,7 +166,7 @@ class AsyncSarvClient:
 
     def __init__(
         self,
-        owner_id: str | None = None,
+        owner_id: str | int | None = None,
         token: str | None = None,
         *,
         app_domain: str | None = None,
@@ -193,11 +198,7 @@ class AsyncSarvClient:
             base_url=base_url,
             allow_insecure_http=allow_insecure_http,
         )
-        if type(max_concurrency) is not int or max_concurrency < 1:
-            raise ValidationError(
-                f"max_concurrency must be a positive integer, got {max_concurrency!r}",
-                field="max_concurrency",
-            )
+        _checks.positive_int(max_concurrency, "max_concurrency")
         options = _call_options(
             timeout=timeout,
             max_retries=max_retries,
@@ -208,10 +209,12 @@ class AsyncSarvClient:
         owned_limiter: RedisRateLimiter | None = None
         redis = resolve_redis_url(self._brand, redis_url)
         if limiter is None and redis is not None:
+            from ._limiter_redis import RedisRateLimiter
+
             limiter = owned_limiter = RedisRateLimiter(
                 redis,
                 _parse_rate_limit(rate_limit),
-                account=RedisRateLimiter.account_for(str(settings.base_url), settings.owner_id),
+                account=account_id(str(settings.base_url), settings.owner_id),
                 max_pause=options.max_retry_after,
                 on_unavailable=on_redis_error,
             )
@@ -266,19 +269,20 @@ class AsyncSarvClient:
         self._attempt_timeout = attempt_timeout
         self._owner_id = settings.owner_id
         self._base_url = settings.base_url
-        self._settle_delay = _check_settle_delay(settle_delay)
+        self._settle_delay = _checks.settle_delay(settle_delay)
+        self._account_id = account_id(str(settings.base_url), settings.owner_id)
         if ledger is None:
             # SARV_LEDGER, else the Redis that shares the rate budget keeps the ledger too.
             ledger = from_environment(self._brand, "LEDGER") or redis
             self._shared.owns_ledger = ledger is not None
         else:
-            self._shared.owns_ledger = not isinstance(ledger, Ledger)
+            self._shared.owns_ledger = isinstance(ledger, (str, os.PathLike))
         if ledger is not None:
-            self._shared.creates = LedgerCreates(
-                self,
-                open_ledger(ledger),
-                account_id(str(settings.base_url), settings.owner_id),
-                settle_delay=self._settle_delay,
+            from ._engine import Engine
+            from ._ledger import open_ledger
+
+            self._shared.creates = Engine(
+                open_ledger(ledger), self._account_id, settle_delay=self._settle_delay
             )
         self.smtp_users = SmtpUsers(self)
 
@@ -293,6 +297,11 @@ class AsyncSarvClient:
     def owner_id(self) -> str:
         """The account this client acts for."""
         return self._owner_id
+
+    @property
+    def account_id(self) -> str:
+        """The account's name in a ledger or Redis: a digest of the base URL and owner id."""
+        return self._account_id
 
     @property
     def ledger(self) -> Ledger | None:
@@ -336,9 +345,11 @@ class AsyncSarvClient:
         """A copy with other per-call options, sharing this client's pool, limiter and life.
 
         An ``attempt_timeout`` not given explicitly (here or to the client) follows
-        ``timeout``. ::
+        ``timeout``.
 
-            users = await client.with_options(timeout=60, max_retries=5).smtp_users.list()
+        ```python
+        users = await client.with_options(timeout=60, max_retries=5).smtp_users.list()
+        ```
         """
         copy = object.__new__(type(self))
         copy.__dict__.update(self.__dict__)
@@ -390,15 +401,18 @@ class AsyncSarvClient:
                 f"cannot open a {type(self).__name__} that is {shared.state.name.lower()}; "
                 "a client is opened once"
             )
-        if shared.owned_limiter is not None:
-            await shared.owned_limiter.__aenter__()
-        if shared.owns_http:
-            try:
+        async with AsyncExitStack() as stack:
+            if shared.owned_limiter is not None:
+                await stack.enter_async_context(shared.owned_limiter)
+            ledger = self.ledger
+            opening = getattr(ledger, "__aenter__", None)
+            if shared.owns_ledger and ledger is not None and opening is not None:
+                # A ledger the client opened keeps its connections while the client is open.
+                await opening()
+                stack.push_async_callback(ledger.aclose)
+            if shared.owns_http:
                 await shared.http.__aenter__()
-            except BaseException:
-                if shared.owned_limiter is not None:
-                    await shared.owned_limiter.__aexit__(None, None, None)
-                raise
+            stack.pop_all()
         shared.state = ClientState.OPENED
         return self
 
@@ -450,18 +464,6 @@ def _parse_rate_limit(rate_limit: str | None) -> tuple[RateWindow, ...]:
         raise ValidationError(str(exc), field="rate_limit") from None
 
 
-def _check_settle_delay(value: object) -> float:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not 0 <= value < float("inf")
-    ):
-        raise ValidationError(
-            f"settle_delay must be non-negative seconds, got {value!r}", field="settle_delay"
-        )
-    return float(value)
-
-
 def _call_options(
     *,
     timeout: float | httpx.Timeout,
@@ -488,11 +490,7 @@ def _call_options(
             f"timeout phases must be positive finite seconds or None, got {timeout!r}",
             field="timeout",
         )
-    if type(max_retries) is not int or max_retries < 0:
-        raise ValidationError(
-            f"max_retries must be a non-negative integer, got {max_retries!r}",
-            field="max_retries",
-        )
+    _checks.non_negative_int(max_retries, "max_retries")
     if not isinstance(backoff, Backoff):
         raise ValidationError("backoff must be a sarv_async.Backoff", field="backoff")
     if (

@@ -22,6 +22,7 @@ __all__ = [
     "is_private",
     "open_regular_file",
     "read_credentials_file",
+    "read_credentials_rows",
     "resume_credentials_file",
 ]
 
@@ -155,14 +156,7 @@ def read_credentials_file(
         return None
     if os.path.islink(path):
         raise CliError(f"{path} is not a regular file", exit_code=EXIT_USAGE)
-    try:
-        with open_regular_file(path) as file:
-            text = file.read()
-        # A process killed while writing may leave its last row cut short: each row is
-        # complete only with its line end, so whatever follows the last one is dropped.
-        rows = list(csv.reader(io.StringIO(text[: text.rfind("\n") + 1])))
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise CliError(f"cannot read {path} to resume: {exc}", exit_code=EXIT_USAGE) from None
+    rows = [row for _, row in read_credentials_rows(path, "to resume")]
     if not rows or tuple(rows[0]) != tuple(header):
         raise CliError(
             f"{path} exists but is not this command's credentials file (its columns differ); "
@@ -204,19 +198,19 @@ def resume_credentials_file(
     return out, {row[at] for row in kept}
 
 
-def open_regular_file(path: str, *, encoding: str = "utf-8") -> TextIO:
+def open_regular_file(path: str, *, encoding: str = "utf-8", why: str = "") -> TextIO:
     """Open ``path`` for reading text, if it is a regular file; `CliError` (exit 2) if not.
 
     A pipe (a FIFO, ``<(...)``), a socket, a device or a directory is refused without
     waiting: a FIFO is opened non-blocking (a blocking open would wait for a writer), and
     checked again once open, so a file swapped in between is refused too. Raises
-    `OSError` if the file cannot be opened.
+    `OSError` if the file cannot be opened. ``why`` ends the refusal's message.
     """
-    _refuse_irregular(path, os.stat(path).st_mode)
+    _refuse_irregular(path, os.stat(path).st_mode, why)
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
     fd = os.open(path, flags)
     try:
-        _refuse_irregular(path, os.fstat(fd).st_mode)
+        _refuse_irregular(path, os.fstat(fd).st_mode, why)
         os.set_blocking(fd, True)
         return open(fd, encoding=encoding, newline="")
     except BaseException:
@@ -224,7 +218,7 @@ def open_regular_file(path: str, *, encoding: str = "utf-8") -> TextIO:
         raise
 
 
-def _refuse_irregular(path: str, mode: int) -> None:
+def _refuse_irregular(path: str, mode: int, why: str) -> None:
     if stat.S_ISREG(mode):
         return
     kinds = (
@@ -236,9 +230,26 @@ def _refuse_irregular(path: str, mode: int) -> None:
     )
     kind = next((name for test, name in kinds if test(mode)), "not a regular file")
     raise CliError(
-        f"{path} is {kind}; it must be a regular file, as it is read more than once",
+        f"{path} is {kind}; it must be a regular file{why}",
         exit_code=EXIT_USAGE,
     )
+
+
+def read_credentials_rows(path: str, purpose: str = "") -> list[tuple[int, list[str]]]:
+    """The rows of a credentials file this tool wrote, each with its line number.
+
+    A process killed while writing may leave its last row cut short: each row is
+    complete only with its line end, so whatever follows the last one is dropped.
+    Raises `CliError` (``"cannot read PATH PURPOSE: ..."``) if it cannot be read.
+    """
+    try:
+        with open_regular_file(path) as file:
+            text = file.read()
+        reader = csv.reader(io.StringIO(text[: text.rfind("\n") + 1]))
+        return [(reader.line_num, row) for row in reader]
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        where = f"{path} {purpose}".rstrip()
+        raise CliError(f"cannot read {where}: {exc}", exit_code=EXIT_USAGE) from None
 
 
 def is_private(path: str) -> bool:

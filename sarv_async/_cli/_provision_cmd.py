@@ -452,7 +452,7 @@ class ProvisionRun:
                 f"{plural(len(summary.orphans), 'new SMTP user')} match no row and no ledger "
                 f"entry (orphans, not in {out}): {names}"
             )
-        unexplained = getattr(summary, "unexplained", ())
+        unexplained = summary.unexplained
         if unexplained:
             names = ", ".join(user.smtp_user_name for user in unexplained)
             print_warning(

@@ -62,6 +62,7 @@ MAX_REPORTED = 20
 
 _DIGITS = re.compile(r"[0-9]+")
 _MAX_DIGITS = len(str(MAX_LIMIT))
+_READ_TWICE = ", as it is read more than once"
 
 
 @attrs.frozen
@@ -111,7 +112,7 @@ class SpecsFile:
         """
         changed = f"{self.path} changed after it was checked"
         try:
-            with open_regular_file(self.path, encoding="utf-8-sig") as file:
+            with open_regular_file(self.path, encoding="utf-8-sig", why=_READ_TWICE) as file:
                 reader = csv.reader(file)
                 header: tuple[str, ...] | None = None
                 limit_at: list[int] = []
@@ -191,7 +192,7 @@ def read_specs(path: str) -> SpecsFile:
     nothing is created from a file with a bad row anywhere in it.
     """
     try:
-        with open_regular_file(path, encoding="utf-8-sig") as file:
+        with open_regular_file(path, encoding="utf-8-sig", why=_READ_TWICE) as file:
             return _parse(path, file)
     except OSError as exc:
         raise CliError(f"cannot read {path}: {exc.strerror}", exit_code=EXIT_USAGE) from None

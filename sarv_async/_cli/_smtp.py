@@ -1,4 +1,4 @@
-"""``sarv-async smtp list|create|update|reset-password|provision``.
+"""``sarv-async smtp list|create|update|reset-password|provision|verify``.
 
 Passwords reach the terminal only with ``--show-secrets``; ``--out FILE`` writes them to a
 new file created with mode 0600 before the call is made.
@@ -35,6 +35,7 @@ from ._output import (
     print_table,
     print_warning,
 )
+from ._smtp_verify import register as register_verify
 from ._state import ledger_path
 
 __all__ = ["register"]
@@ -93,6 +94,8 @@ def register(subparsers: Subparsers) -> None:
     _output_options(parser, what="the new password", out=True)
 
     _provision_cmd.register(commands)
+
+    register_verify(commands)
 
 
 def _command(
