@@ -283,12 +283,18 @@ class ProvisionRun:
         self.lost = (recorded is not None and identity != recorded) or (
             identity is None and bool(in_out)
         )
-        if record is None or record.baseline is None:
-            # The job's first run (or its first since records exist): the account now.
-            before = {user.smtp_user_name for user in await client.smtp_users.list()}
-            baseline = tuple(sorted(before - in_out))
-        else:
-            baseline = record.baseline
+        baseline = record.baseline if record is not None else None
+        # A new job on a new ledger: the run's own first list is the ledger's baseline,
+        # and the job's is read back from the ledger once the first result is in.
+        fresh = baseline is None and identity is None and not self.lost
+        if baseline is None and not fresh:
+            if self.lost or not in_out:
+                # Not begun (exact), or begun and lost with no baseline (a guess: users
+                # made by creates in flight when the ledger was lost count as before).
+                before = {user.smtp_user_name for user in await client.smtp_users.list()}
+                baseline = tuple(sorted(before - in_out))
+            else:
+                baseline = await self._job_baseline(client, ledger, account, in_out)
         known = await known_users(
             self.specs,
             self.kept or [],
@@ -314,29 +320,66 @@ class ProvisionRun:
         )
         write_record(self.out_path, self.record)
         options: dict[str, Any] = {}
-        if identity is None:
+        if identity is None and baseline is not None:
             options["baseline"] = baseline  # the ledger has none: the job's is the truth
         assert self.out is not None
         self.began = True
         try:
-            with progress_display("provisioning", self.specs.count) as progress:
-                summary = await provision_rows(
-                    client,
-                    self.specs,
-                    self.out,
-                    concurrency=self.concurrency,
-                    progress=progress,
-                    failures=self.failures,
-                    settle_delay=self.settle_delay,
-                    in_out=in_out,
-                    known=known,
-                    **options,
-                )
+            with progress_display("provisioning", self.specs.count) as show:
+                first = anyio.Event()
+
+                def progress(done: int, failed: int, total: int | None) -> None:
+                    show(done, failed, total)
+                    first.set()
+
+                async with anyio.create_task_group() as tg:
+                    if fresh:
+                        tg.start_soon(self._baseline_later, first, client, ledger, account)
+                    summary = await provision_rows(
+                        client,
+                        self.specs,
+                        self.out,
+                        concurrency=self.concurrency,
+                        progress=progress,
+                        failures=self.failures,
+                        settle_delay=self.settle_delay,
+                        in_out=in_out,
+                        known=known,
+                        **options,
+                    )
+                    first.set()
             self.finished = True
         finally:
             with anyio.CancelScope(shield=True), anyio.move_on_after(5):
                 await self._update_record(ledger, account)
         return summary
+
+    async def _job_baseline(
+        self, client: AsyncSarvClient, ledger: Ledger, account: str, in_out: frozenset[str]
+    ) -> tuple[str, ...]:
+        """The users before the job, from an intact ledger: those it explains, but the
+        job's own (OUT's, and its keys' in the ledger)."""
+        listed = [user.smtp_user_name for user in await client.smtp_users.list()]
+        explained = await ledger.owned(account, listed)
+        ours = set(in_out)
+        for index, row in enumerate(self.specs.rows()):
+            entry = await ledger.get(account, self.specs.key(index, row))
+            if entry is not None and entry.user_name is not None:
+                ours.add(entry.user_name)
+        return tuple(sorted(explained - ours))
+
+    async def _baseline_later(
+        self, first: anyio.Event, client: AsyncSarvClient, ledger: Ledger, account: str
+    ) -> None:
+        """Once the first result is in (the ledger has its baseline), record the job's."""
+        await first.wait()
+        try:
+            baseline = await self._job_baseline(client, ledger, account, frozenset())
+        except SarvError:
+            return  # the next run reads it (or guesses it, if the ledger is lost by then)
+        assert self.record is not None
+        self.record = attrs.evolve(self.record, baseline=baseline)
+        write_record(self.out_path, self.record)
 
     async def _update_record(self, ledger: Ledger, account: str) -> None:
         """Record the ledger's identity, once this job has one that it used all through."""

@@ -344,7 +344,9 @@ async def provision_rows(
         async for result in run:
             row = waiting.pop(result.index)
             creds = result.credentials
-            if creds is None or creds.smtp_user_name not in in_out:
+            if creds is None and (known or {}).get(result.index) in in_out:
+                pass  # OUT holds this row's user: a failure to enter it is not written
+            elif creds is None or creds.smtp_user_name not in in_out:
                 try:
                     out.write_row(result_row(row, result))
                 except OSError as exc:
