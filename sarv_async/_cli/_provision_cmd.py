@@ -375,8 +375,10 @@ class ProvisionRun:
         await first.wait()
         try:
             baseline = await self._job_baseline(client, ledger, account, frozenset())
-        except SarvError:
-            return  # the next run reads it (or guesses it, if the ledger is lost by then)
+        except (SarvError, CliError):
+            # The next run reads it (or guesses it, if the ledger is lost by then); a
+            # changed input stops the run where provisioning reads it.
+            return
         assert self.record is not None
         self.record = attrs.evolve(self.record, baseline=baseline)
         write_record(self.out_path, self.record)
@@ -437,7 +439,11 @@ class ProvisionRun:
 
     def _ended_by(self, exc: BaseException) -> int:
         """The run ended by ``exc``: say so (counts, one error line); the exit status."""
-        ledger_error = _ledger_error(exc)
+        if isinstance(exc, BaseExceptionGroup):
+            # Task groups' wrapping: one failure reported, the ledger's if it failed.
+            leaves = _leaves(exc)
+            exc = next((e for e in leaves if isinstance(e, LedgerError)), leaves[0])
+        ledger_error = exc if isinstance(exc, LedgerError) else None
         if ledger_error is not None:
             if not self.began:  # nothing was sent: it failed for certain
                 print_error(self._describe_ledger_error(ledger_error))
@@ -517,30 +523,15 @@ class ProvisionRun:
         return 0 if complete and not failures else EXIT_FAILURE
 
 
-def _ledger_error(exc: BaseException) -> LedgerError | None:
-    """The ledger's error that ended the run, if that is what did (one of a group)."""
-    if isinstance(exc, LedgerError):
-        return exc
-    if not isinstance(exc, BaseExceptionGroup):
-        return None
-    # The command's event loop is asyncio's: its cancellations are no failure.
-    _, rest = exc.split(lambda error: isinstance(error, (LedgerError, asyncio.CancelledError)))
-    if rest is not None:
-        return None  # something else failed too: not the ledger's alone
-    matched, _ = exc.split(LedgerError)
-    if matched is None:
-        return None
-    leaves: list[LedgerError] = []
-
-    def collect(group: BaseExceptionGroup[Any]) -> None:
-        for error in group.exceptions:
-            if isinstance(error, BaseExceptionGroup):
-                collect(error)
-            elif isinstance(error, LedgerError):
-                leaves.append(error)
-
-    collect(matched)
-    return leaves[0] if leaves else None
+def _leaves(group: BaseExceptionGroup[Any]) -> list[BaseException]:
+    """The exceptions in a (nested) group; cancellations left out unless nothing else."""
+    found: list[BaseException] = []
+    for error in group.exceptions:
+        if isinstance(error, BaseExceptionGroup):
+            found += _leaves(error)
+        elif not isinstance(error, asyncio.CancelledError):  # the command's loop is asyncio's
+            found.append(error)
+    return found or list(group.exceptions)
 
 
 def _password(url: str) -> str | None:

@@ -425,3 +425,18 @@ def _flush(redis: RedisServer) -> bool:
                 break
             reply += chunk
     return reply == b"+OK\r\n+OK\r\n"
+
+
+def test_a_ledger_that_cannot_be_opened_is_one_error_line_and_nothing_is_created(
+    cli: Cli, account_env: Emulator, tmp_path: Path
+) -> None:
+    """A ledger path the store cannot use (a directory here): one line naming it, exit 1."""
+    ledger = tmp_path / "ledger.d"
+    ledger.mkdir()
+    run = cli(*_provision(_specs(tmp_path / "specs.csv", 2), tmp_path / "o.csv", ledger))
+    assert run.code == 1
+    [line] = run.err.splitlines()
+    assert line.startswith("error: ")
+    assert str(ledger) in line
+    assert "Traceback" not in run.err
+    assert account_env.users() == []
