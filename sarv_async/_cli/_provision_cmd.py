@@ -46,7 +46,7 @@ from ._files import (
     read_credentials_file,
     resume_credentials_file,
 )
-from ._job import JobRecord, known_users, read_record, same_job, write_record
+from ._job import JobRecord, known_users, read_record, record_path, same_job, write_record
 from ._lock import locked
 from ._options import (
     ClientConfig,
@@ -215,8 +215,13 @@ class ProvisionRun:
             self.out, in_out = resume_credentials_file(
                 self.out_path, self.specs.output_columns, _USER_COLUMN, kept=self.kept
             )
-            with self.out:
-                self.summary = anyio.run(self._main, frozenset(in_out))
+            try:
+                with self.out:
+                    self.summary = anyio.run(self._main, frozenset(in_out))
+            finally:
+                if not os.path.lexists(self.out_path):  # removed: it got no row
+                    with contextlib.suppress(OSError):
+                        os.unlink(record_path(self.out_path))
         except BaseException as exc:
             return self._ended_by(exc)
         finally:

@@ -385,6 +385,7 @@ def test_authentication_failure_is_one_line_and_leaves_no_file(
     [line] = run.err.splitlines()
     assert line.startswith("error: authentication failed")
     assert not out.exists()
+    assert list(tmp_path.iterdir()) == [specs]  # no record, no lock file either
     assert account_env.users() == []
 
 

@@ -440,3 +440,33 @@ def test_a_ledger_that_cannot_be_opened_is_one_error_line_and_nothing_is_created
     assert str(ledger) in line
     assert "Traceback" not in run.err
     assert account_env.users() == []
+
+
+def test_identical_rows_get_their_users_back_one_each_after_a_loss(
+    cli: Cli, account_env: Emulator, tmp_path: Path
+) -> None:
+    """Rows with equal cells are paired with OUT's users one to one: none twice, 0 creates."""
+    ledger = tmp_path / "ledger.sqlite3"
+    specs = tmp_path / "specs.csv"
+    specs.write_text("total_limit,hourly_limit\n" + "100,10\n" * 4 + "5,1\n")
+    out = tmp_path / "creds.csv"
+    assert cli(*_provision(specs, out, ledger)).code == 0
+    for path in tmp_path.glob("ledger.sqlite3*"):
+        path.unlink()
+    run = cli(*_provision(specs, out, ledger))
+    assert run.code == 0, run.err
+    assert "0 created, 0 adopted, 5 done earlier, 0 failed" in run.out
+    assert len(account_env.users()) == 5
+    assert cli(*_provision(specs, out, ledger)).err == ""
+
+
+def test_a_redis_url_is_printed_without_its_password() -> None:
+    """The ledger's place, as messages and the record show it, never holds a password."""
+    from sarv_async._cli._state import ledger_location
+
+    assert ledger_location("redis://u:pw@h:6379/0") == "redis://u:***@h:6379/0"
+    assert ledger_location("rediss://:pw@h/1?allow_volatile=1") == (
+        "rediss://:***@h/1?allow_volatile=1"
+    )
+    assert ledger_location("redis://h:6379/0") == "redis://h:6379/0"
+    assert ledger_location("/var/ledger.sqlite3") == "/var/ledger.sqlite3"
