@@ -14,6 +14,7 @@ import httpx
 
 from . import _checks
 from ._account import account_id
+from ._answer_body import DEFAULT_MAX_ANSWER_BYTES
 from ._checks import DEFAULT_SETTLE_DELAY
 from ._config import (
     SARV,
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
     from ._limiter_redis import RedisRateLimiter
 
 __all__ = [
+    "DEFAULT_MAX_ANSWER_BYTES",
     "DEFAULT_MAX_CONCURRENCY",
     "DEFAULT_MAX_RETRIES",
     "DEFAULT_RATE_LIMIT",
@@ -138,7 +140,8 @@ class AsyncSarvClient:
 
     ``timeout`` (seconds or an `httpx.Timeout`, for each phase), ``attempt_timeout``
     (seconds one attempt may take in all; by default connect + write + read of
-    ``timeout``), ``max_retries``, ``rate_limit`` (e.g. ``"60/minute;3600/hour"``,
+    ``timeout``), ``max_answer_bytes`` (the most an answer's body may hold, decoded;
+    64 MiB by default), ``max_retries``, ``rate_limit`` (e.g. ``"60/minute;3600/hour"``,
     ``None`` for no pacing) and ``max_concurrency`` (requests in flight) hold for every
     task using the client. An ``http_client`` you pass is used as is and never closed by
     the client.
@@ -178,6 +181,7 @@ class AsyncSarvClient:
         backoff: Backoff | None = None,
         max_retry_after: float = DEFAULT_MAX_RETRY_AFTER,
         attempt_timeout: float | None = None,
+        max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES,
         limiter: RateLimiter | None = None,
         http_client: httpx.AsyncClient | None = None,
         allow_insecure_http: bool = False,
@@ -205,6 +209,7 @@ class AsyncSarvClient:
             backoff=backoff if backoff is not None else Backoff(),
             max_retry_after=max_retry_after,
             attempt_timeout=attempt_timeout,
+            max_answer_bytes=max_answer_bytes,
         )
         owned_limiter: RedisRateLimiter | None = None
         redis = resolve_redis_url(self._brand, redis_url)
@@ -224,7 +229,12 @@ class AsyncSarvClient:
             )
 
         user_agent = f"sarv-async/{__version__}"
-        headers = {"User-Agent": user_agent, "Content-Type": "application/json"}
+        # identity: httpx would inflate a compressed answer with no bound (see _answer_body).
+        headers = {
+            "User-Agent": user_agent,
+            "Content-Type": "application/json",
+            "Accept-Encoding": "identity",
+        }
         owns_http = http_client is None
         fresh_http = None
         if http_client is None:
@@ -330,6 +340,11 @@ class AsyncSarvClient:
         return self._options.attempt_timeout
 
     @property
+    def max_answer_bytes(self) -> int:
+        """The most bytes an answer's body may hold, decoded; past them a call fails."""
+        return self._options.max_answer_bytes
+
+    @property
     def max_retries(self) -> int:
         """How many times a failed call is repeated, when repeating is safe."""
         return self._options.max_retries
@@ -341,6 +356,7 @@ class AsyncSarvClient:
         max_retries: int | None = None,
         backoff: Backoff | None = None,
         attempt_timeout: float | None = None,
+        max_answer_bytes: int | None = None,
     ) -> Self:
         """A copy with other per-call options, sharing this client's pool, limiter and life.
 
@@ -361,6 +377,9 @@ class AsyncSarvClient:
             backoff=self._options.backoff if backoff is None else backoff,
             max_retry_after=self._options.max_retry_after,
             attempt_timeout=copy._attempt_timeout,
+            max_answer_bytes=(
+                self._options.max_answer_bytes if max_answer_bytes is None else max_answer_bytes
+            ),
         )
         copy.smtp_users = SmtpUsers(copy)
         return copy
@@ -471,6 +490,7 @@ def _call_options(
     backoff: Backoff,
     max_retry_after: float,
     attempt_timeout: float | None,
+    max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES,
 ) -> CallOptions:
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float, httpx.Timeout)):
         raise ValidationError(
@@ -513,12 +533,14 @@ def _call_options(
             f"attempt_timeout must be a positive finite number of seconds, got {attempt_timeout!r}",
             field="attempt_timeout",
         )
+    _checks.positive_int(max_answer_bytes, "max_answer_bytes")
     return CallOptions(
         timeout=timeout,
         max_retries=max_retries,
         backoff=backoff,
         max_retry_after=max_retry_after,
         attempt_timeout=float(attempt_timeout) if attempt_timeout is not None else None,
+        max_answer_bytes=max_answer_bytes,
     )
 
 

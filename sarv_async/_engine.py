@@ -29,8 +29,8 @@ through `AccountPort`.
 from __future__ import annotations
 
 import enum
-from collections.abc import AsyncIterator, Collection, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Collection
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Protocol
 
 import anyio
@@ -107,7 +107,7 @@ class Step(enum.Enum):
     NEED_BASELINE = "need_baseline"
 
 
-@attrs.frozen
+@attrs.define  # not frozen: made twice per key, and frozen attrs classes build slower
 class Next:
     """A step and what it needs: a time, credentials, a user's name or an error."""
 
@@ -307,12 +307,26 @@ class Engine:
         state.poll = min(state.poll * 2, _POLL_MAX)
         return Next(Step.WAIT, at=now + wait)
 
-    async def send(self, state: KeyState, port: AccountPort, leases: Leases) -> Next:
-        """Send the create the ledger gave ``state``'s holder; claim its user for the key."""
+    async def send(
+        self,
+        state: KeyState,
+        port: AccountPort,
+        leases: Leases,
+        slots: anyio.Semaphore | None = None,
+    ) -> Next:
+        """Send the create the ledger gave ``state``'s holder; claim its user for the key.
+
+        ``slots`` bounds the creates in flight, when the caller bounds them.
+        """
         ledger, account, key, holder = self.ledger, self.account, state.key, state.holder
+        leases.add(state)  # its lease renewed (and fence extended) while in flight
         try:
-            with leases.keeping(state), fenced(state.fence):
-                creds = await port.create(state.request)
+            with fenced(state.fence):
+                if slots is None:
+                    creds = await port.create(state.request)
+                else:
+                    async with slots:
+                        creds = await port.create(state.request)
         except LeaseLost:
             # Frozen past the lease before the create left: nothing was sent. The key is
             # settled like a lost answer (someone may have made its user meanwhile).
@@ -332,6 +346,8 @@ class Engine:
             with anyio.CancelScope(shield=True):
                 await ledger.mark_unknown(account, key, holder=holder)
             raise
+        finally:
+            leases.discard(state)
         try:
             if ledger.instant:  # its steps never suspend: nothing can cancel this one
                 claim = await ledger.claim(account, key, creds.smtp_user_name)
@@ -479,7 +495,7 @@ class _Seen:
 class Leases:
     """Keeps the leases of the keys being sent: one renewal per key every third of a lease.
 
-    One task renews every key that is `keeping`, so a live but slow create (a long wait
+    One task renews every key added, so a live but slow create (a long wait
     for the rate limiter, a 429 pause) never loses its key to another caller, and each
     renewal extends the key's fence. Run it with `renewing`.
     """
@@ -488,14 +504,13 @@ class Leases:
         self._engine = engine
         self._held: dict[str, KeyState] = {}
 
-    @contextmanager
-    def keeping(self, state: KeyState) -> Iterator[None]:
-        """Renew ``state``'s lease while the block runs."""
+    def add(self, state: KeyState) -> None:
+        """Renew ``state``'s lease from now on."""
         self._held[state.key] = state
-        try:
-            yield
-        finally:
-            self._held.pop(state.key, None)
+
+    def discard(self, state: KeyState) -> None:
+        """Stop renewing ``state``'s lease."""
+        self._held.pop(state.key, None)
 
     async def run(self) -> None:
         """Renew every held lease, every third of the lease, until cancelled."""

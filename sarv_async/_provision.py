@@ -63,7 +63,7 @@ from ._models import SmtpCredentials, SmtpUser
 from ._requests import CreateSmtpUserRequest
 
 if TYPE_CHECKING:
-    from ._list_stream import OnAnswer, OnUsers
+    pass
 
 __all__ = [
     "DEFAULT_MAX_ROUNDS",
@@ -201,28 +201,6 @@ class _Spec(KeyState):
     missed: bool = attrs.field(default=False, kw_only=True)
 
 
-class _SlottedPort:
-    """The account, with at most ``slots`` creates in flight at once."""
-
-    __slots__ = ("_port", "_slots")
-
-    def __init__(self, port: AccountPort, slots: anyio.Semaphore) -> None:
-        self._port = port
-        self._slots = slots
-
-    async def create(self, request: CreateSmtpUserRequest) -> SmtpCredentials:
-        async with self._slots:
-            return await self._port.create(request)
-
-    async def list(self) -> list[SmtpUser]:
-        return await self._port.list()
-
-    async def list_in_batches(
-        self, on_users: OnUsers, *, on_answer: OnAnswer | None = None
-    ) -> None:
-        await self._port.list_in_batches(on_users, on_answer=on_answer)
-
-
 class Provisioning:
     """A running bulk provisioning: `async with` it, then `async for` its results.
 
@@ -253,9 +231,10 @@ class Provisioning:
         self._ledger = engine.ledger
         self._specs = specs
         self._workers = concurrency
+        self._port = port
         # Creates in flight are bounded by ``concurrency`` (see `_create_all` for the
         # workers). No checkpoint when a slot is free: the create right after it awaits.
-        self._port = _SlottedPort(port, anyio.Semaphore(concurrency, fast_acquire=True))
+        self._slots = anyio.Semaphore(concurrency, fast_acquire=True)
         self._leases = Leases(engine)
         self._progress = progress
         self._settle_delay = engine.settle_delay
@@ -539,7 +518,7 @@ class Provisioning:
         """Send the create the ledger gave ``item``'s holder, and act on what came of it."""
         self._sending += 1
         try:
-            step = await self._engine.send(item, self._port, self._leases)
+            step = await self._engine.send(item, self._port, self._leases, self._slots)
             if step.step is Step.FAILED and isinstance(step.error, AuthenticationError):
                 # Every other create would fail the same way: stop sending them.
                 self._auth_failure = step.error
