@@ -14,6 +14,7 @@ from ._exceptions import ValidationError
 from ._models import SmtpCredentials, SmtpUserList, SmtpUserStatus, UpdateSmtpUserResponse
 
 __all__ = [
+    "MAX_LIMIT",
     "CreateSmtpUserRequest",
     "ListSmtpUsersRequest",
     "ResetSmtpPasswordRequest",
@@ -22,6 +23,9 @@ __all__ = [
 ]
 
 ResponseT = TypeVar("ResponseT")
+
+#: The largest limit the API accepts: its backend's integer (PHP_INT_MAX, 2**63 - 1).
+MAX_LIMIT = 2**63 - 1
 
 
 class SarvRequest(Generic[ResponseT]):
@@ -46,6 +50,13 @@ def _positive_int(instance: object, attribute: attrs.Attribute[Any], value: obje
     if type(value) is not int or value <= 0:
         raise ValidationError(
             f"{attribute.name} must be a positive integer, got {_describe(value)}",
+            field=attribute.name,
+        )
+    if value > MAX_LIMIT:
+        shown = str(value) if value.bit_length() <= 128 else "a larger number"  # str() has a cap
+        raise ValidationError(
+            f"{attribute.name} must be at most {MAX_LIMIT} (the API's largest integer), "
+            f"got {shown}",
             field=attribute.name,
         )
 

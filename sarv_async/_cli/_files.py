@@ -20,6 +20,8 @@ __all__ = [
     "check_output_path",
     "create_private_file",
     "is_private",
+    "open_regular_file",
+    "read_credentials_file",
     "read_credentials_rows",
     "resume_credentials_file",
 ]
@@ -141,20 +143,18 @@ class CredentialsFile:
         self._file.flush()
 
 
-def resume_credentials_file(
+def read_credentials_file(
     path: str, header: Sequence[str], user_column: str
-) -> tuple[CredentialsFile, set[str]]:
-    """Open ``path`` to go on writing credentials where an earlier run stopped.
+) -> list[list[str]] | None:
+    """The rows of an earlier run's credentials file that hold a user; None if there is none.
 
-    A new file is created as `CredentialsFile` does. An existing one must have exactly
-    ``header`` (it is this command's output); its rows holding a user (``user_column``
-    not empty) are kept, the others (failed, unknown: they are retried) dropped. The kept
-    rows go to a new 0600 file that replaces the old one atomically, so no credential is
-    ever lost, even if this is interrupted. Returns the file and the users it holds.
+    The file must have exactly ``header`` (it is this command's output), else `CliError`
+    (exit 2): it is left as it is. Rows without a user (failed, unknown: they are retried)
+    are left out, as is a last row cut short by a kill.
     """
     if not os.path.lexists(path):
-        return CredentialsFile(path, header), set()
-    if os.path.isdir(path) or os.path.islink(path):
+        return None
+    if os.path.islink(path):
         raise CliError(f"{path} is not a regular file", exit_code=EXIT_USAGE)
     rows = [row for _, row in read_credentials_rows(path, "to resume")]
     if not rows or tuple(rows[0]) != tuple(header):
@@ -164,7 +164,27 @@ def resume_credentials_file(
             exit_code=EXIT_USAGE,
         )
     at = list(header).index(user_column)
-    kept = [row for row in rows[1:] if len(row) == len(header) and row[at].strip()]
+    return [row for row in rows[1:] if len(row) == len(header) and row[at].strip()]
+
+
+def resume_credentials_file(
+    path: str,
+    header: Sequence[str],
+    user_column: str,
+    kept: list[list[str]] | None = None,
+) -> tuple[CredentialsFile, set[str]]:
+    """Open ``path`` to go on writing credentials where an earlier run stopped.
+
+    A new file is created as `CredentialsFile` does. An existing one's rows holding a user
+    (`read_credentials_file`, or ``kept`` if given) go to a new 0600 file that replaces
+    the old one atomically, so no credential is ever lost, even if this is interrupted.
+    Returns the file and the users it holds.
+    """
+    if kept is None:
+        kept = read_credentials_file(path, header, user_column)
+    if kept is None:
+        return CredentialsFile(path, header), set()
+    at = list(header).index(user_column)
     partial = f"{path}.partial"
     with contextlib.suppress(FileNotFoundError):
         os.unlink(partial)  # left by an interrupted resume; the original is intact
@@ -178,6 +198,43 @@ def resume_credentials_file(
     return out, {row[at] for row in kept}
 
 
+def open_regular_file(path: str, *, encoding: str = "utf-8", why: str = "") -> TextIO:
+    """Open ``path`` for reading text, if it is a regular file; `CliError` (exit 2) if not.
+
+    A pipe (a FIFO, ``<(...)``), a socket, a device or a directory is refused without
+    waiting: a FIFO is opened non-blocking (a blocking open would wait for a writer), and
+    checked again once open, so a file swapped in between is refused too. Raises
+    `OSError` if the file cannot be opened. ``why`` ends the refusal's message.
+    """
+    _refuse_irregular(path, os.stat(path).st_mode, why)
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    fd = os.open(path, flags)
+    try:
+        _refuse_irregular(path, os.fstat(fd).st_mode, why)
+        os.set_blocking(fd, True)
+        return open(fd, encoding=encoding, newline="")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _refuse_irregular(path: str, mode: int, why: str) -> None:
+    if stat.S_ISREG(mode):
+        return
+    kinds = (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a pipe"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a device"),
+        (stat.S_ISBLK, "a device"),
+    )
+    kind = next((name for test, name in kinds if test(mode)), "not a regular file")
+    raise CliError(
+        f"{path} is {kind}; it must be a regular file{why}",
+        exit_code=EXIT_USAGE,
+    )
+
+
 def read_credentials_rows(path: str, purpose: str = "") -> list[tuple[int, list[str]]]:
     """The rows of a credentials file this tool wrote, each with its line number.
 
@@ -186,7 +243,7 @@ def read_credentials_rows(path: str, purpose: str = "") -> list[tuple[int, list[
     Raises `CliError` (``"cannot read PATH PURPOSE: ..."``) if it cannot be read.
     """
     try:
-        with open(path, encoding="utf-8", newline="") as file:
+        with open_regular_file(path) as file:
             text = file.read()
         reader = csv.reader(io.StringIO(text[: text.rfind("\n") + 1]))
         return [(reader.line_num, row) for row in reader]

@@ -23,14 +23,18 @@ from .._client import AsyncSarvClient, AsyncSendCleanClient
 from .._config import SARV, SENDCLEAN, Brand, Secret
 from .._exceptions import ValidationError
 from .._rate_spec import parse_rate_limit
+from .._requests import MAX_LIMIT
 from ._files import is_private
 from ._output import EXIT_USAGE, CliError, print_warning
+from ._state import ledger_path
 
 __all__ = [
     "BRANDS",
     "ClientConfig",
     "add_connection_options",
     "client_config",
+    "client_options",
+    "limit",
     "positive_int",
     "rate_limit",
     "rate_limit_setting",
@@ -140,6 +144,19 @@ class ClientConfig:
                 message = exc.message.replace("allow_insecure_http=True", "--allow-insecure-http")
                 raise CliError(message, exit_code=EXIT_USAGE) from None
             raise
+
+
+def client_options(args: argparse.Namespace, config: ClientConfig) -> dict[str, Any]:
+    """The client's options from a command's ``--ledger``, ``--rate-limit`` and
+    ``--concurrency`` (those it has; each checked by its argparse type already)."""
+    options: dict[str, Any] = {}
+    if hasattr(args, "ledger"):
+        options["ledger"] = ledger_path(args.ledger, redis_url=config.redis_url)
+    if getattr(args, "rate_limit", None) is not None:
+        options["rate_limit"] = rate_limit_setting(args.rate_limit)
+    if getattr(args, "concurrency", None) is not None:
+        options["max_concurrency"] = args.concurrency
+    return options
 
 
 def client_config(
@@ -267,6 +284,17 @@ def positive_int(text: str) -> int:
     if not stripped.isascii() or not stripped.isdigit() or int(stripped) < 1:
         raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
     return int(stripped)
+
+
+def limit(text: str) -> int:
+    """An argparse type: a sending limit, a positive whole number the API accepts."""
+    stripped = text.strip().lstrip("0") or "0"
+    short = len(stripped) <= len(str(MAX_LIMIT))  # int() of a long number is slow, or refused
+    if short and stripped.isascii() and stripped.isdigit() and 0 < int(stripped) <= MAX_LIMIT:
+        return int(stripped)
+    raise argparse.ArgumentTypeError(
+        f"expected a whole number from 1 to {MAX_LIMIT} (the API's largest), got {text!r}"
+    )
 
 
 def probability(text: str, *, below_one: bool = False) -> float:

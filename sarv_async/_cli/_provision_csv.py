@@ -11,9 +11,9 @@ carried through. The output has the input's columns plus `RESULT_COLUMNS`, one r
 input row, in the order results arrive.
 
 Each row has an idempotency key in the ledger: its ``key`` column when the file has one
-(then the file is an "ensure these exist" list), else the input file's run id (a digest
-of its resolved path) and the row's position, with a digest of the row's cells as its
-fingerprint, so a row edited after it was provisioned is an error, never a second user.
+(then the file is an "ensure these exist" list), else the job's id (see ``_job.py``: the
+credentials file keeps it) and the row's position, with a digest of the row's cells as
+its fingerprint, so a row edited after it was provisioned is an error, never a second user.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import attrs
@@ -36,7 +36,8 @@ from .._provision import (
     ProvisionResult,
     ProvisionSummary,
 )
-from ._files import CredentialsFile
+from .._requests import MAX_LIMIT
+from ._files import CredentialsFile, open_regular_file
 from ._output import EXIT_USAGE, CliError, plural
 
 __all__ = [
@@ -60,7 +61,8 @@ RESULT_COLUMNS = ("smtp_user_name", "smtp_password", "outcome", "error")
 MAX_REPORTED = 20
 
 _DIGITS = re.compile(r"[0-9]+")
-_MAX_DIGITS = 30  # far above any real quota, well below what int() refuses to read
+_MAX_DIGITS = len(str(MAX_LIMIT))
+_READ_TWICE = ", as it is read more than once"
 
 
 @attrs.frozen
@@ -83,6 +85,8 @@ class SpecsFile:
     columns: tuple[str, ...]
     #: How many data rows it has.
     count: int
+    #: The key prefix of rows without a key (the job's id); `path_run_id` if not set.
+    job_id: str | None = None
 
     @property
     def output_columns(self) -> tuple[str, ...]:
@@ -90,10 +94,15 @@ class SpecsFile:
         return (*self.columns, *RESULT_COLUMNS)
 
     @property
-    def run_id(self) -> str:
-        """The key prefix of rows without a key: stable across runs on the same file."""
+    def path_run_id(self) -> str:
+        """A job id made from the file's resolved path: the same for every run on this file."""
         digest = hashlib.sha256(os.path.realpath(self.path).encode()).hexdigest()
         return f"file:{digest[:24]}"
+
+    @property
+    def run_id(self) -> str:
+        """The key prefix of rows without a key."""
+        return self.job_id or self.path_run_id
 
     def rows(self) -> Iterator[SpecRow]:
         """The data rows, read from the file again one at a time.
@@ -103,7 +112,7 @@ class SpecsFile:
         """
         changed = f"{self.path} changed after it was checked"
         try:
-            with open(self.path, encoding="utf-8-sig", newline="") as file:
+            with open_regular_file(self.path, encoding="utf-8-sig", why=_READ_TWICE) as file:
                 reader = csv.reader(file)
                 header: tuple[str, ...] | None = None
                 limit_at: list[int] = []
@@ -131,15 +140,23 @@ class SpecsFile:
         if count != self.count:
             raise CliError(f"{changed} (it has fewer rows)")
 
-    def spec(self, index: int, row: SpecRow) -> dict[str, Any]:
-        """The provisioning spec of the row at ``index``, with its key (and fingerprint)."""
+    def key(self, index: int, row: SpecRow) -> str:
+        """The idempotency key of the row at ``index``."""
+        return row.key if row.key is not None else f"{self.run_id}:{index}"
+
+    def spec(self, index: int, row: SpecRow, user: str | None = None) -> dict[str, Any]:
+        """The provisioning spec of the row at ``index``, with its key (and fingerprint).
+
+        ``user``: the row's user as the credentials file records it, for the ledger to
+        take as the key's if it knows none (it is never created again).
+        """
         spec: dict[str, Any] = {"total_limit": row.total_limit, "hourly_limit": row.hourly_limit}
-        if row.key is not None:
-            spec["key"] = row.key
-        else:
-            spec["key"] = f"{self.run_id}:{index}"
+        spec["key"] = self.key(index, row)
+        if row.key is None:
             cells = json.dumps(row.cells, ensure_ascii=False).encode()
             spec["fingerprint"] = hashlib.sha256(cells).hexdigest()[:32]
+        if user is not None:
+            spec["smtp_user_name"] = user
         return spec
 
     def specs(self) -> list[dict[str, Any]]:
@@ -156,6 +173,8 @@ class _RowSpecs:
 
     specs: SpecsFile
     waiting: dict[int, SpecRow]
+    #: The user the credentials file has for a row, by index (see `SpecsFile.spec`).
+    known: Mapping[int, str]
 
     def __len__(self) -> int:
         return self.specs.count
@@ -163,7 +182,7 @@ class _RowSpecs:
     def __iter__(self) -> Iterator[dict[str, Any]]:
         for index, row in enumerate(self.specs.rows()):
             self.waiting[index] = row
-            yield self.specs.spec(index, row)
+            yield self.specs.spec(index, row, self.known.get(index))
 
 
 def read_specs(path: str) -> SpecsFile:
@@ -173,7 +192,7 @@ def read_specs(path: str) -> SpecsFile:
     nothing is created from a file with a bad row anywhere in it.
     """
     try:
-        with open(path, encoding="utf-8-sig", newline="") as file:
+        with open_regular_file(path, encoding="utf-8-sig", why=_READ_TWICE) as file:
             return _parse(path, file)
     except OSError as exc:
         raise CliError(f"cannot read {path}: {exc.strerror}", exit_code=EXIT_USAGE) from None
@@ -260,9 +279,11 @@ def _check_row(
         if not _DIGITS.fullmatch(text) or not text.strip("0"):
             shown = repr(text) if text else "nothing"
             return None, f"{name} must be a positive whole number, got {shown}"
-        if len(text) > _MAX_DIGITS:
-            return None, f"{name} has {len(text)} digits; no limit is that large"
-        limits.append(int(text))
+        digits = text.lstrip("0")
+        # Counted first: int() of a very long number is slow, or refused.
+        if len(digits) > _MAX_DIGITS or int(digits) > MAX_LIMIT:
+            return None, f"{name} is too large: the API takes at most {MAX_LIMIT}"
+        limits.append(int(digits))
     key = record[columns.index(KEY_COLUMN)].strip() if KEY_COLUMN in columns else None
     return SpecRow(line, tuple(record), limits[0], limits[1], key), None
 
@@ -301,24 +322,31 @@ async def provision_rows(
     failures: list[tuple[SpecRow, ProvisionResult]] | None = None,
     settle_delay: float = DEFAULT_SETTLE_DELAY,
     in_out: frozenset[str] = frozenset(),
+    known: Mapping[int, str] | None = None,
+    **options: Any,
 ) -> ProvisionSummary:
     """Provision a user per row, writing each result to ``out`` as it arrives.
 
     Rows whose user ``out`` holds already (``in_out``, from an earlier run) are not
-    written again. Failed rows are also appended to ``failures`` when given.
+    written again; ``known`` gives such rows' users by index, for the ledger (see
+    `SpecsFile.spec`). Failed rows are also appended to ``failures`` when given.
+    ``options`` go to `provision` as they are (``baseline``).
     """
     waiting: dict[int, SpecRow] = {}
     async with client.smtp_users.provision(
-        _RowSpecs(specs, waiting),
+        _RowSpecs(specs, waiting, known or {}),
         concurrency=concurrency,
         progress=progress,
         settle_delay=settle_delay,
         run_id=specs.run_id,
+        **options,
     ) as run:
         async for result in run:
             row = waiting.pop(result.index)
             creds = result.credentials
-            if creds is None or creds.smtp_user_name not in in_out:
+            if creds is None and (known or {}).get(result.index) in in_out:
+                pass  # OUT holds this row's user: a failure to enter it is not written
+            elif creds is None or creds.smtp_user_name not in in_out:
                 try:
                     out.write_row(result_row(row, result))
                 except OSError as exc:

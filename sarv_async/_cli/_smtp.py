@@ -7,10 +7,6 @@ new file created with mode 0600 before the call is made.
 from __future__ import annotations
 
 import argparse
-import functools
-import os
-import signal
-import sys
 from collections.abc import Awaitable, Callable
 from contextlib import nullcontext
 from typing import Any, TypeAlias, TypeVar
@@ -20,35 +16,25 @@ import anyio
 from .._client import AsyncSarvClient
 from .._exceptions import APIConnectionError, GeneralError, UnexpectedResponseError
 from .._models import SmtpCredentials, SmtpUser
-from .._provision import DEFAULT_SETTLE_DELAY, ProgressCallback, ProvisionResult, ProvisionSummary
-from ._files import CredentialsFile, check_output_path, resume_credentials_file
+from .._provision import DEFAULT_SETTLE_DELAY
+from . import _provision_cmd
+from ._files import CredentialsFile, check_output_path
 from ._options import (
     ClientConfig,
     add_connection_options,
     client_config,
-    positive_int,
-    rate_limit,
-    rate_limit_setting,
+    limit,
     seconds,
 )
 from ._output import (
-    EXIT_FAILURE,
-    EXIT_INTERRUPTED,
     EXIT_OUTCOME_UNKNOWN,
-    EXIT_TERMINATED,
     EXIT_USAGE,
     CliError,
-    describe_error,
     echo,
     echo_json,
-    end_progress,
-    plural,
-    print_error,
     print_table,
     print_warning,
-    progress_display,
 )
-from ._provision_csv import MAX_REPORTED, SpecRow, SpecsFile, provision_rows, read_specs
 from ._smtp_verify import register as register_verify
 from ._state import ledger_path
 
@@ -107,46 +93,7 @@ def register(subparsers: Subparsers) -> None:
     parser.add_argument("name", metavar="NAME", help="the SMTP user name, e.g. smtp10001")
     _output_options(parser, what="the new password", out=True)
 
-    parser = _command(
-        commands,
-        "provision",
-        "create an SMTP user per row of a CSV file, exactly once",
-        _run_provision,
-        description=(
-            "Create an SMTP user for each row of FILE (a CSV file with a header row holding "
-            "total_limit and hourly_limit, and optionally key; other columns are carried "
-            "through). The whole file is checked before anything is created. Each result is "
-            "written to OUT as it arrives: the input columns plus smtp_user_name, "
-            "smtp_password, outcome and error. Every create is recorded in a ledger first, "
-            "so no row ever gets two users: run the same command again after any "
-            "interruption and it resumes into OUT. Exit status 0 when every row has "
-            "credentials, 1 if some failed, 3 if some outcomes are still unknown (run again), "
-            "130 on Ctrl-C, 143 on SIGTERM."
-        ),
-    )
-    parser.add_argument("file", metavar="FILE", help="the CSV file of specs")
-    parser.add_argument(
-        "--out",
-        required=True,
-        metavar="OUT",
-        help="the credentials CSV file (mode 0600); if it exists from an earlier run of "
-        "the same command, the run resumes into it",
-    )
-    _ledger_option(parser)
-    parser.add_argument(
-        "--concurrency",
-        type=positive_int,
-        metavar="N",
-        help="calls in flight at once (default: 10)",
-    )
-    parser.add_argument(
-        "--rate-limit",
-        type=rate_limit,
-        metavar="SPEC",
-        help="the account's limits, e.g. '20/second' or '60/minute;3600/hour' "
-        "(default: the API's published 60/minute;3600/hour;50000/day; 'none': no pacing)",
-    )
-    _settle_option(parser)
+    _provision_cmd.register(commands)
 
     register_verify(commands)
 
@@ -190,7 +137,7 @@ def _limit_options(parser: argparse.ArgumentParser, *, required: bool) -> None:
     for option, what in (("--total-limit", "total"), ("--hourly-limit", "hourly")):
         parser.add_argument(
             option,
-            type=positive_int,
+            type=limit,
             required=required,
             metavar="N",
             help=f"the user's {what} sending limit",
@@ -363,152 +310,3 @@ def _run_update(args: argparse.Namespace) -> int:
 
 def _usage(message: str) -> CliError:
     return CliError(message, exit_code=EXIT_USAGE)
-
-
-# -- provision -------------------------------------------------------------------------
-
-
-def _run_provision(args: argparse.Namespace) -> int:
-    specs = read_specs(args.file)
-    check_output_path(args.out, force=True, not_same_as=args.file)
-    config = client_config(args)
-    options: dict[str, Any] = {"ledger": ledger_path(args.ledger, redis_url=config.redis_url)}
-    if args.rate_limit is not None:
-        options["rate_limit"] = rate_limit_setting(args.rate_limit)
-    if args.concurrency is not None:
-        options["max_concurrency"] = args.concurrency
-    total = specs.count
-    failures: list[tuple[SpecRow, ProvisionResult]] = []
-    stopped: list[signal.Signals] = []
-
-    out, in_out = resume_credentials_file(args.out, specs.output_columns, "smtp_user_name")
-    summary: ProvisionSummary | None = None
-    try:
-        with out, progress_display("provisioning", total) as progress:
-            run = functools.partial(
-                _provision,
-                config,
-                options,
-                specs,
-                out,
-                args.concurrency,
-                progress,
-                failures,
-                args.settle_delay,
-                frozenset(in_out),
-                stopped,
-            )
-            previous = signal.getsignal(signal.SIGINT)
-            try:
-                summary = anyio.run(run)
-            finally:
-                if previous is not None:  # None: set outside Python, so not ours to touch
-                    signal.signal(signal.SIGINT, previous)  # a stop set SIG_DFL for a while
-    except BaseException as exc:
-        if isinstance(exc, (KeyboardInterrupt, CliError)) or out.rows_written:
-            _stopped_note(args.out, out.kept + out.rows_written - len(failures), total)
-        raise
-    done = out.kept + out.rows_written - len(failures)
-    if summary is None:  # stopped by a signal
-        _stopped_note(args.out, done, total)
-        [signum] = stopped[:1] or [signal.SIGINT]
-        return EXIT_TERMINATED if signum == signal.SIGTERM else EXIT_INTERRUPTED
-
-    for row, result in failures[:MAX_REPORTED]:
-        error = describe_error(result.error) if result.error is not None else "no credentials"
-        print_error(f"{specs.path}:{row.line}: {error}")
-    if len(failures) > MAX_REPORTED:
-        print_error(f"... and {len(failures) - MAX_REPORTED} more failed rows (see {args.out})")
-    if summary.unknown:
-        print_warning(
-            f"{plural(summary.unknown, 'row')} may or may not have a user (the account could "
-            "not be listed to find out): run the same command again to settle them"
-        )
-    if not summary.orphans_checked:
-        print_warning("the account could not be listed at the end: orphans were not looked for")
-    if summary.orphans:
-        names = ", ".join(user.smtp_user_name for user in summary.orphans)
-        print_warning(
-            f"{plural(len(summary.orphans), 'new SMTP user')} match no row and no ledger "
-            f"entry (orphans, not in {args.out}): {names}"
-        )
-    echo(
-        f"{plural(total, 'row')}: {summary.created} created, {summary.adopted} adopted, "
-        f"{summary.existing} done earlier, {summary.failed} failed, {summary.unknown} unknown, "
-        f"{plural(len(summary.orphans), 'orphan')}; credentials in {args.out} (mode 0600)"
-    )
-    if summary.existing == total:
-        echo("nothing to do: every row was provisioned by an earlier run; nothing was created")
-    if summary.unknown:
-        return EXIT_OUTCOME_UNKNOWN
-    complete = summary.created + summary.adopted + summary.existing == total
-    return 0 if complete and not failures else EXIT_FAILURE
-
-
-def _stopped_note(out: str, done: int, total: int) -> None:
-    print_warning(
-        f"stopped: {done} of {plural(total, 'row')} done (in {out}); "
-        "run the same command again to resume"
-    )
-
-
-async def _provision(
-    config: ClientConfig,
-    options: dict[str, Any],
-    specs: SpecsFile,
-    out: CredentialsFile,
-    concurrency: int | None,
-    progress: ProgressCallback,
-    failures: list[tuple[SpecRow, ProvisionResult]],
-    settle_delay: float,
-    in_out: frozenset[str],
-    stopped: list[signal.Signals],
-) -> ProvisionSummary | None:
-    """Provision the rows; on SIGINT or SIGTERM stop cleanly and return None.
-
-    A second signal while stopping ends the process at once, as that signal ends it:
-    rows are flushed as they are written and the ledger is crash-safe, so a rerun
-    resumes from there as it does after SIGKILL.
-    """
-    async with anyio.create_task_group() as tg:
-        work = anyio.CancelScope()
-        if sys.platform != "win32":
-            tg.start_soon(_stop_on_signal, work, stopped)
-        summary: ProvisionSummary | None = None
-        with work:
-            async with config.client(**options) as client:
-                summary = await provision_rows(
-                    client,
-                    specs,
-                    out,
-                    concurrency=concurrency,
-                    progress=progress,
-                    failures=failures,
-                    settle_delay=settle_delay,
-                    in_out=in_out,
-                )
-        tg.cancel_scope.cancel()
-    return None if stopped else summary
-
-
-async def _stop_on_signal(work: anyio.CancelScope, stopped: list[signal.Signals]) -> None:
-    """Cancel ``work`` on the first SIGINT or SIGTERM; on the next, end the process."""
-    try:
-        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            async for signum in signals:
-                if not stopped:
-                    stopped.append(signum)
-                    work.cancel()
-                    print_warning("stopping; interrupt again to stop at once")
-                    continue
-                end_progress()  # the bar hides the cursor until it ends
-                print_warning("stopped at once; run the same command again to resume")
-                # Die of the signal itself, as the shell expects (status 128 + signal),
-                # with no traceback and nothing left to flush: each row is written.
-                signal.signal(signum, signal.SIG_DFL)
-                os.kill(os.getpid(), signum)
-    finally:
-        if stopped:
-            # Until the event loop has ended, a second Ctrl-C ends the process as SIGINT
-            # does, not as a KeyboardInterrupt raised wherever its shutdown is.
-            signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
+import urllib.parse
 from collections.abc import Mapping
 from pathlib import Path
 
 from ._output import CliError
 
-__all__ = ["LEDGER_VARIABLE", "default_ledger_path", "ledger_path"]
+__all__ = ["LEDGER_VARIABLE", "default_ledger_path", "ledger_location", "ledger_path"]
 
 #: The environment variable naming the ledger file (as for the SDK's clients).
 LEDGER_VARIABLE = "SARV_LEDGER"
@@ -53,3 +54,16 @@ def ledger_path(
             f"pass --ledger PATH or set {LEDGER_VARIABLE}"
         ) from None
     return str(path)
+
+
+def ledger_location(ledger: str) -> str:
+    """A ledger as `ledger_path` gives it, fit to print: a Redis URL without its password."""
+    if not ledger.startswith(_REDIS_SCHEMES):
+        return ledger
+    parts = urllib.parse.urlsplit(ledger)
+    if parts.password is None:
+        return ledger
+    netloc = parts.netloc.rpartition("@")[2]
+    user = urllib.parse.unquote(parts.username or "")
+    shown = f"{user}:***@{netloc}" if user else f":***@{netloc}"
+    return urllib.parse.urlunsplit(parts._replace(netloc=shown))

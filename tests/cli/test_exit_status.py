@@ -19,7 +19,7 @@ import pytest
 
 from sarv_async import SqliteLedger
 from sarv_async._cli import _emulator, _output
-from sarv_async.testing import Emulator
+from sarv_async.testing import Emulator, _calls
 
 from ._support import OWNER_ID, TOKEN, create_users, passwords
 from .conftest import Cli
@@ -118,7 +118,8 @@ def test_provision_with_unknown_rows_exits_3_even_with_failed_rows(
 ) -> None:
     """Unknown outcomes win over failures: 3 tells the script to settle before rerunning."""
     specs = tmp_path / "specs.csv"
-    specs.write_text("total_limit,hourly_limit\n10,1\n20,2\n99999999999999999999,1\n")
+    monkeypatch.setattr(_calls, "_MAX_LIMIT", 10**6)  # a server with a lower bound (a plan's)
+    specs.write_text("total_limit,hourly_limit\n10,1\n20,2\n9999999,1\n")
     # Rows 1 and 2 lose their answers; row 3 is refused by the server (a certain failure).
     account_env.inject_fault("drop_after_apply", "addSmtp")
     account_env.inject_fault("general_error", "addSmtp")
@@ -138,11 +139,12 @@ def test_provision_with_unknown_rows_exits_3_even_with_failed_rows(
 
 
 def test_provision_with_failed_rows_only_exits_1(
-    cli: Cli, account_env: Emulator, tmp_path: Path
+    cli: Cli, account_env: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Rows that failed for certain, none unknown: 1."""
+    monkeypatch.setattr(_calls, "_MAX_LIMIT", 10**6)  # a server with a lower bound (a plan's)
     specs = tmp_path / "specs.csv"
-    specs.write_text("total_limit,hourly_limit\n10,1\n99999999999999999999,1\n")
+    specs.write_text("total_limit,hourly_limit\n10,1\n9999999,1\n")
     run = cli("smtp", "provision", "--settle-delay", "0", str(specs), "--out", str(tmp_path / "o"))
     assert run.code == 1
 

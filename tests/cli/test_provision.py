@@ -16,7 +16,7 @@ from sarv_async import Backoff
 from sarv_async._cli._files import CredentialsFile, create_private_file
 from sarv_async._cli._output import CliError
 from sarv_async._cli._provision_csv import RESULT_COLUMNS, provision_rows, read_specs
-from sarv_async.testing import Emulator
+from sarv_async.testing import Emulator, _calls
 
 from ._support import ACCOUNTS, OWNER_ID, TOKEN, assert_no_secret, file_mode, passwords
 from .conftest import Cli
@@ -125,7 +125,7 @@ def test_a_bad_row_is_reported_by_line_and_nothing_is_created(
         f"error: {specs}:5: total_limit must be a positive whole number, got 'ten'",
         f"error: {specs}:6: 2 fields, but the header has 3",
         f"error: {specs}:7: hourly_limit must be a positive whole number, got '0'",
-        f"error: {specs}:8: total_limit has 5000 digits; no limit is that large",
+        f"error: {specs}:8: total_limit is too large: the API takes at most {2**63 - 1}",
         f"error: 4 bad rows in {specs}; nothing was created",
     ]
     assert account_env.stats()["requests"] == {}
@@ -354,11 +354,12 @@ def test_a_symlink_at_the_output_path_is_not_followed(tmp_path: Path) -> None:
 
 
 def test_failed_rows_give_a_nonzero_exit_with_their_line_numbers(
-    cli: Cli, account_env: Emulator, tmp_path: Path
+    cli: Cli, account_env: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A row the server refuses is failed in the file and named on stderr; exit status 1."""
+    monkeypatch.setattr(_calls, "_MAX_LIMIT", 10**6)  # a server with a lower bound (a plan's)
     specs = tmp_path / "specs.csv"
-    specs.write_text("total_limit,hourly_limit\n100,10\n99999999999999999999,10\n")
+    specs.write_text("total_limit,hourly_limit\n100,10\n9999999,10\n")
     out = tmp_path / "creds.csv"
     run = cli("smtp", "provision", "--settle-delay", "0", str(specs), "--out", str(out))
     assert run.code == 1
@@ -367,9 +368,9 @@ def test_failed_rows_give_a_nonzero_exit_with_their_line_numbers(
     assert "1 created, 0 adopted, 0 done earlier, 1 failed, 0 unknown, 0 orphans" in run.out
     rows = {row["total_limit"]: row for row in _read(out)[1]}
     assert rows["100"]["outcome"] == "created"
-    assert rows["99999999999999999999"]["outcome"] == "failed"
-    assert rows["99999999999999999999"]["smtp_password"] == ""
-    assert "ValidationError" in rows["99999999999999999999"]["error"]
+    assert rows["9999999"]["outcome"] == "failed"
+    assert rows["9999999"]["smtp_password"] == ""
+    assert "ValidationError" in rows["9999999"]["error"]
 
 
 def test_authentication_failure_is_one_line_and_leaves_no_file(
@@ -384,6 +385,7 @@ def test_authentication_failure_is_one_line_and_leaves_no_file(
     [line] = run.err.splitlines()
     assert line.startswith("error: authentication failed")
     assert not out.exists()
+    assert list(tmp_path.iterdir()) == [specs]  # no record, no lock file either
     assert account_env.users() == []
 
 
