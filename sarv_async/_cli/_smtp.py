@@ -17,7 +17,7 @@ from .._client import AsyncSarvClient
 from .._exceptions import APIConnectionError, GeneralError, UnexpectedResponseError
 from .._models import SmtpCredentials, SmtpUser
 from .._provision import DEFAULT_SETTLE_DELAY
-from . import _provision_cmd
+from ._provision_cmd import register as register_provision
 from ._files import CredentialsFile, check_output_path
 from ._options import (
     ClientConfig,
@@ -93,7 +93,7 @@ def register(subparsers: Subparsers) -> None:
     parser.add_argument("name", metavar="NAME", help="the SMTP user name, e.g. smtp10001")
     _output_options(parser, what="the new password", out=True)
 
-    _provision_cmd.register(commands)
+    register_provision(commands)
 
     register_verify(commands)
 
