@@ -17,7 +17,6 @@ from .._client import AsyncSarvClient
 from .._exceptions import APIConnectionError, GeneralError, UnexpectedResponseError
 from .._models import SmtpCredentials, SmtpUser
 from .._provision import DEFAULT_SETTLE_DELAY
-from ._provision_cmd import register as register_provision
 from ._files import CredentialsFile, check_output_path
 from ._options import (
     ClientConfig,
@@ -35,6 +34,7 @@ from ._output import (
     print_table,
     print_warning,
 )
+from ._provision_cmd import register as register_provision
 from ._smtp_verify import register as register_verify
 from ._state import ledger_path
 
