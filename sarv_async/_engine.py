@@ -438,14 +438,14 @@ class Engine:
     async def _enter_known(self, state: KeyState) -> Next:
         """Claim the user the caller's record gives the key, which the ledger held for it."""
         assert state.known_user is not None
-        claim = await self.ledger.claim(self.account, state.key, state.known_user)
+        claim = await self.ledger.claim(self.account, state.key, state.known_user, known=True)
         if claim is Claim.CLAIMED:
             return Next(Step.DONE, user_name=state.known_user)
         if claim is Claim.NO_ENTRY:
             raise self._lost(f"lost idempotency key {state.key!r}")
         with anyio.CancelScope(shield=True):
             await self.ledger.mark_failed(self.account, state.key, holder=state.holder)
-        owner = "another key or the baseline" if claim is Claim.TAKEN else "nobody"
+        owner = "another key" if claim is Claim.TAKEN else "nobody"
         return Next(
             Step.FAILED,
             error=self.error(

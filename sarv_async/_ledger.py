@@ -218,11 +218,13 @@ class Ledger(Protocol):
         """Let go of ``key`` if ``holder`` holds it and it is not `PENDING`."""
         ...
 
-    async def claim(self, account: str, key: str, user_name: str) -> Claim:
+    async def claim(self, account: str, key: str, user_name: str, *, known: bool = False) -> Claim:
         """Make ``user_name`` the key's user, atomically unique per account (see `Claim`).
 
         Any caller may claim, holder or not: the create's own answer, or a reconciling
         list adopting a user. On `Claim.CLAIMED` the key is `CREATED` and nobody holds it.
+        ``known``: the caller's own record gives the key this user, so a user of the
+        baseline may be claimed too (one owned by another key never is).
         """
         ...
 

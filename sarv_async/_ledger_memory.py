@@ -169,7 +169,7 @@ class MemoryLedger:
         ):
             record.holder = record.lease_until = None
 
-    async def claim(self, account: str, key: str, user_name: str) -> Claim:
+    async def claim(self, account: str, key: str, user_name: str, *, known: bool = False) -> Claim:
         found = self._account(account)
         record = found.entries.get(key)
         if record is None:
@@ -177,7 +177,7 @@ class MemoryLedger:
         if record.state is EntryState.CREATED:
             return Claim.CLAIMED if record.user_name == user_name else Claim.SETTLED
         now = time.monotonic()
-        if user_name in found.owners or user_name in (found.baseline or ()):
+        if user_name in found.owners or (not known and user_name in (found.baseline or ())):
             if record.state is EntryState.PENDING:
                 record.state = EntryState.UNKNOWN
                 record.holder = record.lease_until = None

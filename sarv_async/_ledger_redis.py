@@ -158,7 +158,8 @@ if e.state == 'created' then
   if e.user_name == user then return 'claimed' end
   return 'settled'
 end
-if redis.call('HEXISTS', owners, user) == 1 or redis.call('SISMEMBER', baseline, user) == 1 then
+if redis.call('HEXISTS', owners, user) == 1
+   or (not a.known and redis.call('SISMEMBER', baseline, user) == 1) then
   if e.state == 'pending' then
     e.state, e.holder, e.lease_until, e.ended_at = 'unknown', nil, nil, fmt(now)
     save(key, e)
@@ -334,8 +335,9 @@ class RedisLedger:
     async def release(self, account: str, key: str, *, holder: str) -> None:
         await self._run("release", account, key=key, holder=holder)
 
-    async def claim(self, account: str, key: str, user_name: str) -> Claim:
-        return Claim(_text(await self._run("claim", account, key=key, user_name=user_name)))
+    async def claim(self, account: str, key: str, user_name: str, *, known: bool = False) -> Claim:
+        found = await self._run("claim", account, key=key, user_name=user_name, known=known or None)
+        return Claim(_text(found))
 
     async def mark_unknown(self, account: str, key: str, *, holder: str) -> None:
         await self._run("mark_unknown", account, key=key, holder=holder)

@@ -281,7 +281,7 @@ class SqliteLedger:
 
         await self._write(op)
 
-    async def claim(self, account: str, key: str, user_name: str) -> Claim:
+    async def claim(self, account: str, key: str, user_name: str, *, known: bool = False) -> Claim:
         def op(db: sqlite3.Connection, now: float) -> Claim:
             row = _select(db, account, key)
             if row is None:
@@ -290,8 +290,8 @@ class SqliteLedger:
                 return Claim.CLAIMED if row[5] == user_name else Claim.SETTLED
             taken = db.execute(
                 "SELECT 1 FROM entries WHERE account = ? AND user_name = ? "
-                "UNION ALL SELECT 1 FROM baseline WHERE account = ? AND user_name = ?",
-                (account, user_name, account, user_name),
+                "UNION ALL SELECT 1 FROM baseline WHERE account = ? AND user_name = ? AND NOT ?",
+                (account, user_name, account, user_name, known),
             ).fetchone()
             if taken:
                 if row[4] == EntryState.PENDING:

@@ -107,11 +107,11 @@ class _FailingLedger(MemoryLedger):
         super().__init__()
         self.claims = claims
 
-    async def claim(self, account: str, key: str, user_name: str) -> Any:
+    async def claim(self, account: str, key: str, user_name: str, *, known: bool = False) -> Any:
         self.claims -= 1
         if self.claims < 0:
             raise LedgerError("the ledger /tmp/full.sqlite3 failed: database or disk is full")
-        return await super().claim(account, key, user_name)
+        return await super().claim(account, key, user_name, known=known)
 
 
 async def test_provisioning_raises_one_ledger_error_when_its_store_fails() -> None:

@@ -6,7 +6,7 @@ import anyio
 import pytest
 
 from sarv_async import Ledger
-from sarv_async._ledger import Decision, account_id
+from sarv_async._ledger import Claim, Decision, account_id
 from tests.ledger.conftest import LedgerStore
 
 pytestmark = pytest.mark.anyio
@@ -68,3 +68,14 @@ async def test_one_caller_at_a_time_takes_the_baseline(ledger: Ledger) -> None:
     assert await ledger.take_baseline(OTHER, holder="b", lease=0.3) is None  # per account
     await anyio.sleep(0.35)
     assert await ledger.take_baseline(ACCOUNT, holder="b", lease=0.3) is None
+
+
+async def test_a_known_user_may_be_claimed_out_of_the_baseline_only(ledger: Ledger) -> None:
+    """A caller's record may give a key a baseline user; never a user another key owns."""
+    await ledger.record_baseline(ACCOUNT, ["old", "older"])
+    for key in ("k", "j"):
+        await ledger.begin(ACCOUNT, key, total_limit=1, hourly_limit=1, holder=key, lease=5)
+    assert await ledger.claim(ACCOUNT, "k", "old") is Claim.TAKEN  # by shape: never
+    await ledger.begin(ACCOUNT, "k", total_limit=1, hourly_limit=1, holder="k2", lease=5)
+    assert await ledger.claim(ACCOUNT, "k", "old", known=True) is Claim.CLAIMED
+    assert await ledger.claim(ACCOUNT, "j", "old", known=True) is Claim.TAKEN
