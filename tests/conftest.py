@@ -12,6 +12,33 @@ from tests.redis_server import redis_server
 __all__ = ["anyio_backend", "launch", "redis_server"]
 
 
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """``-n auto``: two workers per core, as most of the suite's wall time is waiting.
+
+    On servers, subprocesses, real pacing and leases: a worker that waits leaves its
+    core to another.
+    """
+    import os
+
+    return (
+        2 * len(os.sched_getaffinity(0))
+        if hasattr(os, "sched_getaffinity")
+        else 2 * (os.cpu_count() or 1)
+    )
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Freeze what start-up and collection made, so tests' ``gc.collect()`` skip it.
+
+    A full collection otherwise walks every module, test item and strategy the process
+    holds (seconds, late in a run); what tests make is collected as before.
+    """
+    import gc
+
+    gc.collect()
+    gc.freeze()
+
+
 @pytest.fixture(params=["asyncio", "trio"])
 def anyio_backend(request: pytest.FixtureRequest) -> str:
     """Run each async test once per anyio backend."""

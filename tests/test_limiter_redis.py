@@ -92,6 +92,7 @@ def shared(limiter: RedisRateLimiter) -> bool:
     return limiter.shared
 
 
+@pytest.mark.slow
 async def test_processes_share_every_window(redis_server: RedisServer) -> None:
     """Three limiters on one account never put more than a window's limit in its period."""
     windows = parse_rate_limit("4/0.2s;6/0.5s")
@@ -137,6 +138,7 @@ async def test_a_pause_longer_than_max_pause_raises_everywhere(redis_server: Red
     assert info.value.status_code is None
 
 
+@pytest.mark.slow
 async def test_processes_are_served_in_arrival_order(redis_server: RedisServer) -> None:
     """Waiters of different processes go in the order they began waiting."""
     async with limiters(redis_server.url, 3, [RateWindow(1, 0.1)], margin=0.01) as pacers:
@@ -282,6 +284,7 @@ async def test_pacing_alone_counts_the_sends_made_while_shared(
     assert most_in_any_window(before + after, 0.5) <= 4
 
 
+@pytest.mark.slow
 async def test_fallback_paces_at_this_process_share(
     redis_server: RedisServer, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -391,6 +394,7 @@ anyio.run(main)
 """
 
 
+@pytest.mark.slow
 async def test_a_killed_waiter_holds_up_the_others_no_longer_than_its_grace(
     redis_server: RedisServer,
 ) -> None:
