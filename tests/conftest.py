@@ -9,7 +9,7 @@ import pytest
 from tests.processes import launch
 from tests.redis_server import redis_server
 
-__all__ = ["anyio_backend", "launch", "redis_server"]
+__all__ = ["anyio_backend", "launch", "list_decoding", "redis_server"]
 
 
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
@@ -58,3 +58,23 @@ def _no_sarv_environment(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: Any)
         if name.startswith(("SARV_", "SENDCLEAN_")):
             monkeypatch.delenv(name)
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path_factory.mktemp("state")))
+
+
+@pytest.fixture(params=["msgspec", "stdlib"])
+def list_decoding(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a test with ``sarv-async[fast]`` (msgspec) and as if it were not installed.
+
+    "stdlib": ``import msgspec`` fails for the test's duration, so list answers take the
+    path of an install without the extra (json.loads and the tolerant cattrs path).
+    """
+    import sys
+
+    from sarv_async import _fast_decode
+
+    monkeypatch.setattr(_fast_decode, "_decoders", {})
+    if request.param == "stdlib":
+        monkeypatch.setitem(sys.modules, "msgspec", None)
+        assert _fast_decode.list_decoder() is None
+    else:  # msgspec is in the tests group: its absence is a failure, not a skip
+        assert _fast_decode.list_decoder() is not None
+    return request.param  # type: ignore[no-any-return]
