@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -25,18 +26,6 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
         if hasattr(os, "sched_getaffinity")
         else 2 * (os.cpu_count() or 1)
     )
-
-
-def pytest_collection_finish(session: pytest.Session) -> None:
-    """Freeze what start-up and collection made, so tests' ``gc.collect()`` skip it.
-
-    A full collection otherwise walks every module, test item and strategy the process
-    holds (seconds, late in a run); what tests make is collected as before.
-    """
-    import gc
-
-    gc.collect()
-    gc.freeze()
 
 
 @pytest.fixture(params=["asyncio", "trio"])
@@ -78,3 +67,24 @@ def list_decoding(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatc
     else:  # msgspec is in the tests group: its absence is a failure, not a skip
         assert _fast_decode.list_decoder() is not None
     return request.param  # type: ignore[no-any-return]
+
+
+@pytest.fixture(autouse=True)
+def _signals_left_as_found() -> Iterator[None]:
+    """A test leaves SIGINT's and SIGTERM's handlers and the signal mask as it found them.
+
+    Processes a test starts inherit an ignored or blocked signal: a later test on the same
+    worker would find its child deaf to Ctrl-C.
+    """
+    import signal
+
+    watched = (signal.SIGINT, signal.SIGTERM)
+    before = [signal.getsignal(sig) for sig in watched]
+    masks = hasattr(signal, "pthread_sigmask")  # POSIX
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, []) if masks else None
+    yield
+    after = [signal.getsignal(sig) for sig in watched]
+    left_mask = signal.pthread_sigmask(signal.SIG_SETMASK, mask) if mask is not None else None
+    for sig, handler in zip(watched, before, strict=True):
+        signal.signal(sig, handler)
+    assert (after, left_mask) == (before, mask), "the test changed signal handling"
