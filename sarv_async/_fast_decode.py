@@ -5,10 +5,10 @@ from the bytes into the SDK's own `SmtpUser` attrs instances: no intermediate di
 exact types only (a string where the table says string, an integer that is no bool or
 float, the status ``"Enable"`` or ``"Disable"``, no null), and an envelope whose
 ``status`` is ``"success"``. Anything else (another status spelling, a numeric string,
-a null, a missing key, an error envelope, invalid JSON, a body that is not UTF-8) makes
-the decoder return None, and the answer is read as without msgspec: `json.loads`, the
-envelope check and the tolerant cattrs path, which decide what it means and name the
-bad field. So the fast decoder never reads an answer differently; it only reads it
+a null, a missing key, no ``smtp_list``, an error envelope, invalid JSON, a body that is
+not UTF-8) makes the decoder return None, and the answer is read as without msgspec:
+`json.loads`, the envelope check and the tolerant cattrs path, which decide what it
+means and name the bad field. So the fast decoder never reads an answer differently; it only reads it
 sooner. Its own errors are dropped where they are caught: their messages can quote a
 value (say a password sent as the status), so none is raised, chained or kept.
 
@@ -70,14 +70,16 @@ def _build() -> ListDecoder:
         # Of a type no JSON value decodes to: present at all, it fails the decode.
         table_spelling: msgspec.UnsetType = msgspec.UNSET
 
+    # ``smtp_list`` is required: an answer without it (no users, or users under another
+    # key) is the tolerant path's to judge.
     class SampleAnswer(msgspec.Struct, gc=False):
         status: Literal["success"]
-        smtp_list: list[SampleUser] = []
+        smtp_list: list[SampleUser]
         message: str = ""
 
     class TableAnswer(msgspec.Struct, gc=False):
         status: Literal["success"]
-        smtp_list: list[SmtpUser] = []
+        smtp_list: list[SmtpUser]
         message: str = ""
 
     by_sample = msgspec.json.Decoder(SampleAnswer).decode

@@ -144,6 +144,8 @@ SURPRISES = {
     "top-level array": '[{"status":"success"}]',
     "error envelope": '{"status":"error","name":"GeneralError","message":"no"}',
     "no status": '{"smtp_list":[]}',
+    "no smtp_list": '{"status":"success","message":"none"}',
+    "users under another key": f'{{"status":"success","data":[{_user()}]}}',
     "smtp_list an object": f'{{"status":"success","smtp_list":{{"1":{_user()}}}}}',
 }
 
