@@ -2,7 +2,7 @@
 
 ::
 
-    python bench/bench_overhead.py [--rounds 18] [--transport mock|http|both]
+    python bench/bench_overhead.py [--rounds 24] [--transport mock|http|both]
                                    [--sizes 1,100,5000] [--backend asyncio|trio]
                                    [--no-gc | --gc-freeze] [--gc-stats]
 
@@ -10,20 +10,23 @@ Calls: list with 1, 100 and 5,000 users (``--sizes``), and edit. Transports: an
 ``httpx.MockTransport`` (no network: what is left is the two sides' own cost), and a real
 HTTP server on loopback, in its own process, answering precomputed bodies (uvicorn, h11).
 
-Three sides. The raw side encodes the body with ``json.dumps``, POSTs it with
+Four sides. The raw side encodes the body with ``json.dumps``, POSTs it with
 ``httpx.AsyncClient.post`` and decodes the answer with ``json.loads``: the floor of any
 httpx-based client. The typed side does the same and then builds the answer the SDK returns,
 an `SmtpUserList` of `SmtpUser`s, with the classes' own constructors and no checks at all:
 the floor of any client that returns objects rather than dicts. The SDK side also validates
 the request, paces it (with a limiter that never has to wait), bounds concurrency, bounds
-each attempt with a deadline, checks the envelope and reads each user tolerantly.
+each attempt with a deadline, checks the envelope and reads each user tolerantly, as
+installed without ``sarv-async[fast]``. The fast side is the same client with the extra:
+list answers decoded by msgspec straight into the SDK's classes (needs msgspec; without
+it the side is left out).
 
 Each round times a batch of calls of every case on every side, interleaved: the order of
-the sides runs through all six in turn, so drift and the load of other processes fall on
+the sides runs through all 24 in turn, so drift and the load of other processes fall on
 all sides alike, and each side runs before and after each other equally often. Printed:
 the median time per call of each side, the medians of the per-round ratios (SDK / raw,
-typed / raw, SDK / typed) with their spread (min-max over rounds), and for lists the cost
-per user. Twice: by the wall clock, and by this process's CPU time, which the load of
+fast / raw, typed / raw, SDK / typed) with their spread (min-max over rounds), and for
+lists the cost per user. Twice: by the wall clock, and by this process's CPU time, which the load of
 other processes on a shared machine disturbs far less (over HTTP it leaves out the
 server's work). The figures go to bench/results.json, one entry per transport, backend and
 collector setting (the site charts the cost per user).
@@ -54,6 +57,7 @@ from sarv_async import (
     SmtpUserList,
     SmtpUserStatus,
     UpdateSmtpUserResponse,
+    _fast_decode,
 )
 
 OWNER, TOKEN = "owner", "token"
@@ -148,16 +152,16 @@ async def batch(calls: int, call: Call) -> tuple[float, float]:
     return (time.perf_counter() - wall) / calls, (time.process_time() - cpu) / calls
 
 
-SIDES = ("raw", "typed", "sdk")
+SIDES = ("raw", "typed", "sdk", "fast")
 
 
 async def cases(
     stack: AsyncExitStack, root: str, sizes: list[int], mock: bool
-) -> dict[str, tuple[Call, Call, Call]]:
-    """``name -> (raw call, typed call, SDK call)`` for every list size and for edit."""
+) -> dict[str, tuple[Call, ...]]:
+    """``name -> (raw, typed, SDK, SDK with [fast]) calls`` for every list size and for edit."""
     transport = httpx.MockTransport(_mock_handler(bodies(sizes))) if mock else None
     raw = await stack.enter_async_context(httpx.AsyncClient(transport=transport))
-    result: dict[str, tuple[Call, Call, Call]] = {}
+    result: dict[str, tuple[Call, ...]] = {}
     for size in sizes:
         base = f"{root}/u{size}/v1.0/"
         http = (
@@ -170,14 +174,35 @@ async def cases(
                 OWNER, TOKEN, base_url=base, http_client=http, rate_limit="1000000/second"
             )
         )
-        result[f"list {size}"] = (_raw_list(raw, base), _typed_list(raw, base), sdk.smtp_users.list)
+        result[f"list {size}"] = (
+            _raw_list(raw, base),
+            _typed_list(raw, base),
+            _without_fast(sdk.smtp_users.list),
+            sdk.smtp_users.list,
+        )
         if size == sizes[0]:
 
             async def sdk_edit(sdk: AsyncSarvClient = sdk) -> object:
                 return await sdk.smtp_users.update("smtp0000001", hourly_limit=5)
 
-            result["edit"] = (_raw_edit(raw, base), _typed_edit(raw, base), sdk_edit)
+            edit = (_raw_edit(raw, base), _typed_edit(raw, base), _without_fast(sdk_edit), sdk_edit)
+            result["edit"] = edit
     return result
+
+
+def _without_fast(call: Call) -> Call:
+    """``call`` as installed without ``sarv-async[fast]``: no msgspec decoder."""
+    decoders = _fast_decode._decoders
+
+    async def plain() -> object:
+        fast = decoders.get("list")
+        decoders["list"] = None
+        try:
+            return await call()
+        finally:
+            decoders["list"] = fast
+
+    return plain
 
 
 def _mock_handler(answers: dict[str, bytes]) -> Callable[[httpx.Request], httpx.Response]:
@@ -312,7 +337,7 @@ async def measure(
             gc.freeze()
         results: dict[str, list[Sample]] = {name: [] for name in triples}
         # Every order of the sides in turn: each side runs before and after each other
-        # equally often (over a multiple of 6 rounds), so no ratio leans on position.
+        # equally often (over a multiple of 24 rounds), so no ratio leans on position.
         orders = list(itertools.permutations(range(len(SIDES))))
         for round_ in range(rounds):
             for name, calls in triples.items():
@@ -325,7 +350,7 @@ async def measure(
     return results
 
 
-RATIOS = (("sdk/raw", 2, 0), ("typed/raw", 1, 0), ("sdk/typed", 2, 1))
+RATIOS = (("sdk/raw", 2, 0), ("fast/raw", 3, 0), ("typed/raw", 1, 0), ("sdk/typed", 2, 1))
 
 
 def report(title: str, results: dict[str, list[Sample]], case: dict[str, object]) -> None:
@@ -341,7 +366,7 @@ def report(title: str, results: dict[str, list[Sample]], case: dict[str, object]
         print(f"\n{title}, {rounds} interleaved rounds, {clock_name}")
         header = f"{'call':10s}" + "".join(f"{side:>10s}" for side in SIDES)
         header += "".join(f"  {name + ' (min-max)':>21s}" for name, _, _ in RATIOS)
-        print(header + f"  {'per user: raw':>14s} {'typed':>7s} {'sdk':>7s}")
+        print(header + f"  {'per user: raw':>14s} {'typed':>7s} {'sdk':>7s} {'fast':>7s}")
         for name, samples in results.items():
             times = [[sample[side][clock] for sample in samples] for side in range(len(SIDES))]
             medians = [statistics.median(side) for side in times]
@@ -377,7 +402,7 @@ def main() -> None:
     """Parse options, run each transport, print the tables."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--rounds", type=int, default=18, help="a multiple of 6 (default: %(default)s)"
+        "--rounds", type=int, default=24, help="a multiple of 24 (default: %(default)s)"
     )
     parser.add_argument(
         "--seconds", type=float, default=0.1, help="per batch of one side (default: %(default)s)"
@@ -404,6 +429,8 @@ def main() -> None:
         serve([int(size) for size in args.serve.split(",")])
         return
     sizes = [int(size) for size in args.sizes.split(",")]
+    if _fast_decode.list_decoder() is None:  # built now, before any side can hide it
+        parser.error('the fast side needs msgspec: pip install -e ".[fast]"')
     if args.no_gc:
         gc.disable()
     print(

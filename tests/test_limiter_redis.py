@@ -92,6 +92,7 @@ def shared(limiter: RedisRateLimiter) -> bool:
     return limiter.shared
 
 
+@pytest.mark.slow
 async def test_processes_share_every_window(redis_server: RedisServer) -> None:
     """Three limiters on one account never put more than a window's limit in its period."""
     windows = parse_rate_limit("4/0.2s;6/0.5s")
@@ -137,9 +138,12 @@ async def test_a_pause_longer_than_max_pause_raises_everywhere(redis_server: Red
     assert info.value.status_code is None
 
 
+@pytest.mark.slow
 async def test_processes_are_served_in_arrival_order(redis_server: RedisServer) -> None:
     """Waiters of different processes go in the order they began waiting."""
-    async with limiters(redis_server.url, 3, [RateWindow(1, 0.1)], margin=0.01) as pacers:
+    # A window longer than a process's first Redis call (connect, load the script): each
+    # head below must find the window shut, and queue.
+    async with limiters(redis_server.url, 3, [RateWindow(1, 0.3)], margin=0.01) as pacers:
         await pacers[0].acquire()
         served: list[int] = []
 
@@ -153,8 +157,9 @@ async def test_processes_are_served_in_arrival_order(redis_server: RedisServer) 
             for i in range(6):
                 await tg.start(one, i)
                 if i < 3:  # the head of its process: wait until it is in Redis's queue
-                    while redis_server.query("ZCARD", queue) < i + 1:  # noqa: ASYNC110
-                        await anyio.sleep(0.002)
+                    with anyio.fail_after(10):  # a failure, not a hung suite, if it never is
+                        while redis_server.query("ZCARD", queue) < i + 1:  # noqa: ASYNC110
+                            await anyio.sleep(0.002)
                 await anyio.sleep(0.01)  # each begins waiting before the next
     assert served == list(range(6))
 
@@ -283,6 +288,7 @@ async def test_pacing_alone_counts_the_sends_made_while_shared(
     assert most_in_any_window(before + after, 0.5) <= 4
 
 
+@pytest.mark.slow
 async def test_fallback_paces_at_this_process_share(
     redis_server: RedisServer, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -392,6 +398,7 @@ anyio.run(main)
 """
 
 
+@pytest.mark.slow
 async def test_a_killed_waiter_holds_up_the_others_no_longer_than_its_grace(
     redis_server: RedisServer,
 ) -> None:

@@ -255,6 +255,7 @@ def _credentials_command(
     options: dict[str, Any] = {}
     if with_ledger:
         options["ledger"] = ledger_path(args.ledger, redis_url=config.redis_url)
+        options["settle_delay"] = args.settle_delay
     # The file exists before the call, so a file error cannot lose a password; it is
     # removed again if the call fails.
     out = (

@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from sarv_async import Backoff
 from sarv_async._cli import _options, main
 from sarv_async.testing import Emulator
 
@@ -32,6 +33,17 @@ def emu(shared_emulator: Emulator) -> Emulator:
 def _no_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
     """No test is at a terminal, so none waits for a token typed in."""
     monkeypatch.setattr(_options, "stdin_is_terminal", lambda: False)
+
+
+@pytest.fixture(autouse=True)
+def _quick_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Retries in this process wait a fiftieth of their backoff (the same retries, sooner).
+
+    These tests are about what the command prints and returns after retries, not about
+    how long it waits for them (tests/unit/test_retries.py is).
+    """
+    delay = Backoff.delay
+    monkeypatch.setattr(Backoff, "delay", lambda self, retry: delay(self, retry) / 50)
 
 
 @pytest.fixture

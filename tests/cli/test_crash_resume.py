@@ -29,7 +29,10 @@ from tests.processes import Launch, base_url_of, child_env, read_until
 
 from ._support import OWNER_ID, TOKEN, file_mode
 
-pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+pytestmark = [
+    pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals"),
+    pytest.mark.slow,  # real processes, killed and rerun
+]
 
 ROWS = 40
 COLUMNS = ["customer", "total_limit", "hourly_limit"]

@@ -18,6 +18,8 @@ from sarv_async.testing import Emulator
 from ._support import assert_no_secret
 from .conftest import Cli
 
+pytestmark = pytest.mark.slow  # runs the demo, once in a fresh interpreter
+
 PROJECT_ROOT = Path(sarv_async.__file__).resolve().parents[1]
 
 

@@ -30,7 +30,10 @@ from .test_crash_resume import (
     _token_file,
 )
 
-pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX processes")
+pytestmark = [
+    pytest.mark.skipif(sys.platform == "win32", reason="POSIX processes"),
+    pytest.mark.slow,  # real processes and a real redis-server
+]
 
 
 def test_runs_on_two_hosts_with_a_redis_url_never_share_a_user(

@@ -6,10 +6,12 @@ import csv
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from sarv_async._cli import _output
+from sarv_async import AsyncSarvClient
+from sarv_async._cli import _options, _output
 from sarv_async.testing import Emulator
 
 from ._support import TOKEN, assert_no_secret, create_users, file_mode, passwords
@@ -155,6 +157,26 @@ def test_create_with_a_lost_answer_settles_it_through_the_ledger(
     assert run.code == 0, run.err
     [user] = account_env.users()
     assert f"{user['smtp_user_name']},{user['password']}" in out.read_text()
+
+
+def test_create_passes_its_settle_delay_to_the_client(
+    cli: Cli, account_env: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``smtp create --settle-delay S``: the client settles a lost answer after S, not 5 s."""
+    seen: list[float] = []
+    make = _options.ClientConfig.client
+
+    def client(config: _options.ClientConfig, **options: Any) -> AsyncSarvClient:
+        made = make(config, **options)
+        seen.append(made.settle_delay)
+        return made
+
+    monkeypatch.setattr(_options.ClientConfig, "client", client)
+    run = cli(
+        "smtp", "create", "--total-limit", "1", "--hourly-limit", "1", "--settle-delay", "0.25"
+    )
+    assert run.code == 0, run.err
+    assert seen == [0.25]
 
 
 def test_create_whose_outcome_stays_unknown_says_to_check_and_leaves_no_file(

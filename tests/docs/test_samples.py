@@ -25,6 +25,9 @@ from sarv_async.testing import DEMO_OWNER_ID, DEMO_TOKEN, Emulator
 
 from ._samples import Sample, find_samples, mypy_files, sample_errors
 
+# mypy --strict over every sample, then each sample runs; on one worker, which runs mypy once.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("docs-samples")]
+
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = find_samples(ROOT)
 

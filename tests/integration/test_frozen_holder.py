@@ -22,7 +22,10 @@ from sarv_async import AsyncSarvClient
 from sarv_async.testing import Emulator
 from tests.processes import PROJECT_ROOT
 
-pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
+pytestmark = [
+    pytest.mark.skipif(sys.platform != "linux", reason="reads /proc"),
+    pytest.mark.slow,  # real processes, frozen past real leases
+]
 
 LEASE = 1.0
 

@@ -17,7 +17,7 @@ from sarv_async import APITimeoutError, AsyncSarvClient, OutcomeUnknownError
 from tests.hostile import Conn, HostileServer, http_response
 from tests.unit.test_frame_locals import rendered
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]  # real servers dripping past real deadlines
 
 OWNER = "owner-hostile"
 TOKEN = "tok-hostile-SECRET-42"

@@ -231,6 +231,7 @@ anyio.run(main, sys.argv[1], sys.argv[2], int(sys.argv[3]))
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX processes")
+@pytest.mark.slow
 def test_keys_from_two_processes_at_once_give_one_user_each(tmp_path: Path) -> None:
     """Two processes run the same 12 jobs at once through 20% faults, each retrying failed
     jobs with their key: 12 users, and both processes got the same one per key."""
@@ -261,6 +262,7 @@ def test_keys_from_two_processes_at_once_give_one_user_each(tmp_path: Path) -> N
         assert users[name]["total_limit"] == 100 + i % 3
 
 
+@pytest.mark.slow
 async def test_a_slow_create_keeps_its_key_past_its_lease(tmp_path: Path) -> None:
     """A live create slower than its lease renews it: another caller waits, sends nothing."""
     path = tmp_path / "l.sqlite3"

@@ -234,6 +234,7 @@ anyio.run(main, *sys.argv[1:])
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("store", ["sqlite", "redis"])
 def test_processes_meeting_a_fresh_ledger_list_the_account_once(
     tmp_path: Path, store: str, request: pytest.FixtureRequest

@@ -16,6 +16,8 @@ import pytest
 
 from sarv_async.testing import Emulator
 
+pytestmark = pytest.mark.slow  # each test runs a fresh interpreter
+
 OWNER = "owner-log"
 TOKEN = "tok-Log-Secret-0f1e2d3c4b5a"
 

@@ -141,6 +141,7 @@ async def test_unexplained_new_users_are_reported_as_orphans() -> None:
     assert [user.total_limit for user in run.summary.orphans] == [999]
 
 
+@pytest.mark.slow
 async def test_the_last_list_reads_a_big_account_and_keeps_only_the_orphans() -> None:
     """The orphan check reads 1,500 users from a real server, as they arrive."""
     async with Emulator() as emu, emu.client(rate_limit=None, backoff=FAST) as client:
@@ -244,6 +245,7 @@ async def test_leaving_early_cancels_the_run_cleanly() -> None:
         assert len(await client.smtp_users.list()) < 50
 
 
+@pytest.mark.slow
 async def test_a_spec_whose_user_may_exist_is_reported_unknown() -> None:
     """A lost create that the failed list cannot settle is UNKNOWN, never FAILED."""
     async with Emulator() as emu:
@@ -348,6 +350,7 @@ async def test_odd_limit_strings_fail_their_spec_only(value: str) -> None:
     assert (summary.failed, summary.created) == (1, 1)
 
 
+@pytest.mark.slow
 async def test_specs_that_are_not_sent_still_let_other_tasks_run() -> None:
     """Workers taking specs the ledger does not let send (one key repeated) yield between them.
 

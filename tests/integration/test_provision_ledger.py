@@ -134,6 +134,7 @@ async def test_concurrent_runs_on_one_ledger_never_share_a_user(tmp_path: Path) 
     assert len(names) == len(set(names)) == 50 == len(users)
 
 
+@pytest.mark.slow
 async def test_a_slow_create_in_a_run_keeps_its_key_past_its_lease(tmp_path: Path) -> None:
     """The run renews the lease of every create in flight, however slow the call."""
     from sarv_async._ledger import EntryState, account_id

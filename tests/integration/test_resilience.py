@@ -80,6 +80,7 @@ class _RecordingLimiter(SlidingWindowLimiter):
         super().pause(seconds)
 
 
+@pytest.mark.slow
 async def test_a_429_pauses_every_task_until_retry_after() -> None:
     """Once the client has read a 429, no task sends anything until its Retry-After has passed."""
     sent: list[float] = []
@@ -161,6 +162,7 @@ async def test_asyncio_task_cancel_mid_request_leaves_client_usable() -> None:
             assert await client.smtp_users.list() == []
 
 
+@pytest.mark.slow
 async def test_pacing_meets_a_strict_server_in_another_process(launch: Launch) -> None:
     """Against a server process enforcing exactly R/second, N calls see no 429 within N/R + 1."""
     calls, rate = 30, 10

@@ -22,7 +22,7 @@ from sarv_async.testing import DEMO_OWNER_ID, DEMO_TOKEN
 from tests.processes import PROJECT_ROOT, Launch, base_url_of, read_until
 from tests.redis_server import RedisServer
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 BACKENDS = pytest.mark.parametrize("backend", ["asyncio", "trio"])
 

@@ -18,7 +18,8 @@ from sarv_async import (
 )
 from tests.helpers import BASE_URL, OWNER_ID, TOKEN, body_of, make_client, success
 
-pytestmark = pytest.mark.anyio
+# Answers are read with sarv-async[fast] (msgspec) and as without it.
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("list_decoding")]
 
 
 async def test_create_posts_limits_with_credentials_to_add_smtp(

@@ -18,7 +18,8 @@ from sarv_async import (
 )
 from tests.helpers import BASE_URL, TOKEN, error_envelope, make_client, success
 
-pytestmark = pytest.mark.anyio
+# Answers are read with sarv-async[fast] (msgspec) and as without it.
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("list_decoding")]
 
 LIST_URL = f"{BASE_URL}settings/listSmtp"
 

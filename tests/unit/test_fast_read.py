@@ -89,6 +89,7 @@ def both_ways(data: dict[str, Any], response_type: type[Any]) -> tuple[object, o
     return results[0], results[1]
 
 
+@pytest.mark.slow
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(user_entries(), max_size=6), st.one_of(st.none(), st.text(max_size=4), st.just(3)))
 def test_any_list_answer_reads_alike_both_ways(users: list[object], message: object) -> None:
@@ -98,6 +99,7 @@ def test_any_list_answer_reads_alike_both_ways(users: list[object], message: obj
     assert fast == tolerant
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(user_entries(), st.one_of(st.none(), st.text(max_size=4), st.just(MISSING)))
 def test_any_credentials_answer_reads_alike_both_ways(entry: object, message: object) -> None:
@@ -126,6 +128,7 @@ TOLERATED: list[tuple[str, Any, str, Any]] = [
 ]
 
 
+@pytest.mark.slow
 @settings(max_examples=25, deadline=None)
 @given(st.integers(0, 4999), st.sampled_from(TOLERATED))
 def test_a_tolerated_surprise_anywhere_in_5000_users_is_read(

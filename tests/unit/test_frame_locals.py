@@ -175,3 +175,34 @@ async def test_no_token_in_the_frames_of_a_bad_token_type() -> None:
     with pytest.raises(SarvError) as info:
         AsyncSarvClient(OWNER_ID, TOKEN.encode(), base_url=BASE_URL)  # type: ignore[arg-type]
     assert_clean(info.value)  # TOKEN is in the repr of its bytes too
+
+
+def _list_answer(**user: object) -> httpx.Response:
+    entry: dict[str, object] = {"smtp_user_name": "u", "password": PASSWORD, "status": "Enable"}
+    entry |= {"total_limit": 1, "hourly_limit": 1, **user}
+    return httpx.Response(200, content=json.dumps({"status": "success", "smtp_list": [entry]}))
+
+
+#: List answers whose bad value is a secret: a decoder's own error message may quote it.
+LIST_ANSWERS: dict[str, Callable[[], httpx.Response]] = {
+    "secret-as-status": lambda: _list_answer(status=PASSWORD),
+    "secret-as-limit": lambda: _list_answer(total_limit=PASSWORD),
+    "secret-as-key": lambda: _list_answer(**{PASSWORD: 1, "hourly_limit": None}),
+    "bad-field": lambda: httpx.Response(200, content=_bad_field("list")),
+    "truncated": lambda: ANSWERS["truncated"]("list"),
+}
+
+
+@pytest.mark.parametrize("answer", LIST_ANSWERS)
+async def test_no_secret_in_the_frames_of_a_list_error_either_way(
+    answer: str, list_decoding: str, respx_mock: respx.MockRouter
+) -> None:
+    """With sarv-async[fast] or without, a bad list answer's error keeps no secret."""
+    respx_mock.post(f"{BASE_URL}settings/listSmtp").mock(
+        side_effect=lambda r: LIST_ANSWERS[answer]()
+    )
+    async with make_client(max_retries=0) as client:
+        with pytest.raises(SarvError) as info:
+            await client.smtp_users.list()
+    assert "_pipeline.py" in rendered(info.value)
+    assert_clean(info.value)

@@ -49,6 +49,7 @@ def _unshare_works() -> bool:
     return probe.returncode == 0
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(
     sys.platform != "linux" or not _unshare_works(),
     reason="needs Linux and 'unshare -pf' (root) to start a process in another PID namespace",

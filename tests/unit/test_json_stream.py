@@ -60,6 +60,7 @@ def envelopes(draw: st.DrawFn) -> tuple[dict[str, Any], bytes, list[int]]:
     return document, body, cuts
 
 
+@pytest.mark.slow
 @given(envelopes())
 @settings(max_examples=300)
 def test_items_and_fields_are_what_json_loads_reads(
@@ -72,6 +73,7 @@ def test_items_and_fields_are_what_json_loads_reads(
     assert reader.fields == {key: value for key, value in document.items() if key != KEY}
 
 
+@pytest.mark.slow
 @given(envelopes(), st.data())
 def test_a_body_cut_short_is_an_error(
     case: tuple[dict[str, Any], bytes, list[int]], data: st.DataObject

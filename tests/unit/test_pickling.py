@@ -100,6 +100,7 @@ def _raise_outcome_unknown() -> None:
     raise OutcomeUnknownError("maybe", request=REQUEST)
 
 
+@pytest.mark.slow
 async def test_outcome_unknown_crosses_a_process_pool() -> None:
     """Raised in a worker process, it reaches the parent as itself, not as BrokenProcessPool."""
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:

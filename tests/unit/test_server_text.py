@@ -9,7 +9,8 @@ import respx
 from sarv_async import APIError, SarvError, UnexpectedResponseError
 from tests.helpers import BASE_URL, TOKEN, make_client
 
-pytestmark = pytest.mark.anyio
+# Answers are read with sarv-async[fast] (msgspec) and as without it.
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("list_decoding")]
 
 LIST_URL = f"{BASE_URL}settings/listSmtp"
 HUGE = 5_000_000
