@@ -86,7 +86,7 @@ __all__ = [
 #: A spec: a `CreateSmtpUserRequest`, or a mapping with ``total_limit`` and ``hourly_limit``
 #: (and optionally ``key``, its idempotency key, and ``fingerprint``, a digest of what else
 #: it stands for: the same key with another fingerprint is refused).
-ProvisionSpec: TypeAlias = "CreateSmtpUserRequest | Mapping[str, Any]"
+ProvisionSpec: TypeAlias = CreateSmtpUserRequest | Mapping[str, Any]
 #: Called as ``progress(done, failed, total)`` after each result; ``total`` is None if unknown.
 ProgressCallback: TypeAlias = Callable[[int, int, "int | None"], None]
 
