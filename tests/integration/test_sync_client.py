@@ -311,3 +311,18 @@ def test_the_sarv_emulator_fixture_serves_sync_tests(sarv_emulator: Emulator) ->
     with sarv_emulator.sync_client() as client:
         client.smtp_users.create(total_limit=1, hourly_limit=1)
     assert len(sarv_emulator.users()) == 1
+
+
+def test_respx_mocks_the_sync_clients_calls() -> None:
+    """respx, active in the test's thread, answers the calls the client makes in its own."""
+    import respx
+
+    from sarv_async.testing import answers
+
+    base = "https://api.tes.example.com/v1.0/"
+    with respx.mock:
+        respx.post(answers.url("list", base)).mock(
+            return_value=answers.list_answer([answers.user("smtp1")])
+        )
+        with SarvClient("o", "t", base_url=base, rate_limit=None) as client:
+            assert [u.smtp_user_name for u in client.smtp_users.list()] == ["smtp1"]
