@@ -134,6 +134,8 @@ def describe_error(exc: SarvError) -> str:
         return f"cannot reach the API: {exc}"
     if isinstance(exc, APIError) and exc.status_code is None:
         return exc.message  # raised locally, before anything was sent
+    if isinstance(exc, ValidationError) and exc.field == "base_url":
+        return f"{exc.message} (HTTP {exc.status_code})"  # a wrong URL, not a wrong argument
     return str(exc)
 
 
