@@ -57,18 +57,27 @@ Self = TypeVar("Self", bound="SarvClient")
 class _Runner:
     """The loop a client and its `with_options` copies share, and the open async client."""
 
-    __slots__ = ("__weakref__", "closed", "description", "lock", "loop", "opened")
+    __slots__ = ("__weakref__", "closed", "description", "idle", "in_flight", "loop", "opened")
 
     def __init__(self, loop: LoopThread, description: str) -> None:
         self.loop = loop
         self.description = description
-        self.lock = threading.Lock()
+        #: Notified when the last call in flight ends (`close` waits for it).
+        self.idle = threading.Condition()
+        self.in_flight = 0
         self.closed = False
         self.opened: AbstractContextManager[Any] | None = None
 
     def call(self, func: Callable[[], Awaitable[T]]) -> T:
-        self.check()
-        return self.loop.call(func)
+        with self.idle:
+            self.check()
+            self.in_flight += 1
+        try:
+            return self.loop.call(func)
+        finally:
+            with self.idle:
+                self.in_flight -= 1
+                self.idle.notify_all()
 
     def check(self) -> None:
         """Refuse a call from a running event loop, or on a closed client."""
@@ -83,11 +92,15 @@ class _Runner:
             raise RuntimeError(f"this {self.description} is closed; create a new client")
 
     def close(self) -> None:
-        """Close the async client, then stop the loop. Idempotent and thread-safe."""
-        with self.lock:
+        """Refuse new calls, let those in flight end, close the async client, stop the loop.
+
+        Idempotent and thread-safe.
+        """
+        with self.idle:
             if self.closed:
                 return
             self.closed = True
+            self.idle.wait_for(lambda: self.in_flight == 0)
         try:
             if self.opened is not None:
                 self.opened.__exit__(None, None, None)
@@ -297,7 +310,7 @@ class SarvClient:
     def close(self) -> None:
         """Close the connection pool (and what else the client opened); stop its thread.
 
-        Calls in flight from other threads end first. Calls after this fail.
+        Calls in flight from other threads end first; calls after this fail.
         """
         if self._runner.loop.in_this_thread:
             raise RuntimeError(
@@ -411,12 +424,13 @@ class SyncProvisioning:
     open across several loops. `summary` is there once every result was read.
     """
 
-    __slots__ = ("_opened", "_run", "_runner")
+    __slots__ = ("_ended", "_opened", "_run", "_runner")
 
     def __init__(self, runner: _Runner, run: Provisioning) -> None:
         self._runner = runner
         self._run = run
         self._opened: AbstractContextManager[Provisioning] | None = None
+        self._ended = False
 
     @property
     def run_id(self) -> str:
@@ -444,9 +458,12 @@ class SyncProvisioning:
         tb: TracebackType | None,
     ) -> bool | None:
         assert self._opened is not None
+        self._ended = True
         return self._opened.__exit__(exc_type, exc, tb)
 
     def __iter__(self) -> Iterator[AnyProvisionResult]:
+        if self._ended:
+            raise RuntimeError("this provisioning run is over: start another with provision()")
         if self._opened is None:
             with self:
                 yield from self._results()

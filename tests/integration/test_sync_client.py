@@ -326,3 +326,44 @@ def test_respx_mocks_the_sync_clients_calls() -> None:
         )
         with SarvClient("o", "t", base_url=base, rate_limit=None) as client:
             assert [u.smtp_user_name for u in client.smtp_users.list()] == ["smtp1"]
+
+
+def test_close_lets_calls_in_flight_end(emu: Emulator) -> None:
+    """close() from one thread waits for another thread's call, which succeeds."""
+    entered, release = threading.Event(), threading.Event()
+
+    class Holding:
+        """A limiter that holds the first call until the test releases it."""
+
+        async def acquire(self) -> None:
+            if not entered.is_set():
+                entered.set()
+                await anyio.to_thread.run_sync(release.wait)
+
+        def pause(self, seconds: float) -> None:
+            pass
+
+    client = emu.sync_client(limiter=Holding())
+    results: list[object] = []
+    caller = threading.Thread(target=lambda: results.append(client.smtp_users.list()))
+    caller.start()
+    assert entered.wait(10)
+    closer = threading.Thread(target=client.close)
+    closer.start()
+    closer.join(0.2)
+    assert closer.is_alive()  # waiting for the call in flight
+    with pytest.raises(RuntimeError, match="closed"):
+        client.smtp_users.list()  # new calls are refused meanwhile
+    release.set()
+    caller.join(10)
+    closer.join(10)
+    assert results == [[]]
+    assert client.state.name == "CLOSED"
+
+
+def test_a_finished_run_is_not_iterated_again(client: SarvClient) -> None:
+    """A provisioning run is read once; iterating it again says so."""
+    run = client.smtp_users.provision([{"total_limit": 1, "hourly_limit": 1}])
+    assert len(list(run)) == 1
+    with pytest.raises(RuntimeError, match="over"):
+        list(run)
