@@ -14,8 +14,8 @@
 Each builder gives the wire format the API (and the emulator) sends, so a mock answers
 what the server would: a list answer's users under ``smtp_list``, error envelopes with
 HTTP 200 (as the API sends them) unless ``status`` says otherwise, a 429 with
-``Retry-After``. `url` joins a call's path to a base URL; `SENDCLEAN_BASE_URL` is the
-SendClean brand's.
+``Retry-After``. `url` joins a call's path to a base URL: `sarv_base_url` gives a Sarv
+account's, `SENDCLEAN_BASE_URL` is the SendClean brand's.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ __all__ = [
     "list_answer",
     "rate_limit_answer",
     "reset_password_answer",
+    "sarv_base_url",
     "update_answer",
     "url",
     "user",
@@ -62,6 +63,11 @@ _PATHS: dict[str, str] = {
     "reset_password": ResetSmtpPasswordRequest.path,
     "list": ListSmtpUsersRequest.path,
 }
+
+
+def sarv_base_url(app_domain: str) -> str:
+    """A Sarv account's base URL, from its TES app domain: ``https://api.{app_domain}/v1.0/``."""
+    return f"https://api.{app_domain}/v1.0/"
 
 
 def url(call: Call, base_url: str | httpx.URL) -> str:

@@ -92,6 +92,13 @@ def test_url_joins_the_calls_path_and_refuses_unknown_calls() -> None:
         "https://api.sendclean.net/v1.0/settings/addSmtp"
     )
     assert answers.url("list", httpx.URL("http://127.0.0.1:1/v1.0/")).endswith("/settings/listSmtp")
+    assert answers.url("update", answers.sarv_base_url("tes.example.com")) == (
+        "https://api.tes.example.com/v1.0/settings/editSmtp"
+    )
+    from sarv_async import AsyncSarvClient
+
+    made = AsyncSarvClient("o", "t", app_domain="tes.example.com")
+    assert str(made.base_url) == answers.sarv_base_url("tes.example.com")
     with pytest.raises(ValueError, match="call must be one of"):
         answers.url("delete", BASE_URL)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="error kind"):
