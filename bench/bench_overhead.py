@@ -25,7 +25,8 @@ the median time per call of each side, the medians of the per-round ratios (SDK 
 typed / raw, SDK / typed) with their spread (min-max over rounds), and for lists the cost
 per user. Twice: by the wall clock, and by this process's CPU time, which the load of
 other processes on a shared machine disturbs far less (over HTTP it leaves out the
-server's work).
+server's work). The figures go to bench/results.json, one entry per transport, backend and
+collector setting (the site charts the cost per user).
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from typing import Any
 
 import anyio
 import httpx
+from _results import record
 
 from sarv_async import (
     AsyncSarvClient,
@@ -326,10 +328,16 @@ async def measure(
 RATIOS = (("sdk/raw", 2, 0), ("typed/raw", 1, 0), ("sdk/typed", 2, 1))
 
 
-def report(title: str, results: dict[str, list[Sample]]) -> None:
-    """Print, per clock, one line per case: medians, ratios with spread, per-user costs."""
+def report(title: str, results: dict[str, list[Sample]], case: dict[str, object]) -> None:
+    """Print, per clock, one line per case: medians, ratios with spread, per-user costs.
+
+    The same figures go to bench/results.json under ``case``.
+    """
     rounds = len(next(iter(results.values())))
+    figures: dict[str, object] = {"rounds": rounds, "sides": list(SIDES)}
     for clock, clock_name in ((0, "wall time"), (1, "CPU time of this process")):
+        calls: dict[str, object] = {}
+        figures["wall" if clock == 0 else "cpu"] = calls
         print(f"\n{title}, {rounds} interleaved rounds, {clock_name}")
         header = f"{'call':10s}" + "".join(f"{side:>10s}" for side in SIDES)
         header += "".join(f"  {name + ' (min-max)':>21s}" for name, _, _ in RATIOS)
@@ -338,15 +346,27 @@ def report(title: str, results: dict[str, list[Sample]]) -> None:
             times = [[sample[side][clock] for sample in samples] for side in range(len(SIDES))]
             medians = [statistics.median(side) for side in times]
             line = f"{name:10s}" + "".join(f"{_us(median):>10s}" for median in medians)
-            for _, top, bottom in RATIOS:
+            recorded: dict[str, object] = {
+                f"{side}_s": float(f"{median:.4g}")
+                for side, median in zip(SIDES, medians, strict=True)
+            }
+            calls[name] = recorded
+            for ratio_name, top, bottom in RATIOS:
                 ratios = sorted(t / b for t, b in zip(times[top], times[bottom], strict=True))
                 spread = f"{statistics.median(ratios):.2f}x ({ratios[0]:.2f}-{ratios[-1]:.2f})"
                 line += f"  {spread:>21s}"
+                recorded[ratio_name] = [
+                    round(statistics.median(ratios), 3),
+                    round(ratios[0], 3),
+                    round(ratios[-1], 3),
+                ]
             users = int(name.split()[1]) if name.startswith("list") else 0
+            recorded["users"] = users
             if users > 1:
                 line += f"  {medians[0] / users * 1e9:11.0f} ns"
                 line += "".join(f" {median / users * 1e9:4.0f} ns" for median in medians[1:])
             print(line)
+    record("bench_overhead", case, figures)
 
 
 def _us(seconds: float) -> str:
@@ -391,15 +411,21 @@ def main() -> None:
         f"{args.seconds:.2f} s per batch{', garbage collector off' if args.no_gc else ''}"
         f"{', gc.freeze() after set-up' if args.gc_freeze else ''}"
     )
+    collector = "off" if args.no_gc else "frozen" if args.gc_freeze else "on"
+    case: dict[str, object] = {"backend": args.backend, "gc": collector, "sizes": args.sizes}
     if args.transport in ("mock", "both"):
         results = anyio.run(
             measure, "https://api.bench.example", sizes, args, True, backend=args.backend
         )
-        report(f"MockTransport, {args.backend}", results)
+        report(f"MockTransport, {args.backend}", results, {**case, "transport": "mock"})
     if args.transport in ("http", "both"):
         with loopback_server(sizes) as root:
             results = anyio.run(measure, root, sizes, args, False, backend=args.backend)
-        report(f"loopback HTTP (uvicorn in a child process), {args.backend}", results)
+        report(
+            f"loopback HTTP (uvicorn in a child process), {args.backend}",
+            results,
+            {**case, "transport": "http"},
+        )
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ then each next call ``1 s + margin`` after the call R places before it (the defa
 margin is 5% of the window, 50 ms), so a run of ``calls`` takes about
 ``floor((calls - 1) / R) * 1.05`` seconds: ``ideal_s``. ``calls`` is N creates plus the
 provisioning's list calls (2 when nothing fails), plus any call repeated after a 429.
+The figures of every repeat go to bench/results.json (the site charts them).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import time
 from typing import Any
 
 import anyio
+from _results import record
 
 from sarv_async.testing import Emulator
 
@@ -64,9 +66,13 @@ def main() -> None:
     parser.add_argument("--backend", choices=("asyncio", "trio"), default="asyncio")
     parser.add_argument("--repeat", type=int, default=1, help="runs (default: %(default)s)")
     args = parser.parse_args()
+    runs = []
     for _ in range(args.repeat):
         figures = anyio.run(measure, args.specs, args.rate, args.concurrency, backend=args.backend)
         print(f"backend={args.backend} " + " ".join(f"{k}={v}" for k, v in figures.items()))
+        runs.append(figures)
+    case = {"specs": args.specs, "rate": args.rate, "backend": args.backend}
+    record("bench_provision", {**case, "concurrency": args.concurrency}, {"runs": runs})
 
 
 if __name__ == "__main__":

@@ -1,11 +1,11 @@
 """sarv-async: the asynchronous Python SDK for the Sarv / SendClean SMTP-user API.
 
-::
+```python
+from sarv_async import AsyncSarvClient
 
-    from sarv_async import AsyncSarvClient
-
-    async with AsyncSarvClient(owner_id="...", token="...", app_domain="tes.example.com") as c:
-        creds = await c.smtp_users.create(total_limit=100, hourly_limit=10)
+async with AsyncSarvClient(owner_id="...", token="...", app_domain="tes.example.com") as c:
+    creds = await c.smtp_users.create(total_limit=100, hourly_limit=10)
+```
 
 Names load on first use: ``import sarv_async`` alone (as the bundled pytest plugin does
 in every test run) imports neither httpx nor attrs, cattrs or anyio. Type checkers see
@@ -22,6 +22,7 @@ from ._exceptions import APITimeoutError as APITimeoutError
 from ._exceptions import AuthenticationError as AuthenticationError
 from ._exceptions import GeneralError as GeneralError
 from ._exceptions import LedgerError as LedgerError
+from ._exceptions import LedgerLostError as LedgerLostError
 from ._exceptions import OutcomeUnknownError as OutcomeUnknownError
 from ._exceptions import RateLimitError as RateLimitError
 from ._exceptions import SarvError as SarvError
@@ -95,6 +96,7 @@ __all__ = [
     "Ledger",
     "LedgerEntry",
     "LedgerError",
+    "LedgerLostError",
     "ListSmtpUsersRequest",
     "MemoryLedger",
     "NotProvisioned",

@@ -6,12 +6,16 @@ import enum
 import math
 import os
 import warnings
-from contextlib import AbstractAsyncContextManager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from types import TracebackType
-from typing import Any, ClassVar, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
 import httpx
 
+from . import _checks
+from ._account import account_id
+from ._answer_body import DEFAULT_MAX_ANSWER_BYTES
+from ._checks import DEFAULT_SETTLE_DELAY
 from ._config import (
     SARV,
     SENDCLEAN,
@@ -22,19 +26,21 @@ from ._config import (
     resolve_redis_url,
 )
 from ._exceptions import ValidationError
-from ._idempotency import LedgerCreates
-from ._ledger import Ledger, account_id, open_ledger
 from ._limiter import RateLimiter, SlidingWindowLimiter
-from ._limiter_redis import RedisRateLimiter
 from ._pipeline import AnswerReader, CallOptions, Pipeline
-from ._provision import DEFAULT_SETTLE_DELAY
 from ._rate_spec import RateWindow, parse_rate_limit
 from ._requests import SarvRequest
 from ._resources import SmtpUsers
 from ._retry import Backoff
 from ._version import __version__
 
+if TYPE_CHECKING:
+    from ._engine import Engine
+    from ._ledger import Ledger
+    from ._limiter_redis import RedisRateLimiter
+
 __all__ = [
+    "DEFAULT_MAX_ANSWER_BYTES",
     "DEFAULT_MAX_CONCURRENCY",
     "DEFAULT_MAX_RETRIES",
     "DEFAULT_RATE_LIMIT",
@@ -99,8 +105,8 @@ class _Shared:
         self.owned_limiter = owned_limiter
         self.state = ClientState.UNOPENED
         self.used = False
-        #: Creates through the client's ledger, when it has one.
-        self.creates: LedgerCreates | None = None
+        #: The exactly-once engine on the client's ledger, when it has one.
+        self.creates: Engine | None = None
         self.owns_ledger = False
 
     def __del__(self) -> None:
@@ -121,19 +127,21 @@ class _Shared:
 class AsyncSarvClient:
     """The Sarv SMTP-user API for one account.
 
-    ::
-
-        async with AsyncSarvClient(owner_id="...", token="...", app_domain="tes.example.com") as c:
-            creds = await c.smtp_users.create(total_limit=100, hourly_limit=10)
+    ```python
+    async with AsyncSarvClient(owner_id="...", token="...", app_domain="tes.example.com") as c:
+        creds = await c.smtp_users.create(total_limit=100, hourly_limit=10)
+    ```
 
     ``owner_id``, ``token`` and the endpoint come from the ``SARV_OWNER_ID``,
     ``SARV_TOKEN``, ``SARV_BASE_URL`` / ``SARV_APP_DOMAIN`` variables when not given.
+    An integer ``owner_id`` (as the official clients take it) is sent as its digits.
     ``base_url`` wins over ``app_domain`` (which gives ``https://api.{app_domain}/v1.0/``).
     Plain ``http://`` is refused but for loopback, or with ``allow_insecure_http=True``.
 
     ``timeout`` (seconds or an `httpx.Timeout`, for each phase), ``attempt_timeout``
     (seconds one attempt may take in all; by default connect + write + read of
-    ``timeout``), ``max_retries``, ``rate_limit`` (e.g. ``"60/minute;3600/hour"``,
+    ``timeout``), ``max_answer_bytes`` (the most an answer's body may hold, decoded;
+    64 MiB by default), ``max_retries``, ``rate_limit`` (e.g. ``"60/minute;3600/hour"``,
     ``None`` for no pacing) and ``max_concurrency`` (requests in flight) hold for every
     task using the client. An ``http_client`` you pass is used as is and never closed by
     the client.
@@ -161,7 +169,7 @@ class AsyncSarvClient:
 
     def __init__(
         self,
-        owner_id: str | None = None,
+        owner_id: str | int | None = None,
         token: str | None = None,
         *,
         app_domain: str | None = None,
@@ -173,6 +181,7 @@ class AsyncSarvClient:
         backoff: Backoff | None = None,
         max_retry_after: float = DEFAULT_MAX_RETRY_AFTER,
         attempt_timeout: float | None = None,
+        max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES,
         limiter: RateLimiter | None = None,
         http_client: httpx.AsyncClient | None = None,
         allow_insecure_http: bool = False,
@@ -193,25 +202,24 @@ class AsyncSarvClient:
             base_url=base_url,
             allow_insecure_http=allow_insecure_http,
         )
-        if type(max_concurrency) is not int or max_concurrency < 1:
-            raise ValidationError(
-                f"max_concurrency must be a positive integer, got {max_concurrency!r}",
-                field="max_concurrency",
-            )
+        _checks.positive_int(max_concurrency, "max_concurrency")
         options = _call_options(
             timeout=timeout,
             max_retries=max_retries,
             backoff=backoff if backoff is not None else Backoff(),
             max_retry_after=max_retry_after,
             attempt_timeout=attempt_timeout,
+            max_answer_bytes=max_answer_bytes,
         )
         owned_limiter: RedisRateLimiter | None = None
         redis = resolve_redis_url(self._brand, redis_url)
         if limiter is None and redis is not None:
+            from ._limiter_redis import RedisRateLimiter
+
             limiter = owned_limiter = RedisRateLimiter(
                 redis,
                 _parse_rate_limit(rate_limit),
-                account=RedisRateLimiter.account_for(str(settings.base_url), settings.owner_id),
+                account=account_id(str(settings.base_url), settings.owner_id),
                 max_pause=options.max_retry_after,
                 on_unavailable=on_redis_error,
             )
@@ -221,7 +229,12 @@ class AsyncSarvClient:
             )
 
         user_agent = f"sarv-async/{__version__}"
-        headers = {"User-Agent": user_agent, "Content-Type": "application/json"}
+        # identity: httpx would inflate a compressed answer with no bound (see _answer_body).
+        headers = {
+            "User-Agent": user_agent,
+            "Content-Type": "application/json",
+            "Accept-Encoding": "identity",
+        }
         owns_http = http_client is None
         fresh_http = None
         if http_client is None:
@@ -266,19 +279,20 @@ class AsyncSarvClient:
         self._attempt_timeout = attempt_timeout
         self._owner_id = settings.owner_id
         self._base_url = settings.base_url
-        self._settle_delay = _check_settle_delay(settle_delay)
+        self._settle_delay = _checks.settle_delay(settle_delay)
+        self._account_id = account_id(str(settings.base_url), settings.owner_id)
         if ledger is None:
             # SARV_LEDGER, else the Redis that shares the rate budget keeps the ledger too.
             ledger = from_environment(self._brand, "LEDGER") or redis
             self._shared.owns_ledger = ledger is not None
         else:
-            self._shared.owns_ledger = not isinstance(ledger, Ledger)
+            self._shared.owns_ledger = isinstance(ledger, (str, os.PathLike))
         if ledger is not None:
-            self._shared.creates = LedgerCreates(
-                self,
-                open_ledger(ledger),
-                account_id(str(settings.base_url), settings.owner_id),
-                settle_delay=self._settle_delay,
+            from ._engine import Engine
+            from ._ledger import open_ledger
+
+            self._shared.creates = Engine(
+                open_ledger(ledger), self._account_id, settle_delay=self._settle_delay
             )
         self.smtp_users = SmtpUsers(self)
 
@@ -293,6 +307,11 @@ class AsyncSarvClient:
     def owner_id(self) -> str:
         """The account this client acts for."""
         return self._owner_id
+
+    @property
+    def account_id(self) -> str:
+        """The account's name in a ledger or Redis: a digest of the base URL and owner id."""
+        return self._account_id
 
     @property
     def ledger(self) -> Ledger | None:
@@ -321,6 +340,11 @@ class AsyncSarvClient:
         return self._options.attempt_timeout
 
     @property
+    def max_answer_bytes(self) -> int:
+        """The most bytes an answer's body may hold, decoded; past them a call fails."""
+        return self._options.max_answer_bytes
+
+    @property
     def max_retries(self) -> int:
         """How many times a failed call is repeated, when repeating is safe."""
         return self._options.max_retries
@@ -332,13 +356,16 @@ class AsyncSarvClient:
         max_retries: int | None = None,
         backoff: Backoff | None = None,
         attempt_timeout: float | None = None,
+        max_answer_bytes: int | None = None,
     ) -> Self:
         """A copy with other per-call options, sharing this client's pool, limiter and life.
 
         An ``attempt_timeout`` not given explicitly (here or to the client) follows
-        ``timeout``. ::
+        ``timeout``.
 
-            users = await client.with_options(timeout=60, max_retries=5).smtp_users.list()
+        ```python
+        users = await client.with_options(timeout=60, max_retries=5).smtp_users.list()
+        ```
         """
         copy = object.__new__(type(self))
         copy.__dict__.update(self.__dict__)
@@ -350,6 +377,9 @@ class AsyncSarvClient:
             backoff=self._options.backoff if backoff is None else backoff,
             max_retry_after=self._options.max_retry_after,
             attempt_timeout=copy._attempt_timeout,
+            max_answer_bytes=(
+                self._options.max_answer_bytes if max_answer_bytes is None else max_answer_bytes
+            ),
         )
         copy.smtp_users = SmtpUsers(copy)
         return copy
@@ -390,15 +420,18 @@ class AsyncSarvClient:
                 f"cannot open a {type(self).__name__} that is {shared.state.name.lower()}; "
                 "a client is opened once"
             )
-        if shared.owned_limiter is not None:
-            await shared.owned_limiter.__aenter__()
-        if shared.owns_http:
-            try:
+        async with AsyncExitStack() as stack:
+            if shared.owned_limiter is not None:
+                await stack.enter_async_context(shared.owned_limiter)
+            ledger = self.ledger
+            opening = getattr(ledger, "__aenter__", None)
+            if shared.owns_ledger and ledger is not None and opening is not None:
+                # A ledger the client opened keeps its connections while the client is open.
+                await opening()
+                stack.push_async_callback(ledger.aclose)
+            if shared.owns_http:
                 await shared.http.__aenter__()
-            except BaseException:
-                if shared.owned_limiter is not None:
-                    await shared.owned_limiter.__aexit__(None, None, None)
-                raise
+            stack.pop_all()
         shared.state = ClientState.OPENED
         return self
 
@@ -450,18 +483,6 @@ def _parse_rate_limit(rate_limit: str | None) -> tuple[RateWindow, ...]:
         raise ValidationError(str(exc), field="rate_limit") from None
 
 
-def _check_settle_delay(value: object) -> float:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not 0 <= value < float("inf")
-    ):
-        raise ValidationError(
-            f"settle_delay must be non-negative seconds, got {value!r}", field="settle_delay"
-        )
-    return float(value)
-
-
 def _call_options(
     *,
     timeout: float | httpx.Timeout,
@@ -469,6 +490,7 @@ def _call_options(
     backoff: Backoff,
     max_retry_after: float,
     attempt_timeout: float | None,
+    max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES,
 ) -> CallOptions:
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float, httpx.Timeout)):
         raise ValidationError(
@@ -488,11 +510,7 @@ def _call_options(
             f"timeout phases must be positive finite seconds or None, got {timeout!r}",
             field="timeout",
         )
-    if type(max_retries) is not int or max_retries < 0:
-        raise ValidationError(
-            f"max_retries must be a non-negative integer, got {max_retries!r}",
-            field="max_retries",
-        )
+    _checks.non_negative_int(max_retries, "max_retries")
     if not isinstance(backoff, Backoff):
         raise ValidationError("backoff must be a sarv_async.Backoff", field="backoff")
     if (
@@ -515,12 +533,14 @@ def _call_options(
             f"attempt_timeout must be a positive finite number of seconds, got {attempt_timeout!r}",
             field="attempt_timeout",
         )
+    _checks.positive_int(max_answer_bytes, "max_answer_bytes")
     return CallOptions(
         timeout=timeout,
         max_retries=max_retries,
         backoff=backoff,
         max_retry_after=max_retry_after,
         attempt_timeout=float(attempt_timeout) if attempt_timeout is not None else None,
+        max_answer_bytes=max_answer_bytes,
     )
 
 

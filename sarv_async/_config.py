@@ -78,7 +78,7 @@ class Settings:
 def resolve(
     brand: Brand,
     *,
-    owner_id: str | None,
+    owner_id: str | int | None,
     token: Secret | None,
     app_domain: str | None,
     base_url: str | httpx.URL | None,
@@ -95,7 +95,7 @@ def resolve(
     def from_env(name: str) -> str | None:
         return from_environment(brand, name, environ)
 
-    owner_id = _given(owner_id, "owner_id") or from_env("OWNER_ID")
+    owner_id = _given_owner_id(owner_id) or from_env("OWNER_ID")
     token = _given_secret(token) or _env_secret(from_env)
     missing = [name for name, value in (("owner_id", owner_id), ("token", token)) if not value]
 
@@ -184,6 +184,22 @@ def _given(value: object, field: str) -> str | None:
             f"{field} must be a string, got a {type(value).__name__}", field=field
         )
     return value.strip() or None
+
+
+def _given_owner_id(value: object) -> str | None:
+    """The owner id as the API's canonical string: an integer becomes its digits."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < 1:
+            raise ValidationError(
+                f"owner_id must be a positive integer or a string, got {value}", field="owner_id"
+            )
+        return str(value)
+    if value is not None and not isinstance(value, str):
+        raise ValidationError(
+            f"owner_id must be a string or an integer, got a {type(value).__name__}",
+            field="owner_id",
+        )
+    return _given(value, "owner_id")
 
 
 def _from_app_domain(app_domain: str) -> str:

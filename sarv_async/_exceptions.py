@@ -13,6 +13,7 @@
     ├── UnexpectedResponseError   an answer that is not the documented JSON
     ├── OutcomeUnknownError       a call unsafe to repeat may or may not have taken effect
     ├── LedgerError               the ledger's store failed, or contradicts the account
+    │   └── LedgerLostError       the ledger was lost or replaced while in use
     └── StoreUnavailableError     the shared store (Redis) did not answer in time
 
 Messages never carry the token, a request body or an SMTP password. Every error
@@ -33,6 +34,7 @@ __all__ = [
     "AuthenticationError",
     "GeneralError",
     "LedgerError",
+    "LedgerLostError",
     "OutcomeUnknownError",
     "RateLimitError",
     "SarvError",
@@ -195,6 +197,16 @@ class LedgerError(SarvError):
 
     Nothing is sent when the ledger fails before a create; a create whose result could not
     be recorded stays `PENDING` in the ledger and is reconciled by the next caller.
+    """
+
+
+class LedgerLostError(LedgerError):
+    """The ledger in use was lost or replaced: its store no longer holds the account's record.
+
+    Raised before the next create, never after a fresh record was started in its place:
+    a Redis restarted empty, a SQLite file deleted, truncated or replaced. Keys begun
+    before the loss are unknown to the store now, so going on could create their users
+    twice. Recover from your own record of what was created (see docs/idempotency.md).
     """
 
 

@@ -5,10 +5,12 @@ top-level key come back as soon as each is whole, so an answer of 100,000 users 
 in memory at once: only the text of the item being read is. Every other top-level value
 is decoded whole and kept in `ItemStream.fields` (they are small: status, message).
 
-It reads what `json.loads` reads, with two differences, both on answers no server
+It reads what `json.loads` reads, with three differences, all on answers no server
 should send: it needs UTF-8 (a BOM or another encoding is `NotStreamable` before any
-item, and the caller reads the answer whole), and it refuses the array's key twice
-(``json.loads`` keeps the last). Anything else invalid or cut short raises `ValueError`.
+item, and the caller reads the answer whole), it refuses the array's key twice
+(``json.loads`` keeps the last), and it refuses a value (an item, a field) that is not
+whole after `MAX_HELD` characters, as it would hold all of it: an endless one would
+take the memory. Anything else invalid or cut short raises `ValueError`.
 """
 
 from __future__ import annotations
@@ -18,7 +20,10 @@ import json
 import re
 from typing import Any
 
-__all__ = ["ItemStream", "NotStreamable"]
+__all__ = ["MAX_HELD", "ItemStream", "NotStreamable", "ValueTooLong"]
+
+#: The most text held for one value not yet whole: a user is a few hundred characters.
+MAX_HELD = 1 << 20
 
 _DECODE = json.JSONDecoder().raw_decode
 _SPACE = re.compile(r"[ \t\n\r]*")
@@ -32,6 +37,10 @@ _START, _KEY, _NEXT_KEY, _COLON, _VALUE, _AFTER_VALUE, _FIRST_ITEM, _ITEM, _AFTE
 
 class NotStreamable(ValueError):
     """The answer is not a UTF-8 JSON object (as far as read): read it whole instead."""
+
+
+class ValueTooLong(ValueError):
+    """A value is not whole after `MAX_HELD` characters."""
 
 
 class ItemStream:
@@ -55,7 +64,13 @@ class ItemStream:
         """Take the next bytes; return the items they completed."""
         self._text = self._text[self._pos :] + self._decode_utf8(chunk, final=False)
         self._pos = 0
-        return self._advance(final=False)
+        items = self._advance(final=False)
+        if len(self._text) - self._pos > MAX_HELD:
+            self._retry_len = 0  # the value may be whole by now: try it before refusing it
+            items += self._advance(final=False)
+            if len(self._text) - self._pos > MAX_HELD:
+                raise ValueTooLong(f"a value not whole after {MAX_HELD:,} characters")
+        return items
 
     def close(self) -> list[Any]:
         """The body ended: return the last items; `ValueError` if it is not a whole object."""

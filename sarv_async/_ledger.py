@@ -13,7 +13,7 @@ Users with the same limits are interchangeable, so "exactly once" means, per acc
    gave it to, while no other create for that key may be in flight, and
 3. a key whose attempt may have created a user (state `UNKNOWN`) is sent again only once a
    list, started at least a settle delay after that attempt ended, shows no unowned user
-   with its limits (the SDK's reconciliation, in ``_idempotency.py`` and ``_provision.py``).
+   with its limits (the SDK's reconciliation, in the engine: ``_engine.py``).
 
 So users created equals keys settled, whatever crashes, reruns and processes do, provided
 every create on the account goes through a ledger.
@@ -39,12 +39,13 @@ Entry states::
 from __future__ import annotations
 
 import enum
-import hashlib
 import os
 from collections.abc import Collection
 from typing import Protocol, runtime_checkable
 
 import attrs
+
+from ._account import account_id
 
 __all__ = [
     "Begin",
@@ -132,6 +133,9 @@ class Begin:
     decision: Decision
     #: ``None`` only for `Decision.NEED_BASELINE` on a key the ledger has never seen.
     entry: LedgerEntry | None
+    #: The store's identity for the account as of this call (see `Ledger.identity`);
+    #: ``None`` if it has no baseline for the account (or does not say).
+    identity: str | None = None
 
 
 @runtime_checkable
@@ -142,13 +146,33 @@ class Ledger(Protocol):
     non-empty string; ``holder`` an opaque id unique to one attempt; ``lease`` seconds.
     A ledger is safe to share between tasks, threads and processes (and, for the stores
     that say so, hosts). Implementations: `SqliteLedger` (one host); `RedisLedger` (many hosts).
+
+    Each store has an *identity* per account, a random id made when the account's
+    baseline is recorded (`identity`, and `Begin.identity` with every `begin`), so that
+    its users notice when the record they began keys in is gone: a store emptied,
+    restarted without persistence, deleted or replaced answers with another identity,
+    or none, and the SDK raises `LedgerLostError` instead of starting afresh.
     """
+
+    #: True if every operation completes without waiting (a ledger in memory): its
+    #: callers may skip what only guards against a wait (shielding, extra workers).
+    instant: bool
 
     async def record_baseline(self, account: str, user_names: Collection[str]) -> bool:
         """Record the account's existing users, once: True if recorded now.
 
         The first call for an account wins; later calls change nothing and return False.
         Call it with a list taken before any create was begun for the account.
+        """
+        ...
+
+    async def take_baseline(self, account: str, *, holder: str, lease: float) -> float | None:
+        """Ask to be the one caller that lists the account for its baseline.
+
+        None: ``holder`` is, for ``lease`` seconds (list the account, then
+        `record_baseline`). Otherwise the seconds until the current taker's lease runs
+        out: wait (at most that long) and look again, so that however many callers and
+        processes meet an account without a baseline at once, one of them lists it.
         """
         ...
 
@@ -234,15 +258,13 @@ class Ledger(Protocol):
         """The entry for ``key``, if any."""
         ...
 
+    async def identity(self, account: str) -> str | None:
+        """The store's identity for the account: made with its baseline, None before."""
+        ...
+
     async def aclose(self) -> None:
         """Release the ledger's connections; it may not be used afterwards."""
         ...
-
-
-def account_id(base_url: str, owner_id: str) -> str:
-    """The namespace of an account in a ledger: a digest of its base URL and owner id."""
-    digest = hashlib.sha256(f"{base_url}\n{owner_id}".encode()).hexdigest()
-    return digest[:32]
 
 
 def open_ledger(ledger: object) -> Ledger:

@@ -7,6 +7,7 @@ Every method runs to completion without awaiting, so each is atomic for the even
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Collection
 
@@ -50,12 +51,18 @@ class _Record:
 @attrs.define
 class _Account:
     baseline: set[str] | None = None
+    identity: str | None = None
+    #: Who lists the account for its baseline, and until when (`Ledger.take_baseline`).
+    taker: tuple[str, float] | None = None
     entries: dict[str, _Record] = attrs.Factory(dict)
     owners: dict[str, str] = attrs.Factory(dict)
 
 
 class MemoryLedger:
     """A `Ledger` held in memory: forgotten when the process ends, invisible to others."""
+
+    #: Every operation completes without waiting.
+    instant = True
 
     def __init__(self) -> None:
         self._accounts: dict[str, _Account] = {}
@@ -74,7 +81,15 @@ class MemoryLedger:
         if found.baseline is not None:
             return False
         found.baseline = set(user_names)
+        found.identity = os.urandom(8).hex()
         return True
+
+    async def take_baseline(self, account: str, *, holder: str, lease: float) -> float | None:
+        found, now = self._account(account), time.monotonic()
+        if found.taker is not None and found.taker[0] != holder and found.taker[1] > now:
+            return found.taker[1] - now
+        found.taker = (holder, now + lease)
+        return None
 
     async def begin(
         self,
@@ -92,7 +107,11 @@ class MemoryLedger:
         record = found.entries.get(key)
         if record is None or record.state is EntryState.FAILED:
             if found.baseline is None:
-                return Begin(Decision.NEED_BASELINE, None if record is None else record.entry(now))
+                return Begin(
+                    Decision.NEED_BASELINE,
+                    None if record is None else record.entry(now),
+                    found.identity,
+                )
             attempts = 1 if record is None else record.attempts + 1
             record = found.entries[key] = _Record(
                 key,
@@ -105,25 +124,25 @@ class MemoryLedger:
                 lease_until=now + lease,
                 ended_at=None if record is None else record.ended_at,
             )
-            return Begin(Decision.SEND, record.entry(now))
+            return Begin(Decision.SEND, record.entry(now), found.identity)
         if (record.total_limit, record.hourly_limit, record.fingerprint) != (
             total_limit,
             hourly_limit,
             fingerprint,
         ):
-            return Begin(Decision.MISMATCH, record.entry(now))
+            return Begin(Decision.MISMATCH, record.entry(now), found.identity)
         if record.state is EntryState.CREATED:
-            return Begin(Decision.DONE, record.entry(now))
+            return Begin(Decision.DONE, record.entry(now), found.identity)
         held = record.holder is not None and (record.lease_until or 0) > now
         if held and (record.holder != holder or record.state is EntryState.PENDING):
-            return Begin(Decision.BUSY, record.entry(now))
+            return Begin(Decision.BUSY, record.entry(now), found.identity)
         if record.state is EntryState.PENDING:
             assert record.lease_until is not None
             record.ended_at = max(record.ended_at or record.lease_until, record.lease_until)
         record.state = EntryState.UNKNOWN
         record.holder = holder
         record.lease_until = now + lease
-        return Begin(Decision.RECONCILE, record.entry(now))
+        return Begin(Decision.RECONCILE, record.entry(now), found.identity)
 
     async def renew(self, account: str, key: str, *, holder: str, lease: float) -> bool:
         record = self._account(account).entries.get(key)
@@ -205,6 +224,9 @@ class MemoryLedger:
     async def get(self, account: str, key: str) -> LedgerEntry | None:
         record = self._account(account).entries.get(key)
         return None if record is None else record.entry(time.monotonic())
+
+    async def identity(self, account: str) -> str | None:
+        return self._account(account).identity
 
     async def aclose(self) -> None:
         """Nothing to release."""

@@ -23,14 +23,18 @@ small next to a create the API paces at 60 a minute.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Collection
+from contextlib import AsyncExitStack
 from typing import Any
 
 import anyio
+import anyio.lowlevel
+import attrs
 
 from ._exceptions import LedgerError
 from ._ledger import Begin, Claim, Decision, EntryState, LedgerEntry
-from ._limiter_redis import bounded_client, redis_location
+from ._redis import ALLOW_VOLATILE, bounded_client, redis_location, sdk_options
 
 __all__ = ["RedisLedger"]
 
@@ -38,7 +42,7 @@ __all__ = ["RedisLedger"]
 _PRELUDE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local entries, owners, baseline, meta = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local entries, owners, baseline, meta, taker = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local a = cjson.decode(ARGV[1])
 local function fmt(x) return string.format('%d', x) end
 local function load(key)
@@ -61,7 +65,8 @@ local function view(key, e)
   return v
 end
 local function answer(decision, key, e)
-  return cjson.encode({decision = decision, entry = view(key, e)})
+  local identity = redis.call('GET', meta)
+  return cjson.encode({decision = decision, entry = view(key, e), identity = identity})
 end
 local function lease_end(seconds) return fmt(now + seconds * 1000000) end
 """
@@ -69,12 +74,21 @@ local function lease_end(seconds) return fmt(now + seconds * 1000000) end
 _SCRIPTS = {
     "record_baseline": """
 if redis.call('EXISTS', meta) == 1 then return 0 end
-redis.call('SET', meta, fmt(now))
+redis.call('SET', meta, fmt(now) .. ' ' .. a.identity)
 local names = a.names
 for i = 1, #names, 1000 do
   redis.call('SADD', baseline, unpack(names, i, math.min(i + 999, #names)))
 end
 return 1
+""",
+    "take_baseline": """
+local held = redis.call('GET', taker)
+if held and held ~= a.holder then
+  local left = redis.call('PTTL', taker)
+  if left > 0 then return tostring(left / 1000) end
+end
+redis.call('SET', taker, a.holder, 'PX', math.max(1, math.floor(a.lease * 1000)))
+return false
 """,
     "begin": """
 local key = a.key
@@ -191,6 +205,9 @@ for _, name in ipairs(a.names) do
 end
 return found
 """,
+    "identity": """
+return redis.call('GET', meta)
+""",
     "get": """
 local e = load(a.key)
 if e == nil then return false end
@@ -202,31 +219,80 @@ return cjson.encode(view(a.key, e))
 class RedisLedger:
     """A `Ledger` in Redis: safe for every task, thread, process and host using that Redis.
 
-    ::
-
-        ledger = RedisLedger("redis://localhost:6379/0")
+    ```python
+    ledger = RedisLedger("redis://localhost:6379/0")
+    ```
 
     ``url`` is a ``redis://`` (``rediss://``, ``unix://``) URL; ``timeout`` (seconds)
     bounds each operation, which raises `LedgerError` when Redis does not answer in time.
-    Give Redis persistence (AOF or RDB snapshots) if the ledger must survive a Redis
-    restart: a ledger lost makes keys begun before it unknown to the next run.
+    A ledger must survive a Redis restart, so the server must persist what it holds (AOF,
+    or RDB snapshots): on first use the ledger asks (``INFO persistence``, ``CONFIG GET
+    save``) and refuses a server with neither with a `LedgerError`, unless
+    ``allow_volatile=True`` (or ``?allow_volatile=1`` in the URL) says that losing the
+    ledger with a restart is accepted. A ledger lost while in use is noticed all the same
+    (`LedgerLostError`); see docs/idempotency.md.
     """
 
-    def __init__(self, url: str, *, timeout: float = 5.0, prefix: str = "sarv") -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout: float = 5.0,
+        prefix: str = "sarv",
+        allow_volatile: bool = False,
+    ) -> None:
         if not isinstance(url, str) or "://" not in url:
             raise LedgerError("the Redis ledger needs a URL such as 'redis://localhost:6379/0'")
         self.url = url
         self._timeout = timeout
         self._prefix = prefix
+        flag = sdk_options(url)[1].get(ALLOW_VOLATILE)
+        self._allow_volatile = allow_volatile or (
+            flag is not None and flag.lower() in ("", "1", "true", "yes")
+        )
+        #: Whether the server was seen to persist what it holds (or volatility was allowed).
+        self._durable = self._allow_volatile
         self._closed = False
+        #: While open (``async with``): one client kept for every operation of the event
+        #: loop that opened it, its scripts loaded once and called by digest.
+        self._kept: _Kept | None = None
+
+    #: Operations wait for Redis.
+    instant = False
 
     def __repr__(self) -> str:
         return f"<RedisLedger {redis_location(self.url)}>"
 
+    async def __aenter__(self) -> RedisLedger:
+        """Keep one connection pool open for the block (a client opens the ledger it owns).
+
+        Without it, each operation connects on its own: right for a handle shared by
+        several event loops or threads, slower (a connection and a script load each).
+        """
+        if self._kept is not None:
+            raise RuntimeError("this RedisLedger is already open")
+        redis = bounded_client(self.url, self._timeout)
+        stack = AsyncExitStack()
+        await stack.enter_async_context(redis)
+        scripts = {name: redis.register_script(_PRELUDE + body) for name, body in _SCRIPTS.items()}
+        self._kept = _Kept(anyio.lowlevel.current_token(), stack, redis, scripts)
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        kept, self._kept = self._kept, None
+        if kept is not None:
+            await kept.stack.aclose()
+
     # -- the protocol --------------------------------------------------------------
 
     async def record_baseline(self, account: str, user_names: Collection[str]) -> bool:
-        return bool(await self._run("record_baseline", account, names=sorted(set(user_names))))
+        names = sorted(set(user_names))
+        identity = os.urandom(8).hex()
+        return bool(await self._run("record_baseline", account, names=names, identity=identity))
+
+    async def take_baseline(self, account: str, *, holder: str, lease: float) -> float | None:
+        left = await self._run("take_baseline", account, holder=holder, lease=lease)
+        return None if left is None else float(_text(left))
 
     async def begin(
         self,
@@ -252,7 +318,12 @@ class RedisLedger:
                 fingerprint=fingerprint,
             )
         )
-        return Begin(Decision(answer["decision"]), _entry(answer.get("entry")))
+        identity = answer.get("identity")
+        return Begin(
+            Decision(answer["decision"]),
+            _entry(answer.get("entry")),
+            identity if isinstance(identity, str) else None,
+        )
 
     async def renew(self, account: str, key: str, *, holder: str, lease: float) -> bool:
         return bool(await self._run("renew", account, key=key, holder=holder, lease=lease))
@@ -283,8 +354,13 @@ class RedisLedger:
         raw = await self._run("get", account, key=key)
         return None if raw is None else _entry(json.loads(raw))
 
+    async def identity(self, account: str) -> str | None:
+        found = await self._run("identity", account)
+        return None if found is None else _text(found)
+
     async def aclose(self) -> None:
         self._closed = True
+        await self.__aexit__()
 
     # -- plumbing ------------------------------------------------------------------
 
@@ -295,16 +371,30 @@ class RedisLedger:
         from coredis.exceptions import RedisError
 
         base = f"{self._prefix}:{{{account}}}:ledger:"
-        keys = [base + "entries", base + "owners", base + "baseline", base + "baseline-at"]
+        keys = [
+            base + "entries",
+            base + "owners",
+            base + "baseline",
+            base + "baseline-at",
+            base + "baseline-taker",
+        ]
         args = [json.dumps({k: v for k, v in arguments.items() if v is not None})]
+        kept = self._kept
+        if kept is not None and kept.token == anyio.lowlevel.current_token():
+            return await self._on_kept(kept, operation, keys, args)
         redis = bounded_client(self.url, self._timeout)
         failure: str | None = None
+        volatile: str | None = None
         with anyio.move_on_after(self._timeout * 2) as scope:
             try:
                 async with redis:
-                    script = redis.register_script(_PRELUDE + _SCRIPTS[operation])
                     try:
-                        return await script(keys=keys, args=args)
+                        if not self._durable:
+                            volatile = await _volatility(redis)
+                            self._durable = volatile is None
+                        if volatile is None:
+                            script = redis.register_script(_PRELUDE + _SCRIPTS[operation])
+                            return await script(keys=keys, args=args)
                     except (OSError, RedisError) as exc:
                         failure = f"{type(exc).__name__}: {exc}"
             except* (OSError, RedisError) as group:  # from the client's own tasks
@@ -312,9 +402,65 @@ class RedisLedger:
                 failure = failure or f"{type(first).__name__}: {first}"
         if scope.cancelled_caught:
             failure = f"no answer within {self._timeout * 2:g} s"
-        raise LedgerError(
-            f"the Redis ledger at {redis_location(self.url)} failed ({failure})"
-        ) from None
+        raise self._failed(failure, volatile) from None
+
+    async def _on_kept(self, kept: _Kept, operation: str, keys: list[str], args: list[str]) -> Any:
+        """Run one operation's script on the kept client, within ``timeout``."""
+        from coredis.exceptions import RedisError
+
+        failure: str | None = None
+        volatile: str | None = None
+        with anyio.move_on_after(self._timeout * 2) as scope:
+            try:
+                if not self._durable:
+                    volatile = await _volatility(kept.redis)
+                    self._durable = volatile is None
+                if volatile is None:
+                    return await kept.scripts[operation](keys=keys, args=args)
+            except (OSError, RedisError) as exc:
+                failure = f"{type(exc).__name__}: {exc}"
+        if scope.cancelled_caught:
+            failure = f"no answer within {self._timeout * 2:g} s"
+        raise self._failed(failure, volatile) from None
+
+    def _failed(self, failure: str | None, volatile: str | None) -> LedgerError:
+        where = redis_location(self.url)
+        if volatile is not None and failure is None:
+            return LedgerError(
+                f"the Redis at {where} would lose the ledger when it restarts ({volatile}): "
+                "enable AOF or RDB snapshots, or accept the risk with allow_volatile=True "
+                f"(?{ALLOW_VOLATILE}=1 in the URL)"
+            )
+        return LedgerError(f"the Redis ledger at {where} failed ({failure})")
+
+
+@attrs.frozen
+class _Kept:
+    """The client a ledger keeps while open, for the event loop that opened it."""
+
+    token: object
+    stack: AsyncExitStack
+    redis: Any
+    scripts: dict[str, Any]
+
+
+async def _volatility(redis: Any) -> str | None:
+    """Why the server would lose its data when it restarts; None if it persists it."""
+    from coredis.exceptions import ResponseError
+
+    info = await redis.info("persistence")
+    if str(info.get("aof_enabled", "0")) == "1":
+        return None
+    try:
+        found = await redis.config_get(["save"])
+    except ResponseError:  # CONFIG renamed away or not permitted: it cannot be told
+        return "AOF is off and CONFIG GET is refused, so RDB snapshots cannot be confirmed"
+    save = found.get("save", found.get(b"save", ""))
+    if isinstance(save, bytes):
+        save = save.decode()
+    if str(save).strip():
+        return None
+    return "neither AOF nor RDB snapshots are enabled"
 
 
 def _text(value: Any) -> str:

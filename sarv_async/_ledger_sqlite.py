@@ -29,7 +29,7 @@ from typing import Any, Generic, TypeVar
 import anyio
 import anyio.lowlevel
 
-from ._exceptions import LedgerError
+from ._exceptions import LedgerError, LedgerLostError
 from ._ledger import Begin, Claim, Decision, EntryState, LedgerEntry
 
 __all__ = ["DEFAULT_BUSY_TIMEOUT", "SqliteLedger"]
@@ -42,7 +42,13 @@ DEFAULT_BUSY_TIMEOUT = 30.0
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS accounts (
     account TEXT PRIMARY KEY,
-    baseline_at REAL NOT NULL
+    baseline_at REAL NOT NULL,
+    identity TEXT  -- random, made with the baseline: see `Ledger.identity`
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS baseline_takers (
+    account TEXT PRIMARY KEY,
+    holder TEXT NOT NULL,
+    lease_until REAL NOT NULL
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS baseline (
     account TEXT NOT NULL,
@@ -81,10 +87,10 @@ _Row = tuple[str, str, str, "str | None", str, "str | None", "str | None", "floa
 class SqliteLedger:
     """A `Ledger` in a SQLite file: safe for every task, thread and process of one host.
 
-    ::
-
-        ledger = SqliteLedger("~/.local/state/sarv-async/ledger.sqlite3")
-        async with AsyncSarvClient(..., ledger=ledger) as client: ...
+    ```python
+    ledger = SqliteLedger("~/.local/state/sarv-async/ledger.sqlite3")
+    async with AsyncSarvClient(..., ledger=ledger) as client: ...
+    ```
 
     The file (and its ``-wal`` and ``-shm`` companions) is created with mode 0600 if it
     does not exist; its directory must exist. It holds idempotency keys, limits and user
@@ -108,7 +114,12 @@ class SqliteLedger:
         # Group commit: per event loop (by the id of its native token), the writes queued
         # meanwhile; an entry lives while writes are queued or running.
         self._queues: dict[int, _LoopQueue] = {}
-        self._with_baseline: set[str] = set()
+        #: The file's (device, inode) when first opened: another file there later means
+        #: the ledger was deleted or replaced while in use.
+        self._file_id: tuple[int, int] | None = None
+
+    #: Operations wait for a worker thread and the disk.
+    instant = False
 
     def __repr__(self) -> str:
         return f"<SqliteLedger {self.path!r}>"
@@ -121,12 +132,32 @@ class SqliteLedger:
         def op(db: sqlite3.Connection, now: float) -> bool:
             if db.execute("SELECT 1 FROM accounts WHERE account = ?", (account,)).fetchone():
                 return False
-            db.execute("INSERT INTO accounts (account, baseline_at) VALUES (?, ?)", (account, now))
+            db.execute(
+                "INSERT INTO accounts (account, baseline_at, identity) VALUES (?, ?, ?)",
+                (account, now, os.urandom(8).hex()),
+            )
             db.executemany(
                 "INSERT OR IGNORE INTO baseline (account, user_name) VALUES (?, ?)",
                 [(account, name) for name in names],
             )
             return True
+
+        return await self._write(op)
+
+    async def take_baseline(self, account: str, *, holder: str, lease: float) -> float | None:
+        def op(db: sqlite3.Connection, now: float) -> float | None:
+            row = db.execute(
+                "SELECT holder, lease_until FROM baseline_takers WHERE account = ?", (account,)
+            ).fetchone()
+            if row is not None and row[0] != holder and row[1] > now:
+                return float(row[1] - now)
+            db.execute(
+                "INSERT INTO baseline_takers (account, holder, lease_until) VALUES (?, ?, ?) "
+                "ON CONFLICT (account) DO UPDATE SET holder = excluded.holder, "
+                "lease_until = excluded.lease_until",
+                (account, holder, now + lease),
+            )
+            return None
 
         return await self._write(op)
 
@@ -143,14 +174,10 @@ class SqliteLedger:
     ) -> Begin:
         def op(db: sqlite3.Connection, now: float) -> Begin:
             row = _select(db, account, key)
+            identity = _identity(db, account)
             if row is None or row[4] == EntryState.FAILED:
-                # A baseline, once recorded, is never removed: remember whose we saw.
-                if account not in self._with_baseline:
-                    if not db.execute(
-                        "SELECT 1 FROM accounts WHERE account = ?", (account,)
-                    ).fetchone():
-                        return Begin(Decision.NEED_BASELINE, _entry(row, now))
-                    self._with_baseline.add(account)
+                if identity is None:
+                    return Begin(Decision.NEED_BASELINE, _entry(row, now))
                 db.execute(
                     "INSERT INTO entries (account, key, total_limit, hourly_limit, fingerprint, "
                     "state, user_name, holder, lease_until, ended_at, attempts, created_at, "
@@ -186,19 +213,19 @@ class SqliteLedger:
                     ended_ago=None if row is None or row[8] is None else max(0.0, now - row[8]),
                     attempts=1 if row is None else row[9] + 1,
                 )
-                return Begin(Decision.SEND, entry)
+                return Begin(Decision.SEND, entry, identity)
             _, total, hourly, stored_fingerprint, state, _, held_by, lease_until, ended, _ = row
             if (int(total), int(hourly), stored_fingerprint) != (
                 total_limit,
                 hourly_limit,
                 fingerprint,
             ):
-                return Begin(Decision.MISMATCH, _entry(row, now))
+                return Begin(Decision.MISMATCH, _entry(row, now), identity)
             if state == EntryState.CREATED:
-                return Begin(Decision.DONE, _entry(row, now))
+                return Begin(Decision.DONE, _entry(row, now), identity)
             held = held_by is not None and lease_until is not None and lease_until > now
             if held and (held_by != holder or state == EntryState.PENDING):
-                return Begin(Decision.BUSY, _entry(row, now))
+                return Begin(Decision.BUSY, _entry(row, now), identity)
             if state == EntryState.PENDING:
                 # Its holder's lease ran out: take its attempt as ended then.
                 assert lease_until is not None
@@ -208,7 +235,7 @@ class SqliteLedger:
                 "updated_at = ? WHERE account = ? AND key = ?",
                 (EntryState.UNKNOWN.value, holder, now + lease, ended, now, account, key),
             )
-            return Begin(Decision.RECONCILE, _entry(_select(db, account, key), now))
+            return Begin(Decision.RECONCILE, _entry(_select(db, account, key), now), identity)
 
         return await self._write(op)
 
@@ -346,6 +373,12 @@ class SqliteLedger:
 
         return await self._read(op)
 
+    async def identity(self, account: str) -> str | None:
+        def op(db: sqlite3.Connection, now: float) -> str | None:
+            return _identity(db, account)
+
+        return await self._read(op)
+
     async def aclose(self) -> None:
         with self._lock:
             self._closed = True
@@ -385,6 +418,8 @@ class SqliteLedger:
                     queue.flushing = False
                     if not queue.slots:  # idle: forget it (and its loop)
                         self._queues.pop(id(loop), None)
+        if isinstance(slot.error, sqlite3.Error):
+            raise self._failed(slot.error) from slot.error
         return slot.outcome()
 
     async def _read(self, op: Callable[[sqlite3.Connection, float], T]) -> T:
@@ -402,7 +437,7 @@ class SqliteLedger:
             else:
                 db.execute("COMMIT")
         except sqlite3.Error as exc:
-            raise LedgerError(f"the ledger {self.path} failed: {exc}") from exc
+            raise self._failed(exc) from exc
         return result
 
     def _run_batch(self, batch: list[_Slot[Any]]) -> None:
@@ -457,18 +492,48 @@ class SqliteLedger:
             else:
                 return
 
+    def _failed(self, error: sqlite3.Error) -> LedgerError:
+        """The `LedgerError` for an error of SQLite's, naming the file."""
+        if isinstance(error, sqlite3.DatabaseError) and not isinstance(
+            error, sqlite3.OperationalError
+        ):
+            return LedgerError(
+                f"the ledger {self.path} is damaged ({error}); it was left as it is: move it "
+                "aside and see docs/idempotency.md on recovering from a lost ledger"
+            )
+        return LedgerError(f"the ledger {self.path} failed: {error}")
+
     def _connection(self) -> sqlite3.Connection:
         ident = (os.getpid(), threading.get_ident())
         with self._lock:
             if self._closed:
                 raise RuntimeError("this SqliteLedger is closed")
             connection = self._connections.get(ident)
-        if connection is not None:
-            return connection
-        connection = self._connect()
-        with self._lock:
-            self._connections[ident] = connection
+        if connection is None:
+            connection = self._connect()
+            with self._lock:
+                self._connections[ident] = connection
+        self._check_file()
         return connection
+
+    def _check_file(self) -> None:
+        """Raise `LedgerLostError` if the file is no longer the one first opened."""
+        try:
+            info = os.stat(self.path)
+        except FileNotFoundError:
+            info = None
+        found = None if info is None else (info.st_dev, info.st_ino)
+        with self._lock:
+            if self._file_id is None and found is not None:
+                self._file_id = found
+                return
+            if found == self._file_id:
+                return
+        what = "deleted" if found is None else "replaced by another file"
+        raise LedgerLostError(
+            f"the ledger {self.path} was {what} while in use; nothing more is created "
+            "through it (see docs/idempotency.md on recovering from a lost ledger)"
+        )
 
     def _connect(self) -> sqlite3.Connection:
         if not os.path.exists(self.path):
@@ -485,6 +550,7 @@ class SqliteLedger:
             self._when_not_busy(lambda: connection.execute("PRAGMA journal_mode = WAL"))
             connection.execute(f"PRAGMA synchronous = {self._synchronous}")
             self._when_not_busy(lambda: connection.executescript(_SCHEMA))
+            self._when_not_busy(lambda: _migrate(connection))
         except BaseException:
             connection.close()
             raise
@@ -505,8 +571,6 @@ class _Slot(Generic[T]):
 
     def outcome(self) -> T:
         if self.error is not None:
-            if isinstance(self.error, sqlite3.Error):
-                raise LedgerError(f"the ledger failed: {self.error}") from self.error
             raise self.error
         return self.value  # type: ignore[return-value]  # set when no error
 
@@ -520,6 +584,28 @@ class _LoopQueue:
         self.loop = loop
         self.slots: list[_Slot[Any]] = []
         self.flushing = False
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    """Bring a file made by an earlier version up to this schema (accounts' identities)."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(accounts)")}
+    if "identity" in columns:
+        return
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        columns = {row[1] for row in db.execute("PRAGMA table_info(accounts)")}
+        if "identity" not in columns:  # another process may have migrated it meanwhile
+            db.execute("ALTER TABLE accounts ADD COLUMN identity TEXT")
+            db.execute("UPDATE accounts SET identity = lower(hex(randomblob(8)))")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+
+
+def _identity(db: sqlite3.Connection, account: str) -> str | None:
+    row = db.execute("SELECT identity FROM accounts WHERE account = ?", (account,)).fetchone()
+    return None if row is None else str(row[0])
 
 
 def _select(db: sqlite3.Connection, account: str, key: str) -> _Row | None:

@@ -59,16 +59,17 @@ from typing import TYPE_CHECKING, Any, Literal
 import anyio
 from anyio import CancelScope, Event, current_time
 
+from ._account import account_id
 from ._exceptions import RateLimitError, StoreUnavailableError, ValidationError
-from ._ledger import account_id
 from ._limiter import SlidingWindowLimiter, leave_queue
 from ._rate_spec import RateWindow, format_rate_limit
+from ._redis import bounded_client, redis_errors, redis_location
 
 if TYPE_CHECKING:
     import coredis
     from anyio.abc import TaskGroup
 
-__all__ = ["RedisRateLimiter", "bounded_client", "closing_buffers", "redis_location"]
+__all__ = ["RedisRateLimiter"]
 
 logger = logging.getLogger("sarv_async")
 
@@ -193,16 +194,6 @@ return {1}
 _GRANTED, _WAIT, _PAUSED_TOO_LONG = 1, 0, 2
 
 OnUnavailable = Literal["fallback", "raise"]
-
-
-def redis_location(url: str) -> str:
-    """``url`` without its password, for messages and reprs."""
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        return "(not a URL)"
-    netloc, slash, path = rest.partition("/")
-    host = netloc.rpartition("@")[2]
-    return f"{scheme}://{host}{slash}{path.partition('?')[0]}"
 
 
 class RedisRateLimiter:
@@ -468,7 +459,7 @@ class RedisRateLimiter:
         with anyio.move_on_after(self._timeout * 2) as scope:
             try:
                 result = await self._scripts[name](keys=keys, args=args)
-            except (OSError, _redis_errors()) as exc:
+            except (OSError, redis_errors()) as exc:
                 error = exc
         if scope.cancelled_caught:
             error = TimeoutError(f"no answer within {self._timeout * 2:g} s")
@@ -558,49 +549,6 @@ class RedisRateLimiter:
                 self._wakeup = None
 
 
-def bounded_client(url: str, timeout: float) -> coredis.Redis[bytes]:
-    """A coredis client for ``url``: every connect, read and pool wait within ``timeout``.
-
-    No retries (the caller decides what a failure means), and connections that close
-    their buffers (`closing_buffers`).
-    """
-    import coredis
-    from coredis.retry import NoRetryPolicy
-
-    redis: coredis.Redis[bytes] = coredis.Redis.from_url(
-        url,
-        stream_timeout=timeout,
-        connect_timeout=timeout,
-        pool_timeout=timeout,
-        retry_policy=NoRetryPolicy(),
-    )
-    pool = redis.connection_pool
-    pool.connection_class = closing_buffers(pool.connection_class)
-    return redis
-
-
-def closing_buffers(connection_class: type[Any]) -> type[Any]:
-    """``connection_class``, closing its buffers when its connection ends.
-
-    A coredis connection that cannot connect leaves its in-memory buffers (anyio memory
-    object streams) open, and each then warns `ResourceWarning` when collected.
-    """
-
-    class Connection(connection_class):  # type: ignore[misc]
-        async def run(self, **kwargs: Any) -> None:
-            from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
-
-            try:
-                await super().run(**kwargs)
-            finally:
-                for value in list(vars(self).values()):
-                    if isinstance(value, (MemoryObjectSendStream, MemoryObjectReceiveStream)):
-                        value.close()
-
-    Connection.__name__ = Connection.__qualname__ = connection_class.__name__
-    return Connection
-
-
 def _too_long(left: float) -> RateLimitError:
     return RateLimitError(
         f"the API asked to pause for {left:.3g} s, longer than max_pause",
@@ -611,9 +559,3 @@ def _too_long(left: float) -> RateLimitError:
 
 def _micro(seconds: float) -> int:
     return round(min(seconds, 10 * 365 * 86400.0) * _MICRO)
-
-
-def _redis_errors() -> type[Exception]:
-    from coredis.exceptions import RedisError
-
-    return RedisError

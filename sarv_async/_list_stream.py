@@ -11,12 +11,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-import anyio
-import httpx
-
 from ._converters import structure_response
 from ._exceptions import SarvError, UnexpectedResponseError
-from ._json_stream import ItemStream, NotStreamable
+from ._json_stream import ItemStream, NotStreamable, ValueTooLong
 from ._models import SmtpUser
 from ._requests import ListSmtpUsersRequest
 
@@ -40,18 +37,12 @@ class UserStream:
         self.streamed = False
         self.error: SarvError | None = None
 
-    async def read(self, response: httpx.Response) -> bytes | None:
-        """Read ``response``'s body (see `AnswerReader.read`)."""
+    async def read(self, status: int, body: AsyncIterator[bytes]) -> bytes | None:
+        """Read ``body``, a list answer's (see `AnswerReader.read`)."""
         self.fields, self.streamed, self.error = None, False, None
         if self._on_answer is not None:
             self._on_answer()
-        items = ItemStream("smtp_list")
-        status = response.status_code
-        chunks = response.aiter_bytes()
-        try:
-            return await self._read(items, chunks, status)
-        finally:
-            await _end(chunks)
+        return await self._read(ItemStream("smtp_list"), body, status)
 
     async def _read(
         self,
@@ -71,9 +62,12 @@ class UserStream:
             except NotStreamable:
                 assert head is not None
                 return b"".join(head) + b"".join([chunk async for chunk in chunks])
-            except ValueError:
+            except ValueError as exc:
+                # Only this reason is told: it says why a list of users fails to read.
+                reason = f" ({exc})" if isinstance(exc, ValueTooLong) else ""
                 self.error = UnexpectedResponseError(
-                    f"POST {ListSmtpUsersRequest.path} answered HTTP {status} with invalid JSON",
+                    f"POST {ListSmtpUsersRequest.path} answered HTTP {status} with invalid "
+                    f"JSON{reason}",
                     status_code=status,
                 )
                 return None
@@ -99,18 +93,6 @@ class UserStream:
         except BaseException as exc:  # re-raised by the caller
             return exc.with_traceback(None)
         return None
-
-
-async def _end(chunks: AsyncIterator[bytes]) -> None:
-    """Finish ``chunks`` where they stand: at once, and every generator httpx nests in it.
-
-    Closing the outer generator would leave the inner ones (httpx's raw stream) to the
-    garbage collector, which trio reports. A cancellation thrown through them ends each.
-    """
-    with anyio.CancelScope() as scope:
-        scope.cancel()
-        async for _ in chunks:
-            pass
 
 
 def _users(items: list[Any], status: int) -> list[SmtpUser] | UnexpectedResponseError:

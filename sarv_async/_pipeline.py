@@ -8,7 +8,8 @@ docs/resilience.md): only HTTP 429 proves a call was refused. Errors leave throu
 `Pipeline.send` without the frames and context of the reading (they hold the answer,
 passwords included, and sometimes the token), so error trackers that record frame
 locals find no secret. An attempt, from the request leaving to the last byte of the
-answer, is bounded by ``attempt_timeout`` with an anyio cancel scope.
+answer, is bounded by ``attempt_timeout`` with an anyio cancel scope, and an answer's
+body by ``max_answer_bytes``, decoded (see `_answer_body`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import attrs
 import httpx
 
 from . import _fence, _tracing
+from ._answer_body import DEFAULT_MAX_ANSWER_BYTES, Answer, Body, BodyError, read_body
 from ._config import Secret
 from ._converters import structure_response, unstructure_request
 from ._exceptions import (
@@ -72,6 +74,8 @@ class CallOptions:
     max_retry_after: float
     #: Seconds one attempt may take in all, request out to last answer byte; None: unbounded.
     attempt_timeout: float | None
+    #: The most bytes an answer's body may hold, decoded.
+    max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES
     #: ``timeout`` as httpx's request extension, made once rather than per request.
     timeout_extension: dict[str, float | None] = attrs.field(init=False, eq=False, repr=False)
 
@@ -153,6 +157,10 @@ class Pipeline:
             except httpx.HTTPError as exc:
                 # Not chained: the httpx error and its frames hold the request, token included.
                 error, failure = _translate_transport_error(exc, path)
+            except BodyError as exc:
+                # Its error was never raised: no frame of the reading (nor context) in it.
+                error = exc.error
+                failure = _classify(error)
             else:
                 if response is None:
                     error = APITimeoutError(
@@ -260,7 +268,7 @@ class Pipeline:
         path: str,
         attempt: int,
         reader: AnswerReader | None = None,
-    ) -> httpx.Response | None:
+    ) -> Answer | None:
         """POST ``body``; the answer, or None if the attempt overran ``attempt_timeout``."""
         async with self._slots:
             # The pause and the rate windows are checked now, as the request leaves.
@@ -280,17 +288,13 @@ class Pipeline:
             _fence.check()  # a create's holder may have been frozen past its lease
             limit = options.attempt_timeout
             if limit is None:
-                response = await (
-                    http.send(request) if reader is None else _receive(http, request, reader)
-                )
+                response = await _receive(http, request, reader, options.max_answer_bytes, path)
             else:
                 # httpx's timeouts bound each read, so a server dripping a byte now and
                 # then would keep the attempt alive forever. The scope bounds it whole;
                 # httpx closes the connection it cancels (it never returns to the pool).
                 with anyio.CancelScope(deadline=anyio.current_time() + limit) as scope:
-                    response = await (
-                        http.send(request) if reader is None else _receive(http, request, reader)
-                    )
+                    response = await _receive(http, request, reader, options.max_answer_bytes, path)
                 if scope.cancelled_caught:
                     return None
         _tracing.record_attempt(attempt - 1, response.status_code)
@@ -304,7 +308,7 @@ class Pipeline:
             )
         return response
 
-    def _read(self, response: httpx.Response, request: SarvRequest[T]) -> T:
+    def _read(self, response: Answer, request: SarvRequest[T]) -> T:
         status = response.status_code
         if status == 429:
             raise RateLimitError(
@@ -385,29 +389,39 @@ class AnswerReader(Protocol):
     #: What was wrong with the answer, if anything (invalid JSON, an item of no use).
     error: SarvError | None
 
-    async def read(self, response: httpx.Response) -> bytes | None:
-        """Consume the body: None if read in pieces (or unreadable: ``error``), else the
-        whole body, to read as usual. What the reader's consumer raises propagates."""
+    async def read(self, status: int, body: AsyncIterator[bytes]) -> bytes | None:
+        """Consume ``body``, the decoded body of an answer of HTTP ``status``: None if read
+        in pieces (or unreadable: ``error``), else the whole body, to read as usual.
+        What the body raises (`BodyError`) and what the reader's consumer raises propagate."""
         ...
 
 
 async def _receive(
-    http: httpx.AsyncClient, request: httpx.Request, reader: AnswerReader
-) -> httpx.Response:
-    """Send ``request``; a 2xx answer read through ``reader``, any other whole."""
+    http: httpx.AsyncClient,
+    request: httpx.Request,
+    reader: AnswerReader | None,
+    max_bytes: int,
+    path: str,
+) -> Answer:
+    """Send ``request``; a 2xx answer read through ``reader`` if any, any other whole.
+
+    The body is read within ``max_bytes``, decoded (`BodyError` past them).
+    """
     response = await http.send(request, stream=True)
+    content: bytes | None
     try:
-        if not 200 <= response.status_code < 300:
-            await response.aread()
-            return response
-        body = await reader.read(response)
+        status = response.status_code
+        if reader is None or not 200 <= status < 300:
+            content = await read_body(response, max_bytes, path)
+        else:
+            body = Body(response, max_bytes, path)
+            try:
+                content = await reader.read(status, body)  # None: read in pieces
+            finally:
+                await body.aclose()
     finally:
         await response.aclose()
-    if body is None:
-        return response
-    return httpx.Response(
-        response.status_code, headers=response.headers, content=body, request=request
-    )
+    return Answer(status, response.headers, content or b"")
 
 
 class _RequestBody(httpx.AsyncByteStream):
@@ -509,7 +523,7 @@ def _translate_transport_error(exc: httpx.HTTPError, path: str) -> tuple[SarvErr
     )
 
 
-def _describe_body(response: httpx.Response) -> str:
+def _describe_body(response: Answer) -> str:
     """The kind and size of a body, never its content (it may hold a password)."""
     size = len(response.content)
     if not size:

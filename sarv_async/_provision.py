@@ -1,22 +1,25 @@
 """Bulk provisioning: create many SMTP users concurrently, exactly once, losing nothing.
 
 Every spec has an idempotency key: its ``key`` field when given, else the run's ``run_id``
-and its position. Each create goes through a ledger (the client's, or one in memory for
-this run alone; see ``_ledger.py`` for the invariants). How a run goes:
+and its position. Each key runs through the exactly-once engine (``_engine.py``) on a
+ledger (the client's, or one in memory for this run alone); this module only decides
+what concerns many keys at once. How a run goes:
 
-1. List the account (one call); record its users as the ledger's baseline if it has none.
-2. Workers take specs in order and `Ledger.begin` each key: a key already done is read
-   back from the list (`ProvisionOutcome.EXISTING`); a free key is sent, its lease
-   renewed while in flight, and its user claimed; a definite failure is `FAILED`.
+1. List the account (one call); record its users as the ledger's baseline if it has none
+   (only those of the caller's ``baseline``, if given: the others are *unexplained*).
+2. Workers take specs in order and begin each key: a key already done is read back from
+   the list (`ProvisionOutcome.EXISTING`); a free key is sent (at most ``concurrency``
+   at once, their leases kept by one task for the run), and its user claimed.
 3. A key whose outcome is unknown (a lost answer, a user someone else adopted first, a
    crashed earlier run, another process holding it) is set aside. While the workers go
    on, a reconciler lists the account once at least ``settle_delay`` has passed since such
-   attempts ended, adopts an unowned user with the same limits for each, and sends again
-   those proven absent (at most ``max_rounds`` times; then they fail with the error that
-   lost them). If the account cannot be listed (three tries in a row) once every create
-   has ended, what is still set aside ends `UNKNOWN`: the ledger keeps it, and a rerun
-   settles it.
+   attempts ended, and settles every key that list can settle: one list serves them all.
+   If the account cannot be listed (three tries in a row) once every create has ended,
+   what is still set aside ends `UNKNOWN`: the ledger keeps it, and a rerun settles it.
 4. A last list finds the *orphans*: new users that no ledger entry owns.
+
+If the ledger fails or is lost, nothing more is begun: the creates in flight end (their
+results handed over), and the run raises that one `LedgerError`.
 
 The one assumption: every create on the account goes through a ledger shared by all who
 create there (with no ledger configured: nobody else creates users during the run).
@@ -31,6 +34,7 @@ from collections.abc import (
     AsyncIterable,
     AsyncIterator,
     Callable,
+    Collection,
     Iterable,
     Mapping,
     Sized,
@@ -44,6 +48,8 @@ import attrs
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from ._checks import DEFAULT_MAX_ROUNDS, DEFAULT_SETTLE_DELAY
+from ._engine import AccountPort, Engine, KeyState, Leases, Next, Step
 from ._exceptions import (
     AuthenticationError,
     LedgerError,
@@ -51,23 +57,13 @@ from ._exceptions import (
     SarvError,
     ValidationError,
 )
-from ._fence import Fence, LeaseLost, fenced
-from ._idempotency import (
-    LedgerCreates,
-    check_key,
-    free_users,
-    holder_is_dead,
-    mismatch_error,
-    new_holder,
-)
-from ._ledger import Claim, Decision, LedgerEntry, account_id
-from ._ledger_memory import MemoryLedger
+from ._idempotency import check_key
 from ._logging import logger
 from ._models import SmtpCredentials, SmtpUser
 from ._requests import CreateSmtpUserRequest
 
 if TYPE_CHECKING:
-    from ._client import AsyncSarvClient
+    pass
 
 __all__ = [
     "DEFAULT_MAX_ROUNDS",
@@ -87,16 +83,16 @@ __all__ = [
 #: (and optionally ``key``, its idempotency key, and ``fingerprint``, a digest of what else
 #: it stands for: the same key with another fingerprint is refused).
 ProvisionSpec: TypeAlias = CreateSmtpUserRequest | Mapping[str, Any]
+"""A spec: a `CreateSmtpUserRequest`, or a mapping with ``total_limit`` and ``hourly_limit``."""
 #: Called as ``progress(done, failed, total)`` after each result; ``total`` is None if unknown.
 ProgressCallback: TypeAlias = Callable[[int, int, "int | None"], None]
+"""Called as ``progress(done, failed, total)`` after each result; ``total`` None if unknown."""
 
-#: How many times specs proven not created are created again.
-DEFAULT_MAX_ROUNDS = 3
-#: Seconds to wait before a reconciling list, so that a create the server was still
-#: processing when the client gave up on it has landed by then.
-DEFAULT_SETTLE_DELAY = 5.0
 #: Reconciling lists tried in a row, once every create has ended, before giving up.
 _LIST_TRIES = 3
+#: How long a spec whose key someone else holds waits for the next list: each look
+#: costs a list call, so at the slowest pace from the start.
+_POLL_LISTS = 1.0
 
 
 class ProvisionOutcome(enum.StrEnum):
@@ -169,6 +165,7 @@ class NotProvisioned(ProvisionResult):
 
 #: What a run yields: ``if result.ok:`` narrows it to `Provisioned`.
 AnyProvisionResult: TypeAlias = Provisioned | NotProvisioned
+"""What a run yields: ``if result.ok:`` narrows it to `Provisioned`."""
 
 
 @attrs.frozen
@@ -189,39 +186,33 @@ class ProvisionSummary:
     rounds: int
     #: Specs whose key had its user before (nothing sent for them).
     existing: int = 0
+    #: Users on the account at the start that neither the caller's ``baseline`` nor a
+    #: key explains (only when the run recorded the ledger's baseline from ``baseline``:
+    #: a ledger that was new, emptied or lost).
+    unexplained: tuple[SmtpUser, ...] = ()
 
 
-@attrs.define
-class _Spec:
+@attrs.define(eq=False)
+class _Spec(KeyState):
     """A valid spec and its key, as the run handles it."""
 
-    index: int
-    spec: ProvisionSpec
-    request: CreateSmtpUserRequest
-    key: str
-    fingerprint: str | None
-    holder: str = attrs.field(factory=new_holder)
-    #: The error that made the outcome unknown, while it is; the definite cause after.
-    error: SarvError | None = None
+    index: int = attrs.field(default=0, kw_only=True)
+    spec: ProvisionSpec = attrs.field(default=None, kw_only=True)
     #: When (anyio clock) the reconciler may next look at it.
-    ready_at: float = 0.0
-    #: Creates sent again after it was proven absent.
-    resends: int = 0
-    #: Whether an attempt of this run lost its answer (adopted, not existing, if settled).
-    lost: bool = False
-    #: Until when the lease the ledger last gave ``holder`` surely runs (``_fence.py``).
-    fence: Fence | None = None
+    ready_at: float = attrs.field(default=0.0, kw_only=True)
+    #: Whether a list already missed the user the ledger gives the key.
+    missed: bool = attrs.field(default=False, kw_only=True)
 
 
 class Provisioning:
-    """A running bulk provisioning: ``async with`` it, then ``async for`` its results.
+    """A running bulk provisioning: `async with` it, then `async for` its results.
 
-    ::
-
-        async with client.smtp_users.provision(specs) as run:
-            async for result in run:
-                ...
-        print(run.summary)
+    ```python
+    async with client.smtp_users.provision(specs) as run:
+        async for result in run:
+            ...
+    print(run.summary)
+    ```
 
     Results stream as they become definite, so memory stays flat however many specs
     there are. Leaving the block early cancels the run; nothing already created is lost
@@ -230,55 +221,28 @@ class Provisioning:
 
     def __init__(
         self,
-        client: AsyncSarvClient,
+        port: AccountPort,
+        engine: Engine,
         specs: Iterable[ProvisionSpec] | AsyncIterable[ProvisionSpec],
         *,
-        concurrency: int | None,
+        concurrency: int,
         progress: ProgressCallback | None,
-        max_rounds: int = DEFAULT_MAX_ROUNDS,
-        settle_delay: float | None = None,
         run_id: str | None = None,
+        baseline: Collection[str] | None = None,
     ) -> None:
-        if concurrency is not None and (type(concurrency) is not int or concurrency < 1):
-            raise ValidationError(
-                f"concurrency must be a positive integer, got {concurrency!r}", field="concurrency"
-            )
-        self._client = client
+        self._engine = engine
+        self._ledger = engine.ledger
         self._specs = specs
-        self._workers = concurrency or client._shared.pipeline.max_concurrency
+        self._workers = concurrency
+        self._port = port
         # Creates in flight are bounded by ``concurrency`` (see `_create_all` for the
         # workers). No checkpoint when a slot is free: the create right after it awaits.
-        self._calls = anyio.Semaphore(self._workers, fast_acquire=True)
+        self._slots = anyio.Semaphore(concurrency, fast_acquire=True)
+        self._leases = Leases(engine)
         self._progress = progress
-        if type(max_rounds) is not int or max_rounds < 0:
-            raise ValidationError(
-                f"max_rounds must be a non-negative integer, got {max_rounds!r}",
-                field="max_rounds",
-            )
-        self._max_rounds = max_rounds
-        if settle_delay is None:
-            settle_delay = client.settle_delay
-        if (
-            isinstance(settle_delay, bool)
-            or not isinstance(settle_delay, (int, float))
-            or not (0 <= settle_delay < float("inf"))
-        ):
-            raise ValidationError(
-                f"settle_delay must be non-negative seconds, got {settle_delay!r}",
-                field="settle_delay",
-            )
-        self._settle_delay = float(settle_delay)
+        self._settle_delay = engine.settle_delay
         self._run_id = f"run:{uuid.uuid4().hex}" if run_id is None else check_key(run_id, "run_id")
-        creates = client._shared.creates
-        if creates is None:  # exactly once within this run, in memory
-            account = account_id(str(client.base_url), client.owner_id)
-            creates = LedgerCreates(client, MemoryLedger(), account, settle_delay=settle_delay)
-        self._creates = creates.using(client)
-        self._ledger = creates.ledger
-        # Exactly a `MemoryLedger` (not a subclass): its steps never suspend.
-        self._memory = type(self._ledger) is MemoryLedger
-        self._account = creates.account
-        self._lease = creates.lease
+        self._baseline = None if baseline is None else frozenset(baseline)
         self._total: int | None = len(specs) if isinstance(specs, Sized) else None
         self._counts = {outcome: 0 for outcome in ProvisionOutcome}
         self._snapshot: set[str] = set()
@@ -286,13 +250,14 @@ class Provisioning:
         self._pending: list[_Spec] = []
         self._wake = anyio.Event()
         self._reconciled = anyio.Event()
-        self._in_flight: dict[str, _Spec] = {}
         self._sending = 0
         self._creating = True
         self._orphans: tuple[SmtpUser, ...] = ()
         self._orphans_checked = True
+        self._unexplained: set[str] = set()
         self._rounds = 0
         self._auth_failure: AuthenticationError | None = None
+        self._ledger_failure: LedgerError | None = None
         self._failure: SarvError | None = None
         self._summary: ProvisionSummary | None = None
         self._task_group: TaskGroup | None = None
@@ -308,7 +273,8 @@ class Provisioning:
     def summary(self) -> ProvisionSummary:
         """The run's counts and orphans; available once every result has been read.
 
-        Raises the run's error if it could not start (its first list call failed).
+        Raises the run's error if it could not start (its first list call failed) or
+        was stopped by its ledger failing.
         """
         if self._failure is not None:
             raise self._failure
@@ -366,14 +332,18 @@ class Provisioning:
         async with send:
             self._send_stream = send
             try:
-                before = await self._client.smtp_users.list()
+                before = await self._port.list()
             except SarvError as exc:
                 # Without a snapshot nothing could be reconciled: do not create anything.
                 self._failure = exc
                 return
             self._snapshot = {user.smtp_user_name for user in before}
             self._users = {user.smtp_user_name: user for user in before}
-            await self._ledger.record_baseline(self._account, self._snapshot)
+            try:
+                await self._record_baseline()
+            except LedgerError as exc:
+                self._failure = exc
+                return
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._reconcile, tg)
                 renewer = anyio.CancelScope()
@@ -385,8 +355,13 @@ class Provisioning:
                     self._wake.set()
                 await self._reconciled.wait()
                 renewer.cancel()
+            if self._ledger_failure is not None:
+                # Stopped before any more creates; what is in flight was waited for.
+                self._failure = self._ledger_failure
+                return
             if self._orphans_checked:
                 await self._find_orphans()
+            unexplained = await self._find_unexplained()
             self._summary = ProvisionSummary(
                 total=sum(self._counts.values()),
                 created=self._counts[ProvisionOutcome.CREATED],
@@ -397,7 +372,30 @@ class Provisioning:
                 orphans_checked=self._orphans_checked,
                 rounds=self._rounds,
                 existing=self._counts[ProvisionOutcome.EXISTING],
+                unexplained=unexplained,
             )
+
+    async def _record_baseline(self) -> None:
+        """Record the first list as the ledger's baseline if it has none.
+
+        With the caller's own ``baseline``, only those of its users still on the account
+        are recorded; the others listed are unexplained (reported, never absorbed).
+        """
+        if self._baseline is None:
+            await self._engine.record_baseline(self._port, self._snapshot)
+            return
+        given = self._snapshot & self._baseline
+        if await self._engine.record_baseline(self._port, given):
+            self._unexplained = self._snapshot - given
+
+    async def _find_unexplained(self) -> tuple[SmtpUser, ...]:
+        """Users listed at the start that neither the caller's baseline nor a key explains."""
+        if not self._unexplained:
+            return ()
+        owned = await self._ledger.owned(self._engine.account, self._unexplained)
+        return tuple(
+            self._users[name] for name in sorted(self._unexplained - owned) if name in self._users
+        )
 
     @staticmethod
     async def _numbered(
@@ -410,9 +408,9 @@ class Provisioning:
 
     async def _create_all(self) -> None:
         # Twice as many workers as creates in flight let the ledger's steps (begin,
-        # claim) of some overlap with the calls of others; steps of a `MemoryLedger`
+        # claim) of some overlap with the calls of others; steps of an instant ledger
         # never wait, so there the extra workers would only queue for the semaphore.
-        workers = self._workers if self._memory else 2 * self._workers
+        workers = self._workers if self._ledger.instant else 2 * self._workers
         if not isinstance(self._specs, AsyncIterable):
             # A plain iterable is read without a lock: ``next`` runs to completion
             # between two awaits, so each spec goes to exactly one worker, numbered in order.
@@ -420,6 +418,8 @@ class Provisioning:
 
             async def worker() -> None:
                 for index, spec in numbered:
+                    if self._stopping():
+                        return
                     await self._begin(index, spec)
 
             async with anyio.create_task_group() as tg:
@@ -431,7 +431,7 @@ class Provisioning:
         lock = anyio.Lock()
 
         async def async_worker() -> None:
-            while True:
+            while not self._stopping():
                 async with lock:  # one reader of the async input at a time
                     try:
                         index, spec = await items.__anext__()
@@ -451,129 +451,107 @@ class Provisioning:
         """Take one spec's key and act on what the ledger says."""
         try:
             request = _to_request(spec)
-            key, fingerprint = self._key_of(index, spec)
+            key, fingerprint, known = self._key_of(index, spec)
         except ValidationError as exc:
             await self._emit(index, spec, None, ProvisionOutcome.FAILED, error=exc)
             return
-        item = _Spec(index, spec, request, key, fingerprint)
+        item = _Spec(
+            request, key, fingerprint, known, "key", index=index, spec=spec, poll=_POLL_LISTS
+        )
         if self._auth_failure is not None:
             await self._finish(item, ProvisionOutcome.FAILED, error=self._auth_failure)
             return
-        while True:
-            # Read before the ledger grants the lease: the fence then ends no later than it.
-            asked = anyio.current_time()
-            begun = await self._ledger.begin(
-                self._account,
-                key,
-                total_limit=request.total_limit,
-                hourly_limit=request.hourly_limit,
-                holder=item.holder,
-                lease=self._lease,
-                fingerprint=fingerprint,
-            )
-            if begun.decision is not Decision.NEED_BASELINE:
-                break
-            await self._creates.record_baseline()
-        entry = begun.entry
-        assert entry is not None
-        if begun.decision is Decision.SEND:
-            item.fence = Fence(asked + self._lease)
-            await self._send(item)
-            return
-        # Read after the ledger answered: `_settled_at` then errs late, never early.
-        now = anyio.current_time()
-        # Nothing above need have waited (a `MemoryLedger` never does), and some branches
-        # below do not wait either: let other tasks run before the next spec.
-        await anyio.lowlevel.checkpoint()
-        if begun.decision is Decision.DONE:
-            await self._settled(item, entry, ProvisionOutcome.EXISTING)
-        elif begun.decision is Decision.MISMATCH:
-            error = mismatch_error(key, entry, request, fingerprint, field="key")
-            await self._finish(item, ProvisionOutcome.FAILED, error=error)
-        elif begun.decision is Decision.BUSY:
-            if holder_is_dead(entry.holder):  # a killed earlier run's: settle it now
-                assert entry.holder is not None
-                await self._ledger.expire(self._account, key, holder=entry.holder)
-                self._set_aside(item, now + self._settle_delay)
-            else:
-                self._set_aside(item, now + _poll(entry))
-        else:  # RECONCILE: the reconciler takes it from here, when the time comes
-            await self._ledger.release(self._account, key, holder=item.holder)
-            self._set_aside(item, self._settled_at(entry, now))
+        try:
+            step = await self._engine.begin(item)
+            while step.step is Step.NEED_BASELINE:  # pragma: no cover - recorded at the start
+                await self._engine.record_baseline(self._port)
+                step = await self._engine.begin(item)
+            if step.step is Step.SEND:
+                await self._send(item)
+                return
+            # Nothing above need have waited (an instant ledger never does), and some
+            # steps below do not wait either: let other tasks run before the next spec.
+            await anyio.lowlevel.checkpoint()
+            await self._after(item, step, None)
+        except LedgerError as exc:
+            self._stop(exc)
 
-    def _key_of(self, index: int, spec: ProvisionSpec) -> tuple[str, str | None]:
-        if isinstance(spec, Mapping):
-            key = spec.get("key")
-            fingerprint = spec.get("fingerprint")
-            if fingerprint is not None and not isinstance(fingerprint, str):
-                raise ValidationError("fingerprint must be a string", field="fingerprint")
-            if key is not None:
-                return check_key(key, "key"), fingerprint
-            return f"{self._run_id}:{index}", fingerprint
-        return f"{self._run_id}:{index}", None
+    def _key_of(self, index: int, spec: ProvisionSpec) -> tuple[str, str | None, str | None]:
+        """The spec's key, fingerprint and the user the caller's record gives it."""
+        if not isinstance(spec, Mapping):
+            return f"{self._run_id}:{index}", None, None
+        key = spec.get("key")
+        fingerprint = spec.get("fingerprint")
+        if fingerprint is not None and not isinstance(fingerprint, str):
+            raise ValidationError("fingerprint must be a string", field="fingerprint")
+        known = spec.get("smtp_user_name")
+        if known is not None and (not isinstance(known, str) or not known.strip()):
+            raise ValidationError(
+                "smtp_user_name must be a non-empty string (the user your record gives the "
+                "spec), or absent",
+                field="smtp_user_name",
+            )
+        key = f"{self._run_id}:{index}" if key is None else check_key(key, "key")
+        return key, fingerprint, known
+
+    async def _after(self, item: _Spec, step: Next, tg: TaskGroup | None) -> None:
+        """Act on the engine's next step for ``item`` (``tg``: where sends start, if not here)."""
+        if step.step is Step.SEND:
+            if tg is None:
+                await self._send(item)
+            else:
+                self._start_send(item, tg)
+        elif step.step is Step.SETTLED:
+            assert step.credentials is not None
+            outcome = ProvisionOutcome.ADOPTED if step.adopted else ProvisionOutcome.CREATED
+            await self._finish(item, outcome, credentials=step.credentials)
+            if step.ledger_error is not None:
+                self._stop(step.ledger_error)
+        elif step.step is Step.DONE:
+            assert step.user_name is not None
+            outcome = ProvisionOutcome.ADOPTED if item.lost else ProvisionOutcome.EXISTING
+            await self._settled(item, step.user_name, outcome)
+        elif step.step is Step.FAILED:
+            assert step.error is not None
+            await self._finish(item, ProvisionOutcome.FAILED, error=step.error)
+        else:  # SETTLE, WAIT: settled from a later list
+            self._set_aside(item, step.at if step.step is not Step.NEED_BASELINE else 0.0)
 
     async def _send(self, item: _Spec) -> None:
-        """Send the create the ledger gave ``item``'s holder; claim its user."""
-        ledger, account, key, holder = self._ledger, self._account, item.key, item.holder
+        """Send the create the ledger gave ``item``'s holder, and act on what came of it."""
         self._sending += 1
-        self._in_flight[key] = item  # the run's renewer keeps its lease (and fence)
         try:
-            try:
-                async with self._calls:
-                    with fenced(item.fence):
-                        creds = await self._client.send(item.request)
-            except LeaseLost:
-                # Frozen past the lease before the create left: nothing was sent. The
-                # reconciler settles the key (someone may have made its user meanwhile).
-                self._set_aside(item, anyio.current_time() + self._settle_delay)
-                return
-            except OutcomeUnknownError as exc:
-                with anyio.CancelScope(shield=True):
-                    await ledger.mark_unknown(account, key, holder=holder)
-                item.error = exc
-                item.lost = True
-                self._set_aside(item, anyio.current_time() + self._settle_delay)
-                return
-            except AuthenticationError as exc:
+            step = await self._engine.send(item, self._port, self._leases, self._slots)
+            if step.step is Step.FAILED and isinstance(step.error, AuthenticationError):
                 # Every other create would fail the same way: stop sending them.
-                self._auth_failure = exc
-                with anyio.CancelScope(shield=True):
-                    await ledger.mark_failed(account, key, holder=holder)
-                await self._finish(item, ProvisionOutcome.FAILED, error=exc)
-                return
-            except SarvError as exc:
-                with anyio.CancelScope(shield=True):
-                    await ledger.mark_failed(account, key, holder=holder)
-                await self._finish(item, ProvisionOutcome.FAILED, error=exc)
-                return
-            except BaseException:
-                with anyio.CancelScope(shield=True):
-                    await ledger.mark_unknown(account, key, holder=holder)
-                raise
-            if self._memory:  # its steps never suspend: nothing can cancel this one
-                claim = await ledger.claim(account, key, creds.smtp_user_name)
-            else:  # the user exists: record it whatever happens
-                with anyio.CancelScope(shield=True):
-                    claim = await ledger.claim(account, key, creds.smtp_user_name)
-            if claim is Claim.CLAIMED:
+                self._auth_failure = step.error
+            if step.step is Step.SETTLED and step.ledger_error is None and not step.adopted:
                 # The create's call was a checkpoint; a full buffer still waits.
-                await self._finish(item, ProvisionOutcome.CREATED, credentials=creds, wait=False)
-            elif claim is Claim.NO_ENTRY:
-                error = LedgerError(f"the ledger lost key {key!r} while its create was in flight")
-                await self._finish(item, ProvisionOutcome.FAILED, error=error)
+                assert step.credentials is not None
+                await self._finish(
+                    item, ProvisionOutcome.CREATED, credentials=step.credentials, wait=False
+                )
             else:
-                # TAKEN: someone's reconciliation adopted this user first, and the key is
-                # unknown now. SETTLED: the key had another user by then. Either way, the
-                # reconciler settles it from a list.
-                item.lost = True
-                self._set_aside(item, anyio.current_time() + self._settle_delay)
+                await self._after(item, step, None)
+        except LedgerError as exc:
+            self._stop(exc)
         finally:
-            self._in_flight.pop(key, None)
             self._sending -= 1
             if not self._creating:
                 # The reconciler waits for the last create to end (not for each one:
                 # what a create sets aside wakes it in `_set_aside`).
                 self._wake.set()
+
+    def _stopping(self) -> bool:
+        """Whether the ledger failed, so that nothing more is begun."""
+        return self._ledger_failure is not None
+
+    def _stop(self, error: LedgerError) -> None:
+        """The ledger failed: begin nothing more; what is in flight ends as it may."""
+        if self._ledger_failure is None:
+            logger.warning("stopping the provisioning run: %s", error)
+            self._ledger_failure = error
+        self._wake.set()
 
     # -- reconciliation ------------------------------------------------------------
 
@@ -582,45 +560,23 @@ class Provisioning:
         self._pending.append(item)
         self._wake.set()
 
-    def _settled_at(self, entry: LedgerEntry, asked: float) -> float:
-        """When a list may first prove the entry's last attempt absent (anyio clock).
-
-        ``asked`` is a moment next to the ledger call whose answer ``entry`` is: read
-        before the call (the store measured ``ended_ago`` a moment later), the answer
-        errs early by at most one ledger call, far below any settle delay; read after
-        it, late by as much. It keeps two clocks from ever being compared.
-        """
-        return asked - (entry.ended_ago or 0.0) + self._settle_delay
-
     async def _renew(self, scope: anyio.CancelScope) -> None:
-        """Renew the lease of every create in flight, every third of the lease.
-
-        One task for the run, rather than one per create: a live but slow create (a long
-        wait for the rate limiter, a 429 pause) never loses its key to another caller.
-        """
+        """Renew the lease of every create in flight (one task for the run)."""
         with scope:
-            while True:
-                await anyio.sleep(self._lease / 3)
-                for key, item in list(self._in_flight.items()):
-                    asked = anyio.current_time()
-                    if (
-                        await self._ledger.renew(
-                            self._account, key, holder=item.holder, lease=self._lease
-                        )
-                        and item.fence is not None
-                    ):
-                        item.fence.extend(asked, self._lease)
+            await self._leases.run()
 
     async def _reconcile(self, tg: TaskGroup) -> None:
         """Settle set-aside specs from lists, for as long as creates may set more aside."""
         try:
             await self._reconcile_until_done(tg)
+        except LedgerError as exc:
+            self._stop(exc)
         finally:
             self._reconciled.set()
 
     async def _reconcile_until_done(self, tg: TaskGroup) -> None:
         failures = 0  # reconciling lists failed in a row
-        while True:
+        while not self._stopping():
             if not self._pending:
                 if not self._creating and not self._sending:
                     return
@@ -638,7 +594,7 @@ class Provisioning:
             )
             started = anyio.current_time()
             try:
-                users = await self._client.smtp_users.list()
+                users = await self._port.list()
             except SarvError as exc:
                 failures += 1
                 if not self._creating and not self._sending and failures >= _LIST_TRIES:
@@ -655,9 +611,14 @@ class Provisioning:
                 key=lambda item: item.index,
             )
             self._pending = [item for item in self._pending if item.ready_at > started]
-            owned = await self._ledger.owned(self._account, [u.smtp_user_name for u in users])
+            owned = await self._ledger.owned(
+                self._engine.account, [u.smtp_user_name for u in users]
+            )
             for item in ready:
-                await self._settle(item, users, owned, started, tg)
+                if self._stopping():
+                    return
+                step = await self._engine.settle(item, users, owned, started)
+                await self._after(item, step, tg)
 
     async def _wait(self, until: float | None) -> None:
         """Sleep until ``until`` (anyio clock), or until something is set aside or ends."""
@@ -685,91 +646,6 @@ class Provisioning:
             unknown.__context__ = error
             await self._finish(item, ProvisionOutcome.UNKNOWN, error=unknown)
 
-    async def _settle(
-        self,
-        item: _Spec,
-        users: list[SmtpUser],
-        owned: set[str],
-        started: float,
-        tg: TaskGroup,
-    ) -> None:
-        """Settle one set-aside spec from a list started at ``started``."""
-        ledger, account, request = self._ledger, self._account, item.request
-        asked = anyio.current_time()
-        begun = await ledger.begin(
-            account,
-            item.key,
-            total_limit=request.total_limit,
-            hourly_limit=request.hourly_limit,
-            holder=item.holder,
-            lease=self._lease,
-            fingerprint=item.fingerprint,
-        )
-        entry = begun.entry
-        now = anyio.current_time()
-        if begun.decision is Decision.NEED_BASELINE or entry is None:  # pragma: no cover
-            self._set_aside(item, now)
-            return
-        if begun.decision is Decision.SEND:  # it had failed for certain meanwhile
-            item.fence = Fence(asked + self._lease)
-            self._start_send(item, tg)
-            return
-        if begun.decision is Decision.DONE:
-            outcome = ProvisionOutcome.ADOPTED if item.lost else ProvisionOutcome.EXISTING
-            await self._settled(item, entry, outcome)
-            return
-        if begun.decision is Decision.MISMATCH:
-            error = mismatch_error(item.key, entry, request, item.fingerprint, field="key")
-            await self._finish(item, ProvisionOutcome.FAILED, error=error)
-            return
-        if begun.decision is Decision.BUSY:
-            if holder_is_dead(entry.holder):
-                assert entry.holder is not None
-                await ledger.expire(account, item.key, holder=entry.holder)
-                self._set_aside(item, now + self._settle_delay)
-            else:
-                self._set_aside(item, now + _poll(entry))
-            return
-        # RECONCILE: this list proves absence only if started settle_delay after the end.
-        settled_at = self._settled_at(entry, asked)
-        if started < settled_at:
-            await ledger.release(account, item.key, holder=item.holder)
-            self._set_aside(item, settled_at)
-            return
-        free = free_users(users, request.total_limit, request.hourly_limit, owned)
-        for user in free:
-            claim = await ledger.claim(account, item.key, user.smtp_user_name)
-            owned.add(user.smtp_user_name)
-            if claim is Claim.CLAIMED:
-                creds = SmtpCredentials(
-                    user.smtp_user_name, user.smtp_password, "adopted from list"
-                )
-                await self._finish(item, ProvisionOutcome.ADOPTED, credentials=creds)
-                return
-            if claim is not Claim.TAKEN:  # settled meanwhile: read it from the next list
-                self._set_aside(item, now)
-                return
-        if free:  # every candidate was taken by someone else first: list again
-            await ledger.release(account, item.key, holder=item.holder)
-            self._set_aside(item, now)
-            return
-        # Proven absent.
-        if item.resends >= self._max_rounds:
-            await ledger.mark_failed(account, item.key, holder=item.holder)
-            cause = item.error.__cause__ if item.error is not None else None
-            failure = cause if isinstance(cause, SarvError) else item.error
-            if failure is None:
-                failure = LedgerError(f"key {item.key!r}: no user was created; giving up")
-            await self._finish(item, ProvisionOutcome.FAILED, error=failure)
-            return
-        resent_at = anyio.current_time()
-        if not await ledger.resend(account, item.key, holder=item.holder, lease=self._lease):
-            self._set_aside(item, now)
-            return
-        item.fence = Fence(resent_at + self._lease)
-        item.resends += 1
-        self._start_send(item, tg)
-
     def _start_send(self, item: _Spec, tg: TaskGroup) -> None:
         self._sending += 1  # counted now, so the reconciler does not end before it starts
 
@@ -781,11 +657,18 @@ class Provisioning:
 
         tg.start_soon(send)
 
-    async def _settled(self, item: _Spec, entry: LedgerEntry, outcome: ProvisionOutcome) -> None:
+    async def _settled(self, item: _Spec, user_name: str, outcome: ProvisionOutcome) -> None:
         """The key has its user: report it with the password from the latest list."""
-        assert entry.user_name is not None
-        user = self._users.get(entry.user_name)
-        if user is None:  # created after the last list: read it from the next one
+        user = self._users.get(user_name)
+        if user is None:
+            if item.missed:  # a list started after the ledger said so has no such user
+                error = self._engine.error(
+                    f"the ledger gives SMTP user {user_name} to key {item.key!r}, "
+                    "but the account has no such user"
+                )
+                await self._finish(item, ProvisionOutcome.FAILED, error=error)
+                return
+            item.missed = True  # created after the last list: read it from the next one
             self._set_aside(item, anyio.current_time())
             return
         creds = SmtpCredentials(user.smtp_user_name, user.smtp_password, "read back with list")
@@ -808,7 +691,9 @@ class Provisioning:
             if not new:
                 return
             try:
-                owned = await self._ledger.owned(self._account, [u.smtp_user_name for u in new])
+                owned = await self._ledger.owned(
+                    self._engine.account, [u.smtp_user_name for u in new]
+                )
             except Exception:
                 # The ledger's own error. A cancellation (the attempt's deadline, say) is
                 # none: if the list then fails, the orphans are unchecked, as usual.
@@ -817,7 +702,7 @@ class Provisioning:
             orphans.update((u.smtp_user_name, u) for u in new if u.smtp_user_name not in owned)
 
         try:
-            await self._client.smtp_users._list_in_batches(check, on_answer=orphans.clear)
+            await self._port.list_in_batches(check, on_answer=orphans.clear)
         except SarvError:
             if ledger_failed:
                 raise
@@ -895,12 +780,6 @@ class _Results:
                 return await self._receive.receive()
         except anyio.EndOfStream:
             raise StopAsyncIteration from None
-
-
-def _poll(entry: LedgerEntry) -> float:
-    """How long to wait before asking again about a key someone else holds."""
-    left = entry.lease_left if entry.lease_left is not None else 1.0
-    return max(0.05, min(1.0, left + 0.01))
 
 
 def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:

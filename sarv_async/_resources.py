@@ -6,15 +6,10 @@ import builtins
 from collections.abc import AsyncIterable, Iterable
 from typing import TYPE_CHECKING
 
+from . import _checks
+from ._checks import DEFAULT_MAX_ROUNDS
 from ._exceptions import ValidationError
-from ._idempotency import check_key
 from ._models import SmtpCredentials, SmtpUser, SmtpUserStatus, UpdateSmtpUserResponse
-from ._provision import (
-    DEFAULT_MAX_ROUNDS,
-    ProgressCallback,
-    Provisioning,
-    ProvisionSpec,
-)
 from ._requests import (
     CreateSmtpUserRequest,
     ListSmtpUsersRequest,
@@ -23,10 +18,33 @@ from ._requests import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Collection
+
     from ._client import AsyncSarvClient
     from ._list_stream import OnAnswer, OnUsers
+    from ._provision import ProgressCallback, Provisioning, ProvisionSpec
 
-__all__ = ["SmtpUsers"]
+__all__ = ["ClientAccount", "SmtpUsers"]
+
+
+class ClientAccount:
+    """The account as the exactly-once engine reaches it: through a client's calls."""
+
+    __slots__ = ("_client",)
+
+    def __init__(self, client: AsyncSarvClient) -> None:
+        self._client = client
+
+    async def create(self, request: CreateSmtpUserRequest) -> SmtpCredentials:
+        return await self._client.send(request)
+
+    async def list(self) -> builtins.list[SmtpUser]:
+        return await self._client.smtp_users.list()
+
+    async def list_in_batches(
+        self, on_users: OnUsers, *, on_answer: OnAnswer | None = None
+    ) -> None:
+        await self._client.smtp_users._list_in_batches(on_users, on_answer=on_answer)
 
 
 class SmtpUsers:
@@ -58,9 +76,11 @@ class SmtpUsers:
         """
         request = CreateSmtpUserRequest(total_limit=total_limit, hourly_limit=hourly_limit)
         if idempotency_key is not None:
+            from ._idempotency import check_key
+
             idempotency_key = check_key(idempotency_key)
-        creates = self._client._shared.creates
-        if creates is None:
+        engine = self._client._shared.creates
+        if engine is None:
             if idempotency_key is not None:
                 raise ValidationError(
                     "idempotency_key needs a ledger: pass ledger= (a path or a Ledger) to "
@@ -68,7 +88,9 @@ class SmtpUsers:
                     field="idempotency_key",
                 )
             return await self._client.send(request)
-        return await creates.using(self._client).create(request, idempotency_key)
+        from ._idempotency import create_once  # loaded with the first keyed create
+
+        return await create_once(engine, ClientAccount(self._client), request, idempotency_key)
 
     async def update(
         self,
@@ -121,6 +143,7 @@ class SmtpUsers:
         max_rounds: int = DEFAULT_MAX_ROUNDS,
         settle_delay: float | None = None,
         run_id: str | None = None,
+        baseline: Collection[str] | None = None,
     ) -> Provisioning:
         """Create many SMTP users concurrently, exactly once, and stream what became of each.
 
@@ -136,19 +159,42 @@ class SmtpUsers:
         outcome is unknown are reconciled during the run by listing the account
         ``settle_delay`` seconds (default: the client's) after they ended (a create the
         server was still processing must land first); specs proven not created are
-        created again, up to ``max_rounds`` times (see `Provisioning`)::
+        created again, up to ``max_rounds`` times (see `Provisioning`).
 
-            async with client.smtp_users.provision(specs) as run:
-                async for result in run:
-                    print(result.index, result.outcome, result.credentials)
-            print(run.summary)
+        Your own record of what was provisioned can stand in for a ledger that was lost:
+        a spec may carry ``smtp_user_name``, the user your record gives it (entered in
+        the ledger as the key's if it has none; nothing is sent), and ``baseline`` names
+        the users that were on the account before the job began. If the ledger has no
+        baseline for the account, the users of ``baseline`` still there are recorded as
+        it, instead of every listed user, and the summary names the listed users that
+        neither explains (`ProvisionSummary.unexplained`).
+
+        ```python
+        async with client.smtp_users.provision(specs) as run:
+            async for result in run:
+                print(result.index, result.outcome, result.credentials)
+        print(run.summary)
+        ```
         """
+        from ._engine import Engine
+        from ._ledger_memory import MemoryLedger
+        from ._provision import Provisioning  # loaded with the first run
+
+        client = self._client
+        workers = client._shared.pipeline.max_concurrency
+        if concurrency is not None:
+            workers = _checks.positive_int(concurrency, "concurrency")
+        rounds = _checks.non_negative_int(max_rounds, "max_rounds")
+        delay = client.settle_delay if settle_delay is None else _checks.settle_delay(settle_delay)
+        engine = client._shared.creates
+        if engine is None:  # exactly once within this run, in memory
+            engine = Engine(MemoryLedger(), client.account_id, settle_delay=delay)
         return Provisioning(
-            self._client,
+            ClientAccount(client),
+            engine.derive(settle_delay=delay, max_rounds=rounds),
             specs,
-            concurrency=concurrency,
+            concurrency=workers,
             progress=progress,
-            max_rounds=max_rounds,
-            settle_delay=settle_delay,
             run_id=run_id,
+            baseline=baseline,
         )

@@ -14,7 +14,7 @@ import os
 import threading
 import warnings
 import weakref
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Collection, Iterable, Iterator
 from contextlib import AbstractContextManager
 from types import TracebackType
 from typing import Any, ClassVar, Literal, TypeVar
@@ -22,6 +22,7 @@ from typing import Any, ClassVar, Literal, TypeVar
 import httpx
 
 from ._client import (
+    DEFAULT_MAX_ANSWER_BYTES,
     DEFAULT_MAX_CONCURRENCY,
     DEFAULT_MAX_RETRIES,
     DEFAULT_MAX_RETRY_AFTER,
@@ -123,10 +124,10 @@ def _close_unclosed(runner: _Runner) -> None:
 class SarvClient:
     """The Sarv SMTP-user API for one account, with blocking calls.
 
-    ::
-
-        with SarvClient(owner_id="...", token="...", app_domain="tes.example.com") as client:
-            creds = client.smtp_users.create(total_limit=100, hourly_limit=10)
+    ```python
+    with SarvClient(owner_id="...", token="...", app_domain="tes.example.com") as client:
+        creds = client.smtp_users.create(total_limit=100, hourly_limit=10)
+    ```
 
     The twin of `AsyncSarvClient`: the same arguments (but ``http_client``), the same
     ``SARV_*`` variables, calls, models and errors. It runs the async client on an event
@@ -145,7 +146,7 @@ class SarvClient:
 
     def __init__(
         self,
-        owner_id: str | None = None,
+        owner_id: str | int | None = None,
         token: str | None = None,
         *,
         app_domain: str | None = None,
@@ -157,6 +158,7 @@ class SarvClient:
         backoff: Backoff | None = None,
         max_retry_after: float = DEFAULT_MAX_RETRY_AFTER,
         attempt_timeout: float | None = None,
+        max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES,
         limiter: RateLimiter | None = None,
         allow_insecure_http: bool = False,
         redis_url: str | None = None,
@@ -184,6 +186,7 @@ class SarvClient:
             "backoff": backoff,
             "max_retry_after": max_retry_after,
             "attempt_timeout": attempt_timeout,
+            "max_answer_bytes": max_answer_bytes,
             "limiter": limiter,
             "allow_insecure_http": allow_insecure_http,
             "redis_url": redis_url,
@@ -249,6 +252,11 @@ class SarvClient:
         return self._client.attempt_timeout
 
     @property
+    def max_answer_bytes(self) -> int:
+        """The most bytes an answer's body may hold, decoded; past them a call fails."""
+        return self._client.max_answer_bytes
+
+    @property
     def max_retries(self) -> int:
         """How many times a failed call is repeated, when repeating is safe."""
         return self._client.max_retries
@@ -260,6 +268,7 @@ class SarvClient:
         max_retries: int | None = None,
         backoff: Backoff | None = None,
         attempt_timeout: float | None = None,
+        max_answer_bytes: int | None = None,
     ) -> Self:
         """A copy with other per-call options, sharing this client's pool, limiter and life.
 
@@ -273,6 +282,7 @@ class SarvClient:
             max_retries=max_retries,
             backoff=backoff,
             attempt_timeout=attempt_timeout,
+            max_answer_bytes=max_answer_bytes,
         )
         copy.smtp_users = SyncSmtpUsers(copy)
         return copy
@@ -390,16 +400,19 @@ class SyncSmtpUsers:
         max_rounds: int = DEFAULT_MAX_ROUNDS,
         settle_delay: float | None = None,
         run_id: str | None = None,
+        baseline: Collection[str] | None = None,
     ) -> SyncProvisioning:
         """Create many SMTP users concurrently, exactly once; iterate over what became of each.
 
         The arguments and results of `SmtpUsers.provision`. ``specs`` are read, and
-        ``progress`` is called, in the client's loop thread. ::
+        ``progress`` is called, in the client's loop thread.
 
-            run = client.smtp_users.provision(specs)
-            for result in run:
-                print(result.index, result.outcome, result.credentials)
-            print(run.summary)
+        ```python
+        run = client.smtp_users.provision(specs)
+        for result in run:
+            print(result.index, result.outcome, result.credentials)
+        print(run.summary)
+        ```
         """
         client = self._client._client
         self._client._runner.check()
@@ -411,6 +424,7 @@ class SyncSmtpUsers:
                 max_rounds=max_rounds,
                 settle_delay=settle_delay,
                 run_id=run_id,
+                baseline=baseline,
             )
         )
         return SyncProvisioning(self._client._runner, run)

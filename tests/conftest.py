@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 
 from tests.processes import launch
-from tests.redis_server import redis_server
+from tests.redis_server import redis_server, volatile_redis_server
 
-__all__ = ["anyio_backend", "launch", "redis_server"]
+__all__ = ["anyio_backend", "launch", "redis_server", "volatile_redis_server"]
 
 
 @pytest.fixture(params=["asyncio", "trio"])

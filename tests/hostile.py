@@ -1,23 +1,28 @@
 """A hostile HTTP/1.1 server on loopback, for tests of what the emulator cannot misbehave at.
 
 It speaks raw bytes over a real socket, so it can drip a status line, send an endless
-chunked body, or put bytes past ``Content-Length``. Each connection is served in a
-thread of its own by a ``handler(conn)`` the test writes, so it serves asyncio and trio
-clients alike. Leaving the ``with`` block closes every socket and stops every thread.
+chunked body (compressed or not) or a decompression bomb, or put bytes past
+``Content-Length``. Each connection is served in a thread of its own by a
+``handler(conn)`` the test writes, so it serves asyncio and trio clients alike. Leaving
+the ``with`` block closes every socket and stops every thread.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import socket
 import threading
 import time
+import zlib
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
-__all__ = ["Conn", "HostileServer", "http_response"]
+__all__ = ["Conn", "HostileServer", "gzip_bomb", "http_response", "send_endless_gzip"]
+
+_MIB = 1 << 20
 
 
 def http_response(
@@ -29,6 +34,35 @@ def http_response(
     lines.append("Content-Type: application/json")
     lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + content
+
+
+@functools.cache
+def gzip_bomb(mib: int, fill: bytes = b" ", *, prefix: bytes = b"") -> bytes:
+    """One gzip member inflating to ``prefix`` then ``mib`` MiB of ``fill``: ~1 KiB a MiB."""
+    gzip = zlib.compressobj(9, zlib.DEFLATED, zlib.MAX_WBITS | 16)
+    block = fill * (_MIB // len(fill))
+    parts = [gzip.compress(prefix), *(gzip.compress(block) for _ in range(mib)), gzip.flush()]
+    return b"".join(parts)
+
+
+def send_endless_gzip(conn: Conn, prefix: bytes, fill: bytes = b" ") -> None:
+    """Answer 200 with a chunked gzip body: ``prefix``, then ``fill`` without end, fast.
+
+    Each chunk is one MiB of ``fill`` compressed on its own (a full flush), so the server
+    sends the same ~1 KiB again and again, as fast as the client reads.
+    """
+    gzip = zlib.compressobj(9, zlib.DEFLATED, zlib.MAX_WBITS | 16)
+    first = gzip.compress(prefix) + gzip.flush(zlib.Z_FULL_FLUSH)
+    block = fill * (_MIB // len(fill))
+    again = gzip.compress(block) + gzip.flush(zlib.Z_FULL_FLUSH)
+    head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Encoding: gzip\r\n"
+    if not conn.send(f"{head}Transfer-Encoding: chunked\r\n\r\n".encode()):
+        return
+    chunk = f"{len(again):x}\r\n".encode() + again + b"\r\n"
+    if not conn.send(f"{len(first):x}\r\n".encode() + first + b"\r\n"):
+        return
+    while conn.send(chunk) and conn.sleep(0):
+        pass
 
 
 class Conn:

@@ -28,11 +28,16 @@ def _free_port() -> int:
 
 
 class RedisServer:
-    """One ``redis-server`` process: no persistence, bound to 127.0.0.1; restartable."""
+    """One ``redis-server`` process bound to 127.0.0.1; restartable.
 
-    def __init__(self, binary: str, directory: Path) -> None:
+    With ``persist`` it keeps an append-only file (as a ledger's Redis must); without it,
+    it holds nothing across a restart.
+    """
+
+    def __init__(self, binary: str, directory: Path, *, persist: bool = True) -> None:
         self.binary = binary
         self.directory = directory
+        self.persist = persist
         self.port = _free_port()
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -53,6 +58,8 @@ class RedisServer:
                 "--save",
                 "",
                 "--appendonly",
+                "yes" if self.persist else "no",
+                "--appendfsync",
                 "no",
                 "--dir",
                 str(self.directory),
@@ -133,18 +140,28 @@ def _parse(data: bytes) -> Any:
     return one(0)[0]
 
 
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    """A fresh ``redis-server`` for the test, killed after it."""
+def _redis_server(tmp_path: Path, *, persist: bool) -> Iterator[RedisServer]:
     binary = shutil.which("redis-server")
     if binary is None:
         message = "redis-server not found on PATH (apt-get install redis-server)"
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(f"CI=true: {message}")
         pytest.skip(message)
-    server = RedisServer(binary, tmp_path)
+    server = RedisServer(binary, tmp_path, persist=persist)
     server.start()
     try:
         yield server
     finally:
         server.kill()
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A fresh ``redis-server`` for the test (append-only file on), killed after it."""
+    yield from _redis_server(tmp_path, persist=True)
+
+
+@pytest.fixture
+def volatile_redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A fresh ``redis-server`` without persistence: a restart empties it."""
+    yield from _redis_server(tmp_path, persist=False)

@@ -158,6 +158,10 @@ def test_error_tree() -> None:
     assert issubclass(s.OutcomeUnknownError, s.SarvError)
 
 
+#: Classes users get from a call, never construct: their ``__init__`` takes internals.
+_MADE_BY_THE_SDK = {"Provisioning", "SyncProvisioning", "SmtpUsers", "SyncSmtpUsers"}
+
+
 def _public_signature_names() -> dict[str, set[str]]:
     """Per public name: the sarv_async names its signatures and protocol methods mention."""
     import inspect
@@ -181,6 +185,8 @@ def _public_signature_names() -> dict[str, set[str]]:
         if inspect.isclass(obj):
             for attribute, member in vars(obj).items():
                 if attribute.startswith("_") and attribute != "__init__":
+                    continue
+                if attribute == "__init__" and name in _MADE_BY_THE_SDK:
                     continue
                 if isinstance(member, property):
                     member = member.fget
@@ -228,7 +234,7 @@ def test_the_ledger_protocol_can_be_implemented_from_public_names() -> None:
 
 
 def test_the_reference_page_lists_every_public_name() -> None:
-    """docs/reference.md names each exported name (the generated reference renders them)."""
+    """docs/reference.md renders each exported name (a ``::: sarv_async.X`` directive)."""
     text = (Path(__file__).resolve().parents[1] / "docs" / "reference.md").read_text()
-    missing = [name for name in sarv_async.__all__ if f"`{name}`" not in text]
+    missing = [name for name in sarv_async.__all__ if f"::: sarv_async.{name}\n" not in text]
     assert not missing, missing

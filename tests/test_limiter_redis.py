@@ -28,8 +28,8 @@ from sarv_async import (
     StoreUnavailableError,
 )
 from sarv_async._ledger_redis import RedisLedger
-from sarv_async._limiter_redis import redis_location
 from sarv_async._rate_spec import RateWindow, parse_rate_limit
+from sarv_async._redis import redis_location
 from sarv_async.testing import DEMO_OWNER_ID, DEMO_TOKEN, Emulator
 from tests.redis_server import RedisServer
 from tests.test_limiter import most_in_any_window
@@ -250,24 +250,25 @@ async def test_a_stalled_redis_never_hangs_a_call(redis_server: RedisServer) -> 
             os.kill(redis_server.proc.pid, signal.SIGCONT)
 
 
-async def test_sharing_resumes_when_redis_is_back(redis_server: RedisServer) -> None:
-    """Killed Redis: alone; restarted: the next check after retry_interval shares again."""
-    async with limiters(redis_server.url, 2, [RateWindow(50, 1.0)], retry_interval=0.1) as (a, b):
+async def test_sharing_resumes_when_redis_is_back(volatile_redis_server: RedisServer) -> None:
+    """Killed Redis: alone; restarted empty: the next check after retry_interval shares again."""
+    url = volatile_redis_server.url
+    async with limiters(url, 2, [RateWindow(50, 1.0)], retry_interval=0.1) as (a, b):
         await a.acquire()
-        redis_server.kill()
+        volatile_redis_server.kill()
         await a.acquire()
         assert not a.shared
-        redis_server.start()
+        volatile_redis_server.start()
         await anyio.sleep(0.15)
         await a.acquire()
         assert shared(a)
-        windows = [k for k in await redis_dump(redis_server.url) if ":window:" in k]
+        windows = [k for k in await redis_dump(volatile_redis_server.url) if ":window:" in k]
         assert len(windows) == 1
         # The send a made alone is recorded with its first send back, and b sees both:
         # the budget is shared again.
-        assert redis_server.query("ZCARD", windows[0]) == 2
+        assert volatile_redis_server.query("ZCARD", windows[0]) == 2
         await b.acquire()
-        assert redis_server.query("ZCARD", windows[0]) == 3
+        assert volatile_redis_server.query("ZCARD", windows[0]) == 3
 
 
 async def test_pacing_alone_counts_the_sends_made_while_shared(

@@ -41,6 +41,7 @@ async def calls(client: AsyncSarvClient) -> None:
         await client.send(CreateSmtpUserRequest(total_limit=1, hourly_limit=1)), SmtpCredentials
     )
     assert_type(client.with_options(timeout=3), AsyncSarvClient)
+    assert_type(client.with_options(max_answer_bytes=1 << 20).max_answer_bytes, int)
     assert_type(client.base_url, httpx.URL)
 
 

@@ -2,8 +2,9 @@
 
 Starts `sarv_async.testing.Emulator` with a rate limit and a fault rate, provisions a few
 dozen SMTP users with a client paced to the same limit, lists them, and checks the
-account: one user per spec, no duplicates, every credential as the server has it. No
-password is printed.
+account: one user per spec, no duplicates, every credential as the server has it. Then
+every credential logs in to the emulator's SMTP server over STARTTLS and sends one
+message, and the check sees each arrive. No password is printed.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from ._output import (
     print_table,
     progress_display,
 )
+from ._smtp_login import SmtpRelay, check_credentials
 
 if TYPE_CHECKING:
     from ..testing import Emulator
@@ -38,6 +40,8 @@ _SHOWN_USERS = 8
 # The demo is about faults, so its client insists: lists are safe to repeat.
 _MAX_RETRIES = 6
 _BACKOFF = Backoff(initial=0.05, maximum=0.5)
+_SMTP_LOGINS_AT_ONCE = 8
+_CHECK_RECIPIENT = "check@example.org"
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -96,6 +100,10 @@ class _Outcome:
     server_users: list[dict[str, Any]]
     stats: dict[str, Any]
     elapsed: float
+    #: Each credential's SMTP login and send: ``None`` when it worked, else why not.
+    logins: dict[str, str | None] = attrs.field(factory=dict)
+    #: The SMTP user of each message the emulator received, in arrival order.
+    senders: list[str] = attrs.field(factory=list)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -109,7 +117,10 @@ def run(args: argparse.Namespace) -> int:
         for i in range(args.users)
     ]
     emulator = Emulator(
-        fault_rate=args.fault_rate, seed=args.seed, rate_limit=rate_limit_setting(args.rate_limit)
+        fault_rate=args.fault_rate,
+        seed=args.seed,
+        rate_limit=rate_limit_setting(args.rate_limit),
+        smtp=True,
     )
     echo(f"sarv-async demo: {len(specs)} SMTP users on an in-process emulator")
     try:
@@ -127,6 +138,8 @@ async def _provision(
         faults = f"{emu.fault_rate:.0%} of calls meet a fault (seed {args.seed})"
         echo(f"  emulator: {emu.base_url}  limit {emu.rate_limit or 'none'}; {faults}")
         echo(f"  client:   paced to {emu.rate_limit or 'nothing'}, {concurrency} calls in flight")
+        host, port = emu.smtp_address
+        echo(f"  SMTP:     {host}:{port} (STARTTLS): each credential logs in and sends at the end")
         results: dict[int, ProvisionResult] = {}
         started = time.monotonic()
         async with emu.client(
@@ -141,14 +154,36 @@ async def _provision(
                         results[result.index] = result
             elapsed = time.monotonic() - started
             listed = await client.smtp_users.list()
+        server_users = emu.users()
+        stats = emu.stats()
+        logins = await _log_in_and_send(emu, results)
         return _Outcome(
             summary=provision.summary,
             results=results,
             listed=listed,
-            server_users=emu.users(),
-            stats=emu.stats(),
+            server_users=server_users,
+            stats=stats,
             elapsed=elapsed,
+            logins=logins,
+            senders=[message.smtp_user_name for message in emu.messages()],
         )
+
+
+async def _log_in_and_send(
+    emu: Emulator, results: dict[int, ProvisionResult]
+) -> dict[str, str | None]:
+    """Log in over SMTP with each credential the run gave, and send one message each."""
+    host, port = emu.smtp_address
+    relay = SmtpRelay(host, port, "starttls", emu.smtp_ssl_context())
+    credentials = [
+        (creds.smtp_user_name, creds.smtp_password)
+        for _, result in sorted(results.items())
+        if (creds := result.credentials) is not None
+    ]
+    failures = await check_credentials(
+        relay, credentials, concurrency=_SMTP_LOGINS_AT_ONCE, send_to=_CHECK_RECIPIENT
+    )
+    return {user: failure for (user, _), failure in zip(credentials, failures, strict=True)}
 
 
 def _report(args: argparse.Namespace, specs: list[dict[str, int]], outcome: _Outcome) -> int:
@@ -204,6 +239,15 @@ def _report(args: argparse.Namespace, specs: list[dict[str, int]], outcome: _Out
         f"check OK: {len(outcome.server_users)} users on the emulator for {len(specs)} specs, "
         "no duplicates, every credential matches the server"
     )
+    smtp_problems = _smtp_problems(outcome)
+    for problem in smtp_problems:
+        echo(f"check FAILED: {problem}")
+    if smtp_problems or not outcome.logins:
+        return EXIT_FAILURE
+    echo(
+        f"check OK: {len(outcome.logins)} of {len(outcome.logins)} credentials log in and send "
+        "(SMTP over STARTTLS, one message each)"
+    )
     return 0
 
 
@@ -214,6 +258,22 @@ def _throttled(count: int) -> str:
         f"{count} (requests reached the emulator late: it shares this machine's CPU; "
         "each was repeated after the pause the server asked for)"
     )
+
+
+def _smtp_problems(outcome: _Outcome) -> list[str]:
+    """Credentials that did not log in and send, and messages that did not arrive once."""
+    problems = [
+        f"{user} cannot log in and send: {failure}"
+        for user, failure in outcome.logins.items()
+        if failure is not None
+    ]
+    sent = Counter(outcome.senders)
+    problems.extend(
+        f"{sent[user]} messages arrived from {user} (expected one)"
+        for user, failure in outcome.logins.items()
+        if failure is None and sent[user] != 1
+    )
+    return problems
 
 
 def _check(specs: list[dict[str, int]], outcome: _Outcome) -> list[str]:

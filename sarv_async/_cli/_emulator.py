@@ -2,14 +2,18 @@
 
 Prints the base URL and the accounts' owner ids at start-up; a token is printed
 only for the built-in demo account (given with no ``--account``), never for
-accounts given on the command line.
+accounts given on the command line. With ``--smtp-port`` it also serves SMTP and
+prints its port and the file of the test CA to trust (removed at exit).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
+import os
 import socket
+import tempfile
 from typing import TYPE_CHECKING
 
 from .._config import is_loopback
@@ -118,6 +122,31 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="delay every answer",
     )
     parser.add_argument(
+        "--smtp-port",
+        type=_port,
+        metavar="PORT",
+        help="also serve SMTP on PORT (0: a free one, printed): the API's users log in with "
+        "their current password and send; STARTTLS with a test CA whose file is printed",
+    )
+    parser.add_argument(
+        "--smtp-allow-auth-without-tls",
+        action="store_true",
+        help="accept AUTH before STARTTLS (a real relay on port 587 refuses it)",
+    )
+    parser.add_argument(
+        "--error-status",
+        choices=("200", "http"),
+        default="200",
+        help="HTTP status of error envelopes: 200 always (default), or by kind "
+        "(ValidationError 400, AuthenticationError 401, GeneralError 500)",
+    )
+    parser.add_argument(
+        "--error-kind-field",
+        choices=("name", "type", "both"),
+        default="name",
+        help="the error envelope's key for its kind (default: %(default)s)",
+    )
+    parser.add_argument(
         "--log-level",
         choices=("critical", "error", "warning", "info", "debug"),
         default="info",
@@ -143,6 +172,14 @@ def run(args: argparse.Namespace) -> int:
         fault_rate=args.fault_rate,
         seed=args.seed,
         latency_ms=args.latency_ms,
+        smtp=args.smtp_port is not None,
+        smtp_port=args.smtp_port or 0,
+        smtp_require_tls=not args.smtp_allow_auth_without_tls,
+        error_status=args.error_status,
+        error_kind_field=args.error_kind_field,
+    )
+    ca_dir = (
+        tempfile.TemporaryDirectory(prefix="sarv-emulator-") if args.smtp_port is not None else None
     )
 
     def announce(emu: Emulator) -> None:
@@ -161,14 +198,31 @@ def run(args: argparse.Namespace) -> int:
             echo(f"  faults:     {emu.fault_rate:.0%} of calls{seed}")
         if args.latency_ms:
             echo(f"  latency:    {args.latency_ms:g} ms")
+        if emu.error_status != "200" or emu.error_kind_field != "name":
+            status = "HTTP status by kind" if emu.error_status == "http" else "HTTP 200"
+            echo(f"  errors:     {status}, kind in {_kind_keys(emu.error_kind_field)}")
+        if ca_dir is not None:
+            ca_file = os.path.join(ca_dir.name, "smtp-ca.pem")
+            with open(ca_file, "w", encoding="ascii") as file:
+                file.write(emu.smtp_ca_pem)
+            host, port = emu.smtp_address
+            auth = (
+                "AUTH after STARTTLS" if not args.smtp_allow_auth_without_tls else "AUTH any time"
+            )
+            echo(f"  SMTP:       {host}:{port} (STARTTLS, {auth}; CA certificate: {ca_file})")
         echo("Press Ctrl+C to stop.")
         for warning in banner_warnings(args.host, demo_token=not given):
             print_warning(warning)
 
     try:
-        emulator.serve_forever(announce, log_level=args.log_level)
+        with ca_dir if ca_dir is not None else contextlib.nullcontext():
+            emulator.serve_forever(announce, log_level=args.log_level)
     except ModuleNotFoundError as exc:
         raise CliError(str(exc)) from None
     except OSError as exc:
         raise CliError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
     return 0
+
+
+def _kind_keys(field: str) -> str:
+    return "'name' and 'type'" if field == "both" else repr(field)

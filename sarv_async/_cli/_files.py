@@ -20,6 +20,7 @@ __all__ = [
     "check_output_path",
     "create_private_file",
     "is_private",
+    "read_credentials_rows",
     "resume_credentials_file",
 ]
 
@@ -155,14 +156,7 @@ def resume_credentials_file(
         return CredentialsFile(path, header), set()
     if os.path.isdir(path) or os.path.islink(path):
         raise CliError(f"{path} is not a regular file", exit_code=EXIT_USAGE)
-    try:
-        with open(path, encoding="utf-8", newline="") as file:
-            text = file.read()
-        # A process killed while writing may leave its last row cut short: each row is
-        # complete only with its line end, so whatever follows the last one is dropped.
-        rows = list(csv.reader(io.StringIO(text[: text.rfind("\n") + 1])))
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise CliError(f"cannot read {path} to resume: {exc}", exit_code=EXIT_USAGE) from None
+    rows = [row for _, row in read_credentials_rows(path, "to resume")]
     if not rows or tuple(rows[0]) != tuple(header):
         raise CliError(
             f"{path} exists but is not this command's credentials file (its columns differ); "
@@ -182,6 +176,23 @@ def resume_credentials_file(
         raise CliError(f"cannot replace {path}: {exc.strerror}") from None
     out.path = path
     return out, {row[at] for row in kept}
+
+
+def read_credentials_rows(path: str, purpose: str = "") -> list[tuple[int, list[str]]]:
+    """The rows of a credentials file this tool wrote, each with its line number.
+
+    A process killed while writing may leave its last row cut short: each row is
+    complete only with its line end, so whatever follows the last one is dropped.
+    Raises `CliError` (``"cannot read PATH PURPOSE: ..."``) if it cannot be read.
+    """
+    try:
+        with open(path, encoding="utf-8", newline="") as file:
+            text = file.read()
+        reader = csv.reader(io.StringIO(text[: text.rfind("\n") + 1]))
+        return [(reader.line_num, row) for row in reader]
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        where = f"{path} {purpose}".rstrip()
+        raise CliError(f"cannot read {where}: {exc}", exit_code=EXIT_USAGE) from None
 
 
 def is_private(path: str) -> bool:

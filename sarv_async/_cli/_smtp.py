@@ -1,4 +1,4 @@
-"""``sarv-async smtp list|create|update|reset-password|provision``.
+"""``sarv-async smtp list|create|update|reset-password|provision|verify``.
 
 Passwords reach the terminal only with ``--show-secrets``; ``--out FILE`` writes them to a
 new file created with mode 0600 before the call is made.
@@ -57,6 +57,7 @@ from ._output import (
     progress_display,
 )
 from ._provision_csv import MAX_REPORTED, SpecRow, SpecsFile, provision_rows, read_specs
+from ._smtp_verify import register as register_verify
 from ._state import ledger_path
 
 __all__ = ["register"]
@@ -154,6 +155,8 @@ def register(subparsers: Subparsers) -> None:
         "(default: the API's published 60/minute;3600/hour;50000/day; 'none': no pacing)",
     )
     _settle_option(parser)
+
+    register_verify(commands)
 
 
 def _command(

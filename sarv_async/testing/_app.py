@@ -14,6 +14,13 @@ the provider's documents show. A call goes through, in order:
 5. a fault, maybe (see `sarv_async.testing._faults`);
 6. the call itself: its parameters, then the change.
 
+Error envelopes come with HTTP 200 and their kind in ``name``, as the documents'
+samples show; `ErrorStyle` answers the other readings of the documents: a status by
+kind (``error_status="http"``: ValidationError 400, AuthenticationError 401,
+GeneralError 500) and the kind in ``type`` or in both keys. The statuses of errors
+that have one of their own (404, 413, 429) never change. ``RateLimitError``, the 429
+answer's kind, is the emulator's own choice: no document names one.
+
 The answer then waits ``latency`` seconds before it goes out. ``GET
 /_emulator/stats`` and ``POST /_emulator/reset`` are outside the API: never
 counted, limited, delayed or faulted. Request bodies are never logged.
@@ -24,7 +31,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from typing import Any, Literal, get_args
 
 import anyio
 import attrs
@@ -37,7 +44,12 @@ __all__ = [
     "ADMIN_PREFIX",
     "API_PREFIX",
     "BASE_PATH",
+    "ERROR_KIND_FIELDS",
+    "ERROR_STATUSES",
     "EmulatorApp",
+    "ErrorKindField",
+    "ErrorStatus",
+    "ErrorStyle",
     "Receive",
     "Scope",
     "Send",
@@ -76,17 +88,49 @@ def _json(payload: object, status: int = 200, **kwargs: Any) -> _Answer:
     return _Answer(status, json.dumps(payload).encode(), **kwargs)
 
 
-def envelope(name: str, message: str) -> dict[str, Any]:
-    """The API's error envelope."""
-    return {"status": "error", "code": -1, "name": name, "message": message}
+ErrorStatus = Literal["200", "http"]
+ErrorKindField = Literal["name", "type", "both"]
+#: The readings of "what HTTP status comes with an error envelope".
+ERROR_STATUSES: tuple[ErrorStatus, ...] = get_args(ErrorStatus)
+#: The readings of "which key holds an error's kind".
+ERROR_KIND_FIELDS: tuple[ErrorKindField, ...] = get_args(ErrorKindField)
+
+_STATUS_BY_KIND = {"ValidationError": 400, "AuthenticationError": 401, "GeneralError": 500}
 
 
-def _error(name: str, message: str, status: int = 200, **kwargs: Any) -> _Answer:
-    return _json(envelope(name, message), status, **kwargs)
+def envelope(name: str, message: str, kind_field: ErrorKindField = "name") -> dict[str, Any]:
+    """The API's error envelope, its kind under ``kind_field`` (``"both"``: two keys)."""
+    keys: tuple[str, ...] = ("name", "type") if kind_field == "both" else (kind_field,)
+    kinds = dict.fromkeys(keys, name)
+    return {"status": "error", "code": -1, **kinds, "message": message}
+
+
+@attrs.frozen
+class ErrorStyle:
+    """How error envelopes are answered: their HTTP status and the key of their kind."""
+
+    status: ErrorStatus = "200"
+    kind_field: ErrorKindField = "name"
+
+    def __attrs_post_init__(self) -> None:
+        if self.status not in ERROR_STATUSES:
+            raise ValueError(
+                f"error_status must be one of {', '.join(ERROR_STATUSES)}, got {self.status!r}"
+            )
+        if self.kind_field not in ERROR_KIND_FIELDS:
+            raise ValueError(
+                f"error_kind_field must be one of {', '.join(ERROR_KIND_FIELDS)}, "
+                f"got {self.kind_field!r}"
+            )
+
+    def answer(self, name: str, message: str, status: int | None = None, **kwargs: Any) -> _Answer:
+        """An error envelope; ``status`` ``None``: the status this style gives the kind."""
+        if status is None:
+            status = _STATUS_BY_KIND.get(name, 400) if self.status == "http" else 200
+        return _json(envelope(name, message, self.kind_field), status, **kwargs)
 
 
 _DROP = _Answer(0, b"", drop=True)
-_TOKEN_MISMATCH = _error("AuthenticationError", "Token MissMatch")
 
 
 class EmulatorApp:
@@ -99,9 +143,12 @@ class EmulatorApp:
         *,
         latency: float = 0.0,
         drop_connection: Callable[[Scope], bool] | None = None,
+        errors: ErrorStyle | None = None,
     ) -> None:
         self.state = state
         self.faults = faults
+        self.errors = errors if errors is not None else ErrorStyle()
+        self._error = self.errors.answer
         self.latency = latency
         self._drop_connection = drop_connection
 
@@ -140,31 +187,31 @@ class EmulatorApp:
         call = path.removeprefix(API_PREFIX) if path.startswith(API_PREFIX) else ""
         handler = CALLS.get(call)
         if handler is None:
-            return _error(
+            return self._error(
                 "ValidationError",
                 f"unknown API path {path} (API paths start with {API_PREFIX})",
                 404,
             )
         if scope["method"] != "POST":
-            return _error(
+            return self._error(
                 "ValidationError", f"{scope['method']} is not allowed; API calls are POST"
             )
         raw = await _read_body(receive)
         if raw is None:
-            return _error("ValidationError", "the request body is too large", 413)
+            return self._error("ValidationError", "the request body is too large", 413)
         try:
             body = json.loads(raw)
         except (ValueError, RecursionError):
-            return _error("ValidationError", "the request body is not valid JSON")
+            return self._error("ValidationError", "the request body is not valid JSON")
         if not isinstance(body, dict):
-            return _error("ValidationError", "the request body must be a JSON object")
+            return self._error("ValidationError", "the request body must be a JSON object")
         owner_id = self.state.authenticate(body.get("owner_id"), body.get("token"))
         if owner_id is None:
-            return _TOKEN_MISMATCH
+            return self._error("AuthenticationError", "Token MissMatch")
         wait = self.state.admit(owner_id)
         if wait is not None:
             seconds = max(1, math.ceil(wait))
-            return _error(
+            return self._error(
                 "RateLimitError",
                 f"rate limit exceeded; retry after {seconds} s",
                 429,
@@ -179,12 +226,12 @@ class EmulatorApp:
             if fault.kind == "gateway_page":
                 return _Answer(fault.gateway_status, gateway_page(fault.gateway_status), _HTML)
             if fault.kind == "general_error":
-                return _error("GeneralError", "An unexpected error occurred; please try again")
+                return self._error("GeneralError", "An unexpected error occurred; please try again")
 
         try:
             answer = _json(handler(self.state, owner_id, body))
         except CallError as exc:
-            answer = _error(exc.name, exc.message)
+            answer = self._error(exc.name, exc.message)
         if fault is not None and fault.kind == "drop_after_apply":
             return _DROP
         if fault is not None and fault.kind == "truncated_json":
@@ -195,15 +242,17 @@ class EmulatorApp:
         path, method = scope["path"], scope["method"]
         if path == f"{ADMIN_PREFIX}stats":
             if method != "GET":
-                return _error("ValidationError", "use GET", 405, headers=((b"allow", b"GET"),))
+                return self._error("ValidationError", "use GET", 405, headers=((b"allow", b"GET"),))
             return _json(self.state.stats())
         if path == f"{ADMIN_PREFIX}reset":
             if method != "POST":
-                return _error("ValidationError", "use POST", 405, headers=((b"allow", b"POST"),))
+                return self._error(
+                    "ValidationError", "use POST", 405, headers=((b"allow", b"POST"),)
+                )
             await _read_body(receive)
             self.reset()
             return _json({"status": "success", "message": "emulator reset"})
-        return _error("ValidationError", f"unknown emulator path {path}", 404)
+        return self._error("ValidationError", f"unknown emulator path {path}", 404)
 
     async def _drop(self, scope: Scope, receive: Receive) -> None:
         """Cut the connection without an answer; nothing reaches the client."""

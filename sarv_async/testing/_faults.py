@@ -10,6 +10,18 @@ kind                          what the client sees                              
 ``truncated_json``            HTTP 200, the answer's JSON cut short               **yes**
 ============================  ==================================================  ========
 
+The SMTP server has faults of its own, only ever queued (``inject_fault``), never drawn
+at random, and met only by the SMTP step they name:
+
+============================  ==================================================
+kind                          what the SMTP client sees
+============================  ==================================================
+``smtp_unavailable``          ``421 4.3.2`` on connecting, then the connection closes
+``smtp_auth_transient``       ``454 4.7.0`` to AUTH (a temporary failure; retry later)
+``smtp_drop_after_data``      the message is accepted and kept, then the connection
+                              drops before the answer to DATA
+============================  ==================================================
+
 "Applied" means the call ran: a change took effect, or for a call that changes
 nothing (list) or fails validation, its answer was computed and then lost.
 
@@ -23,19 +35,35 @@ from __future__ import annotations
 
 import random
 import threading
-from typing import Literal, get_args
+from typing import Literal, cast, get_args
 
 import attrs
 
 from ._calls import call_name
 
-__all__ = ["FAULT_KINDS", "Fault", "FaultKind", "FaultPlan", "gateway_page", "truncate"]
+__all__ = [
+    "FAULT_KINDS",
+    "SMTP_FAULT_KINDS",
+    "Fault",
+    "FaultKind",
+    "FaultPlan",
+    "SmtpFaultKind",
+    "gateway_page",
+    "truncate",
+]
 
 FaultKind = Literal[
     "drop_before", "drop_after_apply", "gateway_page", "general_error", "truncated_json"
 ]
+"""The faults `Emulator.inject_fault` takes (see the emulator's page for what each does)."""
 #: Every fault kind, in the order random draws pick from.
 FAULT_KINDS: tuple[FaultKind, ...] = get_args(FaultKind)
+"""Every `FaultKind`, in order."""
+
+SmtpFaultKind = Literal["smtp_unavailable", "smtp_auth_transient", "smtp_drop_after_data"]
+"""The faults of the SMTP server `Emulator.inject_fault` takes (queued, never drawn at random)."""
+SMTP_FAULT_KINDS: tuple[SmtpFaultKind, ...] = get_args(SmtpFaultKind)
+"""Every `SmtpFaultKind`, in order."""
 
 _GATEWAY_REASONS = {502: "Bad Gateway", 503: "Service Temporarily Unavailable"}
 
@@ -50,7 +78,7 @@ class Fault:
 
 @attrs.define
 class _Queued:
-    kind: FaultKind
+    kind: FaultKind | SmtpFaultKind
     call: str | None
     remaining: int
 
@@ -69,12 +97,19 @@ class FaultPlan:
         self._random = random.Random(seed)  # noqa: S311 - test faults, not cryptography
         self._queue: list[_Queued] = []
 
-    def inject(self, kind: FaultKind, path: str | None = None, count: int = 1) -> None:
-        """Make the next ``count`` calls (to ``path`` only, when given) meet a ``kind`` fault."""
-        if kind not in FAULT_KINDS:
-            raise ValueError(
-                f"unknown fault kind {kind!r}; expected one of {', '.join(FAULT_KINDS)}"
-            )
+    def inject(
+        self, kind: FaultKind | SmtpFaultKind, path: str | None = None, count: int = 1
+    ) -> None:
+        """Make the next ``count`` calls (to ``path`` only, when given) meet a ``kind`` fault.
+
+        An SMTP kind is met by the next ``count`` times its SMTP step comes; it takes no
+        ``path``.
+        """
+        if kind not in FAULT_KINDS and kind not in SMTP_FAULT_KINDS:
+            expected = ", ".join((*FAULT_KINDS, *SMTP_FAULT_KINDS))
+            raise ValueError(f"unknown fault kind {kind!r}; expected one of {expected}")
+        if kind in SMTP_FAULT_KINDS and path is not None:
+            raise ValueError(f"{kind} is a fault of the SMTP server; it takes no path")
         if isinstance(count, bool) or not isinstance(count, int) or count < 1:
             raise ValueError(f"count must be a positive integer, got {count!r}")
         call = None if path is None else call_name(path)
@@ -93,14 +128,28 @@ class FaultPlan:
                 return Fault(kind, self._random.choice(tuple(_GATEWAY_REASONS)))
             return Fault(kind)
 
+    def draw_smtp(self, kind: SmtpFaultKind) -> bool:
+        """Whether the SMTP step that ``kind`` names meets that fault now (queued only)."""
+        with self._lock:
+            for index, queued in enumerate(self._queue):
+                if queued.kind == kind:
+                    self._consume(index, queued)
+                    return True
+            return False
+
     def _take_queued(self, call: str) -> FaultKind | None:
         for index, queued in enumerate(self._queue):
+            if queued.kind in SMTP_FAULT_KINDS:
+                continue
             if queued.call is None or queued.call == call:
-                queued.remaining -= 1
-                if not queued.remaining:
-                    del self._queue[index]
-                return queued.kind
+                self._consume(index, queued)
+                return cast("FaultKind", queued.kind)
         return None
+
+    def _consume(self, index: int, queued: _Queued) -> None:
+        queued.remaining -= 1
+        if not queued.remaining:
+            del self._queue[index]
 
     def reset(self) -> None:
         """Drop queued faults and restart the random draws from the seed."""

@@ -23,17 +23,20 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import anyio
 
 from .._rate_spec import RateWindow, parse_rate_limit
-from ._app import BASE_PATH, EmulatorApp
+from ._app import BASE_PATH, EmulatorApp, ErrorKindField, ErrorStatus, ErrorStyle
 from ._calls import call_name
 from ._connections import ConnectionRegistry, protocol_class
-from ._faults import FaultKind, FaultPlan
-from ._state import DEMO_OWNER_ID, DEMO_TOKEN, EmulatorState
+from ._faults import FaultKind, FaultPlan, SmtpFaultKind
+from ._state import DEMO_OWNER_ID, DEMO_TOKEN, EmulatorState, SmtpMessage
 
 if TYPE_CHECKING:
+    import ssl
+
     import uvicorn
 
     from .._client import AsyncSarvClient
     from .._sync import SarvClient
+    from ._smtp import SmtpServer
 
 __all__ = ["Emulator"]
 
@@ -83,10 +86,10 @@ def _bind(host: str, port: int) -> socket.socket:
 class Emulator:
     """A local emulator of the SMTP-user API, served over HTTP on loopback.
 
-    ::
-
-        with Emulator(rate_limit="3/second") as emu:
-            async with emu.client() as client: ...
+    ```python
+    with Emulator(rate_limit="3/second") as emu:
+        async with emu.client() as client: ...
+    ```
 
     ``accounts`` maps owner ids to tokens (default: ``{"demo": "demo-token"}``); each
     account has its own SMTP users. ``rate_limit`` holds every account to windows such
@@ -94,6 +97,18 @@ class Emulator:
     ``fault_rate`` an authenticated call meets a random fault (repeatable with
     ``seed``); `inject_fault` queues faults for the next calls. ``latency_ms`` delays
     every API answer. ``port=0`` picks a free port.
+
+    ``smtp=True`` also serves SMTP on loopback (``smtp_port``, 0: a free one): the users
+    the API created log in with their current password and send; ``smtp_require_tls``
+    (default ``True``, as a real relay on port 587) refuses AUTH before STARTTLS.
+    ``clock`` (default `time.monotonic`) times the rate windows and the SMTP users'
+    rolling hour; a test may pass its own to move time on.
+
+    The documents read two ways, and deployments differ: ``error_status="200"`` (the
+    default) answers every error envelope with HTTP 200, ``"http"`` with a status by kind
+    (ValidationError 400, AuthenticationError 401, GeneralError 500);
+    ``error_kind_field`` puts the error's kind under ``"name"`` (default), ``"type"`` or
+    ``"both"``.
     """
 
     def __init__(
@@ -106,6 +121,12 @@ class Emulator:
         fault_rate: float = 0.0,
         seed: int | None = None,
         latency_ms: float = 0,
+        smtp: bool = False,
+        smtp_port: int = 0,
+        smtp_require_tls: bool = True,
+        clock: Callable[[], float] = time.monotonic,
+        error_status: ErrorStatus = "200",
+        error_kind_field: ErrorKindField = "name",
     ) -> None:
         accounts = dict(accounts) if accounts is not None else {DEMO_OWNER_ID: DEMO_TOKEN}
         if not accounts:
@@ -115,26 +136,36 @@ class Emulator:
                 raise ValueError("accounts must map non-empty owner_id strings to token strings")
             if not token:
                 raise ValueError(f"account {owner_id!r} has an empty token")
-        if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
-            raise ValueError(f"port must be an integer between 0 and 65535, got {port!r}")
+        for name, number in (("port", port), ("smtp_port", smtp_port)):
+            if isinstance(number, bool) or not isinstance(number, int) or not 0 <= number <= 65535:
+                raise ValueError(f"{name} must be an integer between 0 and 65535, got {number!r}")
         if isinstance(latency_ms, bool) or not isinstance(latency_ms, int | float):
             raise TypeError(f"latency_ms must be a number, got {latency_ms!r}")
         if not 0 <= latency_ms < float("inf"):
             raise ValueError(f"latency_ms must be zero or more, got {latency_ms!r}")
+        errors = ErrorStyle(error_status, error_kind_field)
         self._accounts = accounts
         self.host = host
         self.port = port
         windows = _parse_rate_limit(rate_limit)
         #: The rate limit in the client's notation, or ``None`` for no limit.
         self.rate_limit: str | None = rate_limit if windows else None
-        self._state = EmulatorState(accounts, windows)
+        self._state = EmulatorState(accounts, windows, clock=clock)
         self._faults = FaultPlan(fault_rate, seed)
+        self._smtp: SmtpServer | None = None
+        if smtp:
+            from ._smtp import SmtpServer
+
+            self._smtp = SmtpServer(
+                self._state, self._faults, host=host, port=smtp_port, require_tls=smtp_require_tls
+            )
         self._connections = ConnectionRegistry()
         self._app = EmulatorApp(
             self._state,
             self._faults,
             latency=latency_ms / 1000,
             drop_connection=self._connections.abort,
+            errors=errors,
         )
         self._phase = _Phase.NEW
         self._server: uvicorn.Server | None = None
@@ -164,6 +195,45 @@ class Emulator:
     def accounts(self) -> dict[str, str]:
         """The accounts, owner id to token (a copy)."""
         return dict(self._accounts)
+
+    @property
+    def error_status(self) -> ErrorStatus:
+        """``"200"``: errors come with HTTP 200; ``"http"``: with a status by kind."""
+        return self._app.errors.status
+
+    @property
+    def error_kind_field(self) -> ErrorKindField:
+        """The key of an error envelope's kind: ``"name"``, ``"type"`` or ``"both"``."""
+        return self._app.errors.kind_field
+
+    @property
+    def smtp_address(self) -> tuple[str, int]:
+        """The SMTP server's ``(host, port)``; needs ``Emulator(smtp=True)``, started."""
+        return self._running_smtp().address
+
+    @property
+    def smtp_ca_pem(self) -> str:
+        """The PEM certificate of the test CA that signed the SMTP server's certificate."""
+        ca = self._running_smtp().ca_pem
+        assert ca is not None
+        return ca
+
+    def smtp_ssl_context(self) -> ssl.SSLContext:
+        """A client `ssl.SSLContext` that trusts the SMTP server's certificate (and no other)."""
+        import ssl
+
+        return ssl.create_default_context(cadata=self.smtp_ca_pem)
+
+    def messages(self) -> list[SmtpMessage]:
+        """The messages the SMTP server accepted, in arrival order (cleared by `reset`)."""
+        return self._state.messages()
+
+    def _running_smtp(self) -> SmtpServer:
+        if self._smtp is None:
+            raise RuntimeError("this emulator serves no SMTP; start it with Emulator(smtp=True)")
+        if self._smtp.ca_pem is None:
+            raise RuntimeError("the emulator has not been started")
+        return self._smtp
 
     @property
     def fault_rate(self) -> float:
@@ -229,6 +299,16 @@ class Emulator:
                 self.stop()
                 raise RuntimeError("the emulator's server failed to start") from self._error
             time.sleep(0.002)
+        self._start_smtp()
+
+    def _start_smtp(self) -> None:
+        if self._smtp is None:
+            return
+        try:
+            self._smtp.start()
+        except BaseException:
+            self.stop()
+            raise
 
     def start(self: _Self) -> _Self:
         """Start serving in a background thread; return once it answers."""
@@ -244,6 +324,8 @@ class Emulator:
         self._phase = _Phase.STOPPED
         assert self._server is not None
         self._server.should_exit = True
+        if self._smtp is not None:
+            self._smtp.stop()
         if self._thread is not None:
             self._thread.join(_STOP_TIMEOUT)
 
@@ -292,13 +374,17 @@ class Emulator:
         (method, path and status: never bodies).
         """
         server, sock = self._launch(in_thread=False, log_level=log_level)
-        if ready is not None:
-            try:
+        try:
+            if self._smtp is not None:
+                self._smtp.start()
+            if ready is not None:
                 ready(self)
-            except BaseException:
-                self._phase = _Phase.STOPPED
-                sock.close()
-                raise
+        except BaseException:
+            self._phase = _Phase.STOPPED
+            if self._smtp is not None:
+                self._smtp.stop()
+            sock.close()
+            raise
 
         def on_signal(signum: int, frame: FrameType | None) -> None:
             server.should_exit = True
@@ -314,6 +400,8 @@ class Emulator:
             server.run(sockets=[sock])
         finally:
             sock.close()
+            if self._smtp is not None:
+                self._smtp.stop()
             self._phase = _Phase.STOPPED
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
@@ -336,9 +424,10 @@ class Emulator:
         return self._state.stats()
 
     def reset(self) -> None:
-        """Forget users, counters, rate windows and queued faults (``POST /_emulator/reset``).
+        """Forget users, messages, counters, rate windows and queued faults.
 
-        Random faults start over from the seed; user names are never reused.
+        ``POST /_emulator/reset`` does the same. Random faults start over from the seed;
+        user names are never reused.
         """
         self._app.reset()
 
@@ -346,12 +435,16 @@ class Emulator:
         """A snapshot of an account's users as list entries (default: the first account)."""
         return self._state.list_users(self._owner(owner_id))
 
-    def inject_fault(self, kind: FaultKind, path: str | None = None, count: int = 1) -> None:
+    def inject_fault(
+        self, kind: FaultKind | SmtpFaultKind, path: str | None = None, count: int = 1
+    ) -> None:
         """Make the next ``count`` authenticated calls (to ``path`` only, if given) fail.
 
         ``kind`` is one of ``drop_before``, ``drop_after_apply``, ``gateway_page``,
         ``general_error``, ``truncated_json``; ``path`` names a call: ``"addSmtp"``
         or ``"settings/addSmtp"``. Queued faults come before random ones, in order.
+        The SMTP server's kinds (no ``path``) meet its next connections, logins or
+        messages: ``smtp_unavailable``, ``smtp_auth_transient``, ``smtp_drop_after_data``.
         """
         if path is not None:
             call_name(path)  # fail early on a typo

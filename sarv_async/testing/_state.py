@@ -7,6 +7,7 @@ applied atomically. An account only ever sees and changes its own users.
 
 from __future__ import annotations
 
+import bisect
 import collections
 import hmac
 import secrets
@@ -24,7 +25,10 @@ from ._rate_windows import RateWindows
 __all__ = [
     "DEMO_OWNER_ID",
     "DEMO_TOKEN",
+    "HOUR",
     "EmulatorState",
+    "SmtpMessage",
+    "SmtpRefusal",
     "SmtpStatus",
     "SmtpUserRecord",
     "new_password",
@@ -32,9 +36,16 @@ __all__ = [
 
 #: The account an emulator has when none is given (not a secret: it only opens the emulator).
 DEMO_OWNER_ID = "demo"
+"""The owner id of the emulator's default account."""
 DEMO_TOKEN = "demo-token"  # noqa: S105 - a well-known demo credential, by design
+"""The token of the emulator's default account (a well-known demo value, not a secret)."""
 
 SmtpStatus = Literal["Enable", "Disable"]
+#: Why the SMTP side refuses a login or a message.
+SmtpRefusal = Literal["unknown", "disabled", "hourly_limit", "total_limit"]
+
+#: The rolling window of a user's ``hourly_limit``, in seconds of the emulator's clock.
+HOUR = 3600.0
 
 _PASSWORD_ALPHABET = string.ascii_lowercase + string.digits
 _PASSWORD_LENGTH = 10
@@ -50,6 +61,8 @@ class SmtpUserRecord:
     total_limit: int
     hourly_limit: int
     status: SmtpStatus = "Enable"
+    #: When each message this user sent arrived (the emulator's clock), oldest first.
+    sent: list[float] = attrs.field(factory=list, repr=False)
 
     def listed(self) -> dict[str, Any]:
         """The user as a list entry shows it (the documents' sample calls it ``password``)."""
@@ -60,6 +73,20 @@ class SmtpUserRecord:
             "total_limit": self.total_limit,
             "hourly_limit": self.hourly_limit,
         }
+
+
+@attrs.frozen
+class SmtpMessage:
+    """A message the emulator's SMTP server accepted (never a password)."""
+
+    #: The SMTP user that logged in and sent it.
+    smtp_user_name: str
+    #: The envelope sender (``MAIL FROM``).
+    mail_from: str
+    #: The envelope recipients (``RCPT TO``), in the order given.
+    rcpt_to: list[str]
+    #: The message as received after ``DATA``, headers and body.
+    content: bytes = attrs.field(repr=lambda content: f"<{len(content)} bytes>")
 
 
 def new_password() -> str:
@@ -87,6 +114,8 @@ class EmulatorState:
         self._responses: collections.Counter[str] = collections.Counter()
         self._faults: collections.Counter[str] = collections.Counter()
         self._dropped = 0
+        self._clock = clock
+        self._messages: list[SmtpMessage] = []
 
     @property
     def rate_limit(self) -> tuple[RateWindow, ...]:
@@ -96,7 +125,13 @@ class EmulatorState:
     # Authentication and pacing.
 
     def authenticate(self, owner_id: object, token: object) -> str | None:
-        """The account when ``owner_id`` and ``token`` are strings that match, else ``None``."""
+        """The account when ``owner_id`` and ``token`` match, else ``None``.
+
+        ``owner_id`` is a string, or a JSON integer naming the account whose id is its
+        digits (the official clients send ``12345`` as a number); ``token`` a string.
+        """
+        if isinstance(owner_id, int) and not isinstance(owner_id, bool):
+            owner_id = str(owner_id)
         if not isinstance(owner_id, str) or not isinstance(token, str):
             return None
         expected = self._tokens.get(owner_id)
@@ -156,6 +191,60 @@ class EmulatorState:
         with self.lock:
             return [user.listed() for user in self._users[owner_id].values()]
 
+    # The SMTP side.
+
+    def _smtp_user(self, name: str) -> SmtpUserRecord | None:
+        for users in self._users.values():
+            user = users.get(name)
+            if user is not None:
+                return user
+        return None
+
+    def smtp_login(self, name: str, password: str) -> SmtpRefusal | None:
+        """Why ``name`` may not log in with ``password`` now, or ``None`` if it may."""
+        with self.lock:
+            user = self._smtp_user(name)
+            if user is None or not hmac.compare_digest(user.password.encode(), password.encode()):
+                return "unknown"
+            if user.status != "Enable":
+                return "disabled"
+            return None
+
+    def _refusal(self, user: SmtpUserRecord | None, now: float) -> SmtpRefusal | None:
+        if user is None:
+            return "unknown"
+        if user.status != "Enable":
+            return "disabled"
+        if len(user.sent) >= user.total_limit:
+            return "total_limit"
+        within = len(user.sent) - bisect.bisect_right(user.sent, now - HOUR)
+        if within >= user.hourly_limit:
+            return "hourly_limit"
+        return None
+
+    def smtp_may_send(self, name: str) -> SmtpRefusal | None:
+        """Why the user ``name`` may not send a message now, or ``None`` if it may."""
+        with self.lock:
+            return self._refusal(self._smtp_user(name), self._clock())
+
+    def smtp_accept(self, message: SmtpMessage) -> SmtpRefusal | None:
+        """Count and keep ``message`` against its user's limits, or say why it is refused."""
+        with self.lock:
+            now = self._clock()
+            user = self._smtp_user(message.smtp_user_name)
+            refusal = self._refusal(user, now)
+            if refusal is not None:
+                return refusal
+            assert user is not None
+            user.sent.append(now)
+            self._messages.append(message)
+            return None
+
+    def messages(self) -> list[SmtpMessage]:
+        """The messages accepted so far, in arrival order."""
+        with self.lock:
+            return list(self._messages)
+
     # Counters.
 
     def record_request(self, path: str) -> None:
@@ -189,10 +278,11 @@ class EmulatorState:
                 "dropped": self._dropped,
                 "users": sum(len(users) for users in self._users.values()),
                 "users_by_account": {owner: len(users) for owner, users in self._users.items()},
+                "messages": len(self._messages),
             }
 
     def reset(self) -> None:
-        """Forget every user, counter and rate window (user names are never reused)."""
+        """Forget every user, message, counter and rate window (user names are never reused)."""
         with self.lock:
             for users in self._users.values():
                 users.clear()
@@ -201,3 +291,4 @@ class EmulatorState:
             self._responses.clear()
             self._faults.clear()
             self._dropped = 0
+            self._messages.clear()

@@ -1,15 +1,15 @@
 """The API's answers as `httpx.Response` objects, for respx (or any httpx mock).
 
-::
+```python
+import respx
+from sarv_async.testing import answers
 
-    import respx
-    from sarv_async.testing import answers
-
-    with respx.mock:
-        respx.post(answers.url("list", client.base_url)).mock(
-            return_value=answers.list_answer([answers.user("smtp1", password="pw")])
-        )
-        users = await client.smtp_users.list()
+with respx.mock:
+    respx.post(answers.url("list", client.base_url)).mock(
+        return_value=answers.list_answer([answers.user("smtp1", password="pw")])
+    )
+    users = await client.smtp_users.list()
+```
 
 Each builder gives the wire format the API (and the emulator) sends, so a mock answers
 what the server would: a list answer's users under ``smtp_list``, error envelopes with

@@ -1,10 +1,19 @@
 """pytest plugin: the ``sarv_emulator`` fixture, a running local emulator of the API.
 
-::
+```python
+@pytest.mark.sarv_emulator(rate_limit="3/second", smtp=True)   # optional: Emulator options
+async def test_create(sarv_emulator):
+    async with sarv_emulator.client() as client: ...
+```
 
-    @pytest.mark.sarv_emulator(rate_limit="3/second")   # optional: Emulator options
-    async def test_create(sarv_emulator):
-        async with sarv_emulator.client() as client: ...
+Options also come from indirect parametrization, one emulator per set, e.g. every
+reading of the documents' errors:
+
+```python
+@pytest.mark.parametrize(
+    "sarv_emulator", [{"error_status": "http"}, {"error_kind_field": "type"}], indirect=True
+)
+```
 
 The fixture is synchronous and function-scoped, so it suits any async test plugin.
 This module loads in every pytest run: it imports the emulator only when the
@@ -35,11 +44,20 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.fixture
 def sarv_emulator(request: pytest.FixtureRequest) -> Iterator[Emulator]:
-    """A running `sarv_async.testing.Emulator`, configured by the ``sarv_emulator`` marker."""
+    """A running `sarv_async.testing.Emulator`, configured by the ``sarv_emulator`` marker.
+
+    An indirect parameter (a dict of `Emulator` options) adds to the marker's options.
+    """
     from ._server import Emulator
 
     marker = request.node.get_closest_marker("sarv_emulator")
     if marker is not None and marker.args:
         raise TypeError("@pytest.mark.sarv_emulator takes keyword arguments only")
-    with Emulator(**(marker.kwargs if marker is not None else {})) as emulator:
+    options = dict(marker.kwargs) if marker is not None else {}
+    param = getattr(request, "param", None)
+    if param is not None:
+        if not isinstance(param, dict):
+            raise TypeError("an indirect sarv_emulator parameter is a dict of Emulator options")
+        options.update(param)
+    with Emulator(**options) as emulator:
         yield emulator

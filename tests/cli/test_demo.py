@@ -34,10 +34,13 @@ def test_demo_exits_0_and_prints_no_password(cli: Cli, monkeypatch: pytest.Monke
     run = cli("demo")
     assert run.code == 0, run.text
     assert "check OK: 40 users on the emulator for 40 specs" in run.out
+    assert "check OK: 40 of 40 credentials log in and send" in run.out
     # Usually 0; a loaded machine can delay the in-process emulator past the pacing margin.
     assert f"HTTP 429: {started[0].stats()['responses'].get('429', 0)} (" in run.out
     [emu] = started
     assert emu.stats()["faults"] > 0
+    senders = sorted(message.smtp_user_name for message in emu.messages())
+    assert senders == sorted(user["smtp_user_name"] for user in emu.users())
     assert_no_secret(run.text, [user["password"] for user in emu.users()])
     assert_no_secret(run.text, emu.accounts.values())
 
@@ -56,6 +59,7 @@ def test_python_m_sarv_async_demo_runs_in_a_fresh_process() -> None:
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "check OK: 12 users" in proc.stdout
+    assert "check OK: 12 of 12 credentials log in and send" in proc.stdout
     assert "Traceback" not in proc.stderr
 
 
@@ -82,4 +86,34 @@ def test_check_reports_a_spec_without_credentials() -> None:
     assert problems == [
         "0 users on the emulator for 1 specs",
         "spec 0 has no credentials (no result)",
+    ]
+
+
+def test_check_reports_a_credential_that_does_not_log_in() -> None:
+    """The demo's SMTP check fails, naming the user and the server's answer, and names a
+    user that logged in but whose message did not arrive once."""
+    outcome = _demo._Outcome(
+        summary=sarv_async.ProvisionSummary(
+            total=1,
+            created=1,
+            adopted=0,
+            failed=0,
+            unknown=0,
+            orphans=(),
+            orphans_checked=True,
+            rounds=0,
+        ),
+        results={},
+        listed=[],
+        server_users=[],
+        stats={},
+        elapsed=0.0,
+        logins={"smtp10001": "login refused: 535 5.7.8 Authentication credentials invalid"}
+        | {"smtp10002": None},
+        senders=[],
+    )
+    assert _demo._smtp_problems(outcome) == [
+        "smtp10001 cannot log in and send: login refused: 535 5.7.8 Authentication credentials "
+        "invalid",
+        "0 messages arrived from smtp10002 (expected one)",
     ]

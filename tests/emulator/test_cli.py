@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 
@@ -53,6 +54,51 @@ def test_demo_account_by_default_and_exits_0_on_sigint(
     assert proc.returncode == 0, err
 
 
+def test_smtp_port_0_serves_smtp_and_prints_the_port_and_ca(launch: Launch) -> None:
+    """--smtp-port 0 picks a free port and prints it with the CA file to trust; a user made
+    through the API logs in there over STARTTLS; the CA file goes at exit."""
+    import re
+    import smtplib
+    import ssl
+
+    proc = launch(["emulator", "--port", "0", "--smtp-port", "0", "--log-level", "warning"])
+    banner = read_until(proc, "Ctrl+C")
+    match = re.search(r"SMTP:\s+127\.0\.0\.1:(\d+) \(STARTTLS.*CA certificate: (\S+)\)", banner)
+    assert match, banner
+    port, ca_file = int(match[1]), match[2]
+    created = httpx.post(
+        base_url_of(banner) + "settings/addSmtp",
+        json={"owner_id": "demo", "token": "demo-token", "total_limit": 5, "hourly_limit": 1},
+    ).json()
+    with smtplib.SMTP("127.0.0.1", port, timeout=10) as smtp:
+        smtp.starttls(context=ssl.create_default_context(cafile=ca_file))
+        assert smtp.login(created["smtp_user_name"], created["smtp_password"])[0] == 235
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=15)
+    assert proc.returncode == 0, err
+    assert created["smtp_password"].encode() not in out + err
+    assert not os.path.exists(ca_file)
+
+
+def test_error_readings_are_flags(launch: Launch) -> None:
+    """--error-status http --error-kind-field type: a 401 whose kind is under "type"."""
+    proc = launch(
+        [
+            *("emulator", "--port", "0", "--log-level", "warning"),
+            *("--error-status", "http", "--error-kind-field", "type"),
+        ]
+    )
+    banner = read_until(proc, "Ctrl+C")
+    assert "errors:     HTTP status by kind, kind in 'type'" in banner
+    response = httpx.post(
+        base_url_of(banner) + "settings/listSmtp", json={"owner_id": "demo", "token": "wrong"}
+    )
+    assert (response.status_code, response.json()["type"]) == (401, "AuthenticationError")
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=15)
+    assert proc.returncode == 0, err
+
+
 def test_a_busy_port_exits_1_with_a_message(launch: Launch) -> None:
     """When the port is taken, the command says so and exits 1."""
     from sarv_async.testing import Emulator
@@ -74,6 +120,9 @@ def test_a_busy_port_exits_1_with_a_message(launch: Launch) -> None:
         ["emulator", "--fault-rate", "2"],
         ["emulator", "--latency-ms", "-1"],
         ["emulator", "--port", "99999"],
+        ["emulator", "--smtp-port", "70000"],
+        ["emulator", "--error-status", "201"],
+        ["emulator", "--error-kind-field", "kind"],
         ["nonsense"],
     ],
 )

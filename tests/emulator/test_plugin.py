@@ -112,6 +112,62 @@ def test_the_fixture_serves_a_test_configured_by_the_marker(tmp_path: Path) -> N
     assert "2 passed" in result.stdout
 
 
+def test_the_fixture_serves_smtp_and_takes_indirect_parameters(tmp_path: Path) -> None:
+    """``@pytest.mark.sarv_emulator(smtp=True)`` exposes the SMTP side; an indirect parameter
+    (a dict of options) adds to the marker's, one emulator per set; no warning escapes."""
+    (tmp_path / "test_user.py").write_text(
+        textwrap.dedent(
+            """
+            import smtplib
+
+            import httpx
+            import pytest
+
+            @pytest.mark.sarv_emulator(smtp=True)
+            def test_smtp(sarv_emulator):
+                url = sarv_emulator.base_url + "settings/addSmtp"
+                body = {"owner_id": "demo", "token": "demo-token",
+                        "total_limit": 5, "hourly_limit": 5}
+                creds = httpx.post(url, json=body).json()
+                with smtplib.SMTP(*sarv_emulator.smtp_address) as smtp:
+                    smtp.starttls(context=sarv_emulator.smtp_ssl_context())
+                    smtp.login(creds["smtp_user_name"], creds["smtp_password"])
+                    smtp.sendmail("a@example.com", ["b@example.org"], b"Subject: x\\r\\n\\r\\nx")
+                [message] = sarv_emulator.messages()
+                assert message.smtp_user_name == creds["smtp_user_name"]
+
+            @pytest.mark.sarv_emulator(accounts={"me": "my-token"})
+            @pytest.mark.parametrize(
+                "sarv_emulator",
+                [{"error_status": "http"}, {"error_kind_field": "type"}],
+                indirect=True,
+            )
+            def test_readings(sarv_emulator):
+                assert sarv_emulator.accounts == {"me": "my-token"}
+                url = sarv_emulator.base_url + "settings/listSmtp"
+                answer = httpx.post(url, json={"owner_id": "me", "token": "wrong"})
+                http = sarv_emulator.error_status == "http"
+                key = "name" if http else "type"
+                assert answer.status_code == (401 if http else 200)
+                assert answer.json()[key] == "AuthenticationError"
+            """
+        )
+    )
+    result = subprocess.run(  # noqa: S603 - this interpreter, fixed arguments
+        [
+            *(sys.executable, "-m", "pytest", "-p", "sarv_async.testing.pytest_plugin"),
+            *("-p", "no:cacheprovider", "--strict-markers", "-W", "error", "-q", str(tmp_path)),
+        ],
+        cwd=tmp_path,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "3 passed" in result.stdout
+
+
 def test_the_plugin_is_disabled_by_the_name_of_its_fixture(tmp_path: Path) -> None:
     """``-p no:sarv_emulator`` (the name users see) turns the installed plugin off."""
     (tmp_path / "test_user.py").write_text("def test_uses(sarv_emulator):\n    pass\n")

@@ -186,7 +186,7 @@ def test_a_429_met_by_one_process_holds_back_the_others(
 @BACKENDS
 def test_killing_redis_mid_run_then_restarting_it(
     launch: Launch,
-    redis_server: RedisServer,
+    volatile_redis_server: RedisServer,
     workers: list[subprocess.Popen[bytes]],
     backend: str,
     tmp_path: Path,
@@ -200,7 +200,7 @@ def test_killing_redis_mid_run_then_restarting_it(
         workers,
         4,
         base_url=base_url,
-        redis_url=redis_server.url,
+        redis_url=volatile_redis_server.url,
         rate_limit=f"{rate};1000/hour",
         calls=20,
         max_retries=5,
@@ -209,10 +209,10 @@ def test_killing_redis_mid_run_then_restarting_it(
         log_dir=str(tmp_path),
     )
     deadline = time.monotonic() + 30
-    while len(grants(redis_server, base_url, 3600)) < 6:
+    while len(grants(volatile_redis_server, base_url, 3600)) < 6:
         assert time.monotonic() < deadline, "the workers did not get going"
         time.sleep(0.02)
-    redis_server.kill()
+    volatile_redis_server.kill()
     # Down until every worker has met the outage (a worker queued behind the others may
     # wait longer than one window's span before it asks Redis again).
     deadline = time.monotonic() + 30
@@ -223,7 +223,7 @@ def test_killing_redis_mid_run_then_restarting_it(
             report = [(proc.returncode, proc.communicate()) for proc in procs]
             raise AssertionError(f"not every worker met the outage (code, output): {report}")
         time.sleep(0.05)
-    redis_server.start()  # empty: no persistence
+    volatile_redis_server.start()  # empty: no persistence
     done = results(procs)
 
     assert [r["errors"] for r, _ in done] == [[]] * 4
@@ -235,4 +235,4 @@ def test_killing_redis_mid_run_then_restarting_it(
         assert "pacing this process alone at" in warnings[0]
         assert result["shared"], "this worker never went back to Redis"
     # What was sent after the restart is on record in the new Redis.
-    assert grants(redis_server, base_url, 3600)
+    assert grants(volatile_redis_server, base_url, 3600)

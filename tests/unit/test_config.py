@@ -152,11 +152,30 @@ def test_bad_options_name_their_field(kwargs: dict[str, object], field: str) -> 
     assert info.value.field == field
 
 
-def test_owner_id_must_be_a_string() -> None:
-    """A non-string owner_id is refused by name."""
+@pytest.mark.parametrize("owner_id", [4.2, b"42", ["42"], True])
+def test_owner_id_must_be_a_string_or_an_integer(owner_id: object) -> None:
+    """An owner_id that is neither a string nor an integer is refused by name."""
     with pytest.raises(ValidationError) as info:
-        AsyncSarvClient(42, "t", app_domain="x.example")  # type: ignore[arg-type]
+        AsyncSarvClient(owner_id, "t", app_domain="x.example")  # type: ignore[arg-type]
     assert info.value.field == "owner_id"
+
+
+@pytest.mark.parametrize("owner_id", [0, -12345])
+def test_an_integer_owner_id_must_be_positive(owner_id: int) -> None:
+    """An integer owner_id names an account only when positive; refused before any call."""
+    with pytest.raises(ValidationError, match="owner_id must be a positive") as info:
+        AsyncSarvClient(owner_id, "t", app_domain="x.example")
+    assert info.value.field == "owner_id"
+
+
+def test_an_integer_owner_id_is_held_as_its_digits() -> None:
+    """AsyncSarvClient(12345, ...) names the account that "12345" names (the official
+    clients hold the id as a number)."""
+    for client in (
+        AsyncSarvClient(12345, "t", app_domain="x.example"),
+        AsyncSendCleanClient(owner_id=12345, token="t"),
+    ):
+        assert client.owner_id == "12345"
 
 
 def test_timeout_accepts_seconds_or_httpx_timeout() -> None:

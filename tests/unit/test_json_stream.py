@@ -169,3 +169,28 @@ def test_a_value_in_many_chunks_is_decoded_a_few_times_not_once_per_chunk(
     reader.close()
     assert runs < 50  # 1,000 chunks
     assert reader.fields["message"] == "x" * 1_000_000
+
+
+def test_a_value_whole_within_the_held_bound_is_read() -> None:
+    """A value of almost MAX_HELD characters is read, however its chunks fell."""
+    name = "x" * (_json_stream.MAX_HELD - 100)
+    body = json.dumps({KEY: [{"n": name}], "message": "ok"}).encode()
+    items, reader = stream(body, list(range(0, len(body), 4096)))
+    assert items == [{"n": name}]
+    assert reader.fields == {"message": "ok"}
+
+
+def test_a_value_that_never_ends_is_refused_once_past_the_held_bound() -> None:
+    """An endless item is refused after MAX_HELD characters held, not read until memory ends."""
+    reader = ItemStream(KEY)
+    reader.feed(b'{"smtp_list":[{"n":"')
+    fed = 0
+    refused: ValueError | None = None
+    while refused is None and fed < 4 * _json_stream.MAX_HELD:
+        fed += 65536
+        try:
+            reader.feed(b"x" * 65536)
+        except ValueError as exc:
+            refused = exc
+    assert str(refused) == "a value not whole after 1,048,576 characters"
+    assert _json_stream.MAX_HELD <= fed < _json_stream.MAX_HELD + 65536

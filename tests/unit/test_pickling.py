@@ -18,6 +18,7 @@ from sarv_async import (
     CreateSmtpUserRequest,
     GeneralError,
     LedgerError,
+    LedgerLostError,
     OutcomeUnknownError,
     RateLimitError,
     SarvError,
@@ -46,6 +47,7 @@ EXAMPLES: list[SarvError] = [
     OutcomeUnknownError("maybe", request=REQUEST),
     OutcomeUnknownError("maybe", request=REQUEST, idempotency_key="tenant-42"),
     LedgerError("the ledger lost idempotency key 'tenant-42'"),
+    LedgerLostError("the ledger /var/lib/sarv/ledger.sqlite3 was deleted while in use"),
     StoreUnavailableError("Redis at 127.0.0.1:6379 did not answer within 0.5 s"),
 ]
 
