@@ -14,7 +14,7 @@ Printed: medians, the spread (25th-75th percentile) and the per-round ratio to
 pytest: ``python -m pytest`` runs one trivial test of a temporary project that knows
 nothing of sarv-async. Wall and CPU time of the whole run, interleaved: with no plugin at all
 (``PYTEST_DISABLE_PLUGIN_AUTOLOAD=1``) versus only this package's plugin (``-p``), and
-with every installed plugin versus all but this one (``-p no:sarv_async``). The plugin's
+with every installed plugin versus all but this one (``-p no:sarv_emulator``). The plugin's
 cost is the per-round difference.
 
 ``--source-of-before DIR`` adds the same rows for a source tree of another version of
@@ -147,7 +147,7 @@ def pytest_startup(rounds: int, before: str | None) -> None:
             runs = {
                 "no plugin": ([], bare),
                 "only the sarv_async plugin": (["-p", "sarv_async.testing.pytest_plugin"], bare),
-                "installed plugins but sarv_async": (["-p", "no:sarv_async"], every),
+                "installed plugins but sarv_emulator": (["-p", "no:sarv_emulator"], every),
                 "installed plugins": ([], every),
             }
             for name, (args, env) in runs.items():
@@ -164,7 +164,7 @@ def pytest_startup(rounds: int, before: str | None) -> None:
         for label in sources:
             for run, base in (
                 ("only the sarv_async plugin" + label, "no plugin"),
-                ("installed plugins" + label, "installed plugins but sarv_async" + label),
+                ("installed plugins" + label, "installed plugins but sarv_emulator" + label),
             ):
                 diffs = [
                     a[clock] - b[clock] for a, b in zip(results[run], results[base], strict=True)

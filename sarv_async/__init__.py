@@ -36,8 +36,13 @@ if typing.TYPE_CHECKING:
     from ._client import AsyncSendCleanClient as AsyncSendCleanClient
     from ._client import ClientState as ClientState
     from ._config import InsecureHTTPWarning as InsecureHTTPWarning
+    from ._ledger import Begin as Begin
+    from ._ledger import Claim as Claim
+    from ._ledger import Decision as Decision
+    from ._ledger import EntryState as EntryState
     from ._ledger import Ledger as Ledger
     from ._ledger import LedgerEntry as LedgerEntry
+    from ._ledger_memory import MemoryLedger as MemoryLedger
     from ._ledger_redis import RedisLedger as RedisLedger
     from ._ledger_sqlite import SqliteLedger as SqliteLedger
     from ._limiter import RateLimiter as RateLimiter
@@ -48,11 +53,14 @@ if typing.TYPE_CHECKING:
     from ._models import SmtpUserList as SmtpUserList
     from ._models import SmtpUserStatus as SmtpUserStatus
     from ._models import UpdateSmtpUserResponse as UpdateSmtpUserResponse
+    from ._provision import AnyProvisionResult as AnyProvisionResult
     from ._provision import NotProvisioned as NotProvisioned
+    from ._provision import ProgressCallback as ProgressCallback
     from ._provision import Provisioned as Provisioned
     from ._provision import Provisioning as Provisioning
     from ._provision import ProvisionOutcome as ProvisionOutcome
     from ._provision import ProvisionResult as ProvisionResult
+    from ._provision import ProvisionSpec as ProvisionSpec
     from ._provision import ProvisionSummary as ProvisionSummary
     from ._rate_spec import RateWindow as RateWindow
     from ._rate_spec import parse_rate_limit as parse_rate_limit
@@ -63,17 +71,26 @@ if typing.TYPE_CHECKING:
     from ._requests import UpdateSmtpUserRequest as UpdateSmtpUserRequest
     from ._resources import SmtpUsers as SmtpUsers
     from ._retry import Backoff as Backoff
+    from ._sync import SarvClient as SarvClient
+    from ._sync import SendCleanClient as SendCleanClient
+    from ._sync import SyncProvisioning as SyncProvisioning
+    from ._sync import SyncSmtpUsers as SyncSmtpUsers
 
 __all__ = [
     "APIConnectionError",
     "APIError",
     "APITimeoutError",
+    "AnyProvisionResult",
     "AsyncSarvClient",
     "AsyncSendCleanClient",
     "AuthenticationError",
     "Backoff",
+    "Begin",
+    "Claim",
     "ClientState",
     "CreateSmtpUserRequest",
+    "Decision",
+    "EntryState",
     "GeneralError",
     "InsecureHTTPWarning",
     "Ledger",
@@ -81,10 +98,13 @@ __all__ = [
     "LedgerError",
     "LedgerLostError",
     "ListSmtpUsersRequest",
+    "MemoryLedger",
     "NotProvisioned",
     "OutcomeUnknownError",
+    "ProgressCallback",
     "ProvisionOutcome",
     "ProvisionResult",
+    "ProvisionSpec",
     "ProvisionSummary",
     "Provisioned",
     "Provisioning",
@@ -94,8 +114,10 @@ __all__ = [
     "RedisLedger",
     "RedisRateLimiter",
     "ResetSmtpPasswordRequest",
+    "SarvClient",
     "SarvError",
     "SarvRequest",
+    "SendCleanClient",
     "SlidingWindowLimiter",
     "SmtpCredentials",
     "SmtpUser",
@@ -104,6 +126,8 @@ __all__ = [
     "SmtpUsers",
     "SqliteLedger",
     "StoreUnavailableError",
+    "SyncProvisioning",
+    "SyncSmtpUsers",
     "UnexpectedResponseError",
     "UpdateSmtpUserRequest",
     "UpdateSmtpUserResponse",
@@ -120,6 +144,11 @@ _LAZY: dict[str, str] = {
     "InsecureHTTPWarning": "._config",
     "Ledger": "._ledger",
     "LedgerEntry": "._ledger",
+    "Begin": "._ledger",
+    "Claim": "._ledger",
+    "Decision": "._ledger",
+    "EntryState": "._ledger",
+    "MemoryLedger": "._ledger_memory",
     "SqliteLedger": "._ledger_sqlite",
     "RedisLedger": "._ledger_redis",
     "RedisRateLimiter": "._limiter_redis",
@@ -131,6 +160,9 @@ _LAZY: dict[str, str] = {
     "SmtpUserStatus": "._models",
     "UpdateSmtpUserResponse": "._models",
     "NotProvisioned": "._provision",
+    "AnyProvisionResult": "._provision",
+    "ProgressCallback": "._provision",
+    "ProvisionSpec": "._provision",
     "Provisioned": "._provision",
     "Provisioning": "._provision",
     "ProvisionOutcome": "._provision",
@@ -145,6 +177,10 @@ _LAZY: dict[str, str] = {
     "UpdateSmtpUserRequest": "._requests",
     "SmtpUsers": "._resources",
     "Backoff": "._retry",
+    "SarvClient": "._sync",
+    "SendCleanClient": "._sync",
+    "SyncProvisioning": "._sync",
+    "SyncSmtpUsers": "._sync",
 }
 
 

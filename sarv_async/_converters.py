@@ -152,6 +152,8 @@ def _make_converter(*, fast: bool = True) -> cattrs.Converter:
         # An account with no users may come back as null, or (PHP) as an empty object.
         if isinstance(value, dict):
             users = value.get("smtp_list")
+            if "smtp_list" not in value:
+                _no_users_elsewhere(value)
             if users is None:
                 value = {**value, "smtp_list": []}
             elif isinstance(users, dict):
@@ -160,6 +162,24 @@ def _make_converter(*, fast: bool = True) -> cattrs.Converter:
 
     converter.register_structure_hook(SmtpUserList, structure_list)
     return converter
+
+
+class _WrongShape(ValueError):
+    """The answer has another shape than the documented one; the message says which."""
+
+
+def _no_users_elsewhere(answer: dict[str, Any]) -> None:
+    """Refuse a list answer whose users (an array, an object) are under another key.
+
+    Without ``smtp_list`` the account has no users, unless the users are elsewhere: then
+    ``[]`` would be a wrong answer, not an empty one.
+    """
+    for key, item in answer.items():
+        if isinstance(item, (list, dict)):
+            raise _WrongShape(
+                f"no 'smtp_list', but {'an array' if isinstance(item, list) else 'an object'} "
+                f"under {server_text(repr(key))}"
+            )
 
 
 def _fast_first(
@@ -243,7 +263,7 @@ def structure_response(
         messages = (
             cattrs.transform_error(exc, path="$")
             if isinstance(exc, (cattrs.ClassValidationError, cattrs.IterableValidationError))
-            else [f"{type(exc).__name__} @ $"]
+            else [str(exc) if isinstance(exc, _WrongShape) else f"{type(exc).__name__} @ $"]
         )
     del data
     raise UnexpectedResponseError(

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol, TypeVar
@@ -116,7 +117,7 @@ class Pipeline:
         self._not_found_hint = (
             None
             if "/v1.0/" in base_url.path
-            else f"the base URL {base_url} lacks the API version: try {base_url.join('v1.0/')}"
+            else f"the base URL {base_url} lacks the API version: try {_with_v1(base_url)}"
         )
         self._fixed_bodies: dict[type[SarvRequest[Any]], _RequestBody] = {}
 
@@ -318,7 +319,7 @@ class Pipeline:
             )
         if status == 404 and self._not_found_hint is not None:
             raise ValidationError(
-                f"POST {request.path} answered HTTP 404: {self._not_found_hint}",
+                f"POST {request.path} was not found: {self._not_found_hint}",
                 field="base_url",
                 status_code=status,
             )
@@ -545,3 +546,15 @@ def _short(value: object) -> str:
     if isinstance(value, (str, int, float, type(None))):
         return repr(value)[:40]
     return "of another type"
+
+
+def _with_v1(base_url: httpx.URL) -> httpx.URL:
+    """``base_url`` with the API's version: its version segment (``v2``) replaced, else added."""
+    head, _, last = base_url.path.rstrip("/").rpartition("/")
+    if re.fullmatch(r"v\d+(\.\d+)*", last):
+        return base_url.copy_with(path=f"{head}/v1.0/")
+    return (
+        base_url.join("v1.0/")
+        if base_url.path.endswith("/")
+        else base_url.join(base_url.path + "/v1.0/")
+    )

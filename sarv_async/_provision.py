@@ -82,9 +82,11 @@ __all__ = [
 #: A spec: a `CreateSmtpUserRequest`, or a mapping with ``total_limit`` and ``hourly_limit``
 #: (and optionally ``key``, its idempotency key, and ``fingerprint``, a digest of what else
 #: it stands for: the same key with another fingerprint is refused).
-ProvisionSpec: TypeAlias = "CreateSmtpUserRequest | Mapping[str, Any]"
+ProvisionSpec: TypeAlias = CreateSmtpUserRequest | Mapping[str, Any]
+"""A spec: a `CreateSmtpUserRequest`, or a mapping with ``total_limit`` and ``hourly_limit``."""
 #: Called as ``progress(done, failed, total)`` after each result; ``total`` is None if unknown.
 ProgressCallback: TypeAlias = Callable[[int, int, "int | None"], None]
+"""Called as ``progress(done, failed, total)`` after each result; ``total`` None if unknown."""
 
 #: Reconciling lists tried in a row, once every create has ended, before giving up.
 _LIST_TRIES = 3
@@ -163,6 +165,7 @@ class NotProvisioned(ProvisionResult):
 
 #: What a run yields: ``if result.ok:`` narrows it to `Provisioned`.
 AnyProvisionResult: TypeAlias = Provisioned | NotProvisioned
+"""What a run yields: ``if result.ok:`` narrows it to `Provisioned`."""
 
 
 @attrs.frozen

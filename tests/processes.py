@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-import sarv_async
-
 __all__ = ["Launch", "base_url_of", "child_env", "launch", "read_until"]
 
-PROJECT_ROOT = Path(sarv_async.__file__).resolve().parents[1]
+#: The checkout (not where sarv_async was imported from: a nox session installs it), so
+#: children can import ``tests``.
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 Launch = Callable[[Sequence[str]], "subprocess.Popen[bytes]"]
 

@@ -68,3 +68,19 @@ def errors(error: sarv_async.SarvError) -> None:
         assert_type(error.retry_after, float | None)
     if isinstance(error, sarv_async.APIError):
         assert_type(error.status_code, int | None)
+
+
+def sync_calls() -> None:
+    with sarv_async.SendCleanClient("o", "t") as client:
+        assert_type(client, sarv_async.SendCleanClient)
+        assert_type(client.with_options(max_retries=0), sarv_async.SendCleanClient)
+        assert_type(client.smtp_users.create(total_limit=1, hourly_limit=1), SmtpCredentials)
+        assert_type(client.smtp_users.list(), list[SmtpUser])
+        assert_type(client.smtp_users.update("smtp1", status="Enable"), UpdateSmtpUserResponse)
+        assert_type(client.send(ListSmtpUsersRequest()), SmtpUserList)
+        run = client.smtp_users.provision([{"total_limit": 1, "hourly_limit": 1}])
+        for result in run:
+            assert_type(result, sarv_async.AnyProvisionResult)
+            if result.ok:
+                assert_type(result.credentials, SmtpCredentials)
+        assert_type(run.summary, ProvisionSummary)

@@ -7,6 +7,7 @@ tables are plain columns and the progress display is a one-line counter.
 
 from __future__ import annotations
 
+import datetime
 import functools
 import importlib.util
 import json
@@ -25,6 +26,7 @@ from .._exceptions import (
     ValidationError,
 )
 from .._provision import ProgressCallback
+from ._moving_rate import MovingRate
 
 __all__ = [
     "EXIT_BROKEN_PIPE",
@@ -134,6 +136,8 @@ def describe_error(exc: SarvError) -> str:
         return f"cannot reach the API: {exc}"
     if isinstance(exc, APIError) and exc.status_code is None:
         return exc.message  # raised locally, before anything was sent
+    if isinstance(exc, ValidationError) and exc.field == "base_url":
+        return f"{exc.message} (HTTP {exc.status_code})"  # a wrong URL, not a wrong argument
     return str(exc)
 
 
@@ -227,16 +231,24 @@ def _rich_progress(label: str, total: int) -> Iterator[ProgressCallback]:
         Task,
         TextColumn,
         TimeElapsedColumn,
-        TimeRemainingColumn,
     )
     from rich.text import Text
 
+    rate = MovingRate()
+
     class RateColumn(ProgressColumn):
-        """Results per second."""
+        """Results per second, over the last minute."""
 
         def render(self, task: Task) -> Text:
-            speed = task.finished_speed or task.speed
-            return Text("-/s" if speed is None else f"{speed:.1f}/s", style="progress.data.speed")
+            return Text(_per_second(rate), style="progress.data.speed")
+
+    class EtaColumn(ProgressColumn):
+        """Time left at that rate."""
+
+        def render(self, task: Task) -> Text:
+            left = rate.seconds_left(int(task.remaining or 0))
+            text = "-:--:--" if left is None else str(datetime.timedelta(seconds=round(left)))
+            return Text(text, style="progress.remaining")
 
     progress = Progress(
         TextColumn("[bold]{task.description}"),
@@ -246,12 +258,13 @@ def _rich_progress(label: str, total: int) -> Iterator[ProgressCallback]:
         RateColumn(),
         TimeElapsedColumn(),
         TextColumn("ETA"),
-        TimeRemainingColumn(),
+        EtaColumn(),
         console=Console(file=sys.stderr),
     )
     task = progress.add_task(label, total=total, failed=0)
 
     def update(done: int, failed: int, total: int | None) -> None:
+        rate.add(done)
         progress.update(task, completed=done, failed=failed)
 
     progress.start()
@@ -261,18 +274,20 @@ def _rich_progress(label: str, total: int) -> Iterator[ProgressCallback]:
 
 @contextmanager
 def _plain_progress(label: str, total: int) -> Iterator[ProgressCallback]:
-    started = time.monotonic()
+    rate = MovingRate()
     drawn = [0.0]
 
     def update(done: int, failed: int, total_: int | None) -> None:
+        rate.add(done)
         now = time.monotonic()
         if done < total and now - drawn[0] < 0.1:
             return
         drawn[0] = now
-        elapsed = now - started
-        rate = done / elapsed if elapsed > 0 else 0.0
-        eta = f"{(total - done) / rate:.0f}s" if rate > 0 else "?"
-        sys.stderr.write(f"\r{label}: {done}/{total} ({failed} failed)  {rate:.1f}/s  ETA {eta}   ")
+        left = rate.seconds_left(total - done)
+        eta = "?" if left is None else f"{left:.0f}s"
+        sys.stderr.write(
+            f"\r{label}: {done}/{total} ({failed} failed)  {_per_second(rate)}  ETA {eta}   "
+        )
         sys.stderr.flush()
 
     def end() -> None:
@@ -281,6 +296,11 @@ def _plain_progress(label: str, total: int) -> Iterator[ProgressCallback]:
 
     with _on_screen_until_ended(end):
         yield update
+
+
+def _per_second(rate: MovingRate) -> str:
+    value = rate.per_second()
+    return "-/s" if value is None else f"{value:.1f}/s"
 
 
 @contextmanager

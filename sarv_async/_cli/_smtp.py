@@ -14,9 +14,16 @@ from typing import Any, TypeAlias, TypeVar
 import anyio
 
 from .._client import AsyncSarvClient
-from .._exceptions import APIConnectionError, GeneralError, UnexpectedResponseError
+from .._exceptions import (
+    APIConnectionError,
+    GeneralError,
+    OutcomeUnknownError,
+    SarvError,
+    UnexpectedResponseError,
+)
 from .._models import SmtpCredentials, SmtpUser
 from .._provision import DEFAULT_SETTLE_DELAY
+from .._requests import ListSmtpUsersRequest
 from ._files import CredentialsFile, check_output_path
 from ._options import (
     ClientConfig,
@@ -29,8 +36,10 @@ from ._output import (
     EXIT_OUTCOME_UNKNOWN,
     EXIT_USAGE,
     CliError,
+    describe_error,
     echo,
     echo_json,
+    exit_status,
     print_table,
     print_warning,
 )
@@ -159,15 +168,46 @@ def _output_options(parser: argparse.ArgumentParser, *, what: str, out: bool = F
 
 
 def _call(
-    config: ClientConfig, call: Callable[[AsyncSarvClient], Awaitable[T]], **options: Any
+    config: ClientConfig,
+    call: Callable[[AsyncSarvClient], Awaitable[T]],
+    *,
+    command: str | None = None,
+    **options: Any,
 ) -> T:
-    """Open a client, make ``call`` with it, close it; all in a fresh event loop."""
+    """Open a client, make ``call`` with it, close it; all in a fresh event loop.
+
+    An SDK error becomes a `CliError` that says where the API was and, for ``command``
+    ``"create"``, that nothing was created when the list before it failed.
+    """
 
     async def main() -> T:
         async with config.client(**options) as client:
-            return await call(client)
+            try:
+                return await call(client)
+            except SarvError as exc:
+                error = _explained(exc, client.base_url, command)
+        raise error
 
     return anyio.run(main)
+
+
+def _explained(exc: SarvError, base_url: object, command: str | None) -> CliError:
+    """``exc`` as one line for the terminal, each fact once, with its exit status."""
+    message = (
+        f"cannot reach the API at {base_url}: {exc}"
+        if isinstance(exc, APIConnectionError)
+        else describe_error(exc)
+    )
+    if (
+        command == "create"
+        and not isinstance(exc, OutcomeUnknownError)
+        and f"POST {ListSmtpUsersRequest.path}" in str(exc)
+    ):
+        message += (
+            "; nothing was created: 'smtp create' lists the account first, to record "
+            "the create in the ledger, and that list failed"
+        )
+    return CliError(message, exit_code=exit_status(exc))
 
 
 # -- list ------------------------------------------------------------------------------
@@ -222,10 +262,19 @@ def _run_create(args: argparse.Namespace) -> int:
         )
 
     # Recorded in the ledger like every create, so that no run's reconciliation adopts it.
-    return _credentials_command(args, create, "created SMTP user", with_ledger=True)
+    return _credentials_command(
+        args, create, "created SMTP user", with_ledger=True, command="create"
+    )
 
 
 def _run_reset_password(args: argparse.Namespace) -> int:
+    if args.out is None and not args.show_secrets:
+        # The old password stops working: a new one nobody sees would lock the user out.
+        raise _usage(
+            "reset-password replaces the password: pass --out FILE to write the new one "
+            "to a new file only you can read, or --show-secrets to print it; nothing was sent"
+        )
+
     async def reset(client: AsyncSarvClient) -> SmtpCredentials:
         try:
             return await client.smtp_users.reset_password(args.name)
@@ -247,6 +296,7 @@ def _credentials_command(
     done: str,
     *,
     with_ledger: bool = False,
+    command: str | None = None,
 ) -> int:
     """Make a call that answers a password; show or save it as the options say."""
     if args.out is not None:
@@ -264,7 +314,7 @@ def _credentials_command(
         else None
     )
     with out if out is not None else nullcontext():
-        creds = _call(config, call, **options)
+        creds = _call(config, call, command=command, **options)
         if out is not None:
             out.write_row([creds.smtp_user_name, creds.smtp_password])
     if args.json:

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     import uvicorn
 
     from .._client import AsyncSarvClient
+    from .._sync import SarvClient
     from ._smtp import SmtpServer
 
 __all__ = ["Emulator"]
@@ -460,3 +461,11 @@ class Emulator:
         owner = self._owner(owner_id)
         kwargs.setdefault("rate_limit", self.rate_limit)
         return AsyncSarvClient(owner, self._accounts[owner], base_url=self.base_url, **kwargs)
+
+    def sync_client(self, owner_id: str | None = None, **kwargs: Any) -> SarvClient:
+        """A blocking `SarvClient` for an account here, as `client` makes the async one."""
+        from .. import SarvClient
+
+        owner = self._owner(owner_id)
+        kwargs.setdefault("rate_limit", self.rate_limit)
+        return SarvClient(owner, self._accounts[owner], base_url=self.base_url, **kwargs)

@@ -200,6 +200,42 @@ def test_connection_failure_is_one_line(
     _assert_one_error_line(run.err, "cannot reach the API")
 
 
+def test_a_create_that_cannot_reach_the_api_says_what_was_run(
+    cli: Cli, account_env: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The error names the create, says the account is listed first and nothing was created."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    monkeypatch.setenv("SARV_BASE_URL", f"http://127.0.0.1:{port}/v1.0/")
+    run = cli("smtp", "create", "--total-limit", "1", "--hourly-limit", "1")
+    assert run.code == 1
+    _assert_one_error_line(
+        run.err,
+        "cannot reach the API",
+        f"http://127.0.0.1:{port}/v1.0/",
+        "smtp create",
+        "lists the account first",
+        "nothing was created",
+    )
+
+
+@pytest.mark.parametrize(
+    ("path", "suggested"),
+    [("/", "/v1.0/"), ("/v2.0/", "/v1.0/"), ("/api/v2/", "/api/v1.0/"), ("/api/", "/api/v1.0/")],
+)
+def test_a_base_url_without_v1_suggests_a_correct_one_once(
+    cli: Cli, account_env: Emulator, path: str, suggested: str
+) -> None:
+    """A 404 from a base URL without /v1.0/ suggests one with it; each fact is said once."""
+    run = cli("smtp", "list", "--base-url", account_env.url + path)
+    assert run.code == 2
+    _assert_one_error_line(run.err, f"try {account_env.url}{suggested}")
+    assert run.err.count("404") == 1, run.err
+    assert "v1.0/v1.0" not in run.err
+    assert "/v2.0/v1.0" not in run.err
+
+
 def test_plain_http_to_another_host_is_refused(cli: Cli, account_env: Emulator) -> None:
     """A plain http:// URL on another host is refused before anything is sent."""
     run = cli("smtp", "list", "--base-url", "http://api.example.com/v1.0/")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import sys
 
 import pytest
@@ -106,3 +107,58 @@ def test_rich_table_on_a_terminal_folds_instead_of_cutting(
     assert "…" not in text
     assert "abcd" in text
     assert "efgh" in text
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_rate_ignores_the_first_burst() -> None:
+    """60 results in the first moment, then one a second: no rate at first, then the pace."""
+    from sarv_async._cli._moving_rate import MovingRate
+
+    clock = _Clock()
+    rate = MovingRate(window=60, min_span=3, clock=clock)
+    clock.now += 0.005
+    rate.add(60)  # the burst the limiter lets through at once
+    assert rate.per_second() is None  # not 12,000/s
+    assert rate.seconds_left(940) is None
+    done = 60
+    for _ in range(120):  # then the account's pace: one a second
+        clock.now += 1
+        done += 1
+        rate.add(done)
+    assert rate.per_second() == pytest.approx(1.0)
+    assert rate.seconds_left(800) == pytest.approx(800)
+
+
+def test_progress_lines_show_the_moving_rate(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The plain counter's first rate during a burst is '-', not the burst's."""
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    monkeypatch.setattr(_output, "have_rich", lambda: False)
+    with _output.progress_display("provisioning", 1000) as progress:
+        progress(10, 0, 1000)
+        progress(1000, 0, 1000)  # the last line is always drawn
+    first, last = terminal.getvalue().split("\r")[1:3]
+    assert "-/s" in first
+    assert "ETA ?" in first
+    assert "-/s" in last
+
+
+def test_the_rich_bar_shows_the_moving_rate(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The bar's rate and ETA during a burst are unknown ('-'), not the burst's."""
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    with _output.progress_display("provisioning", 1000) as progress:
+        for done in range(1, 11):  # ten results at once
+            progress(done, 0, 1000)
+    text = terminal.getvalue()
+    assert "10/1000" in text
+    assert "-/s" in text
+    assert re.findall(r"[\d.]+/s", text) == []  # no frame shows the burst's rate
+    assert "-:--:--" in text

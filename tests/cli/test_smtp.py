@@ -237,16 +237,46 @@ def test_update_of_an_unknown_user_is_one_error_line(cli: Cli, account_env: Emul
     assert run.err.startswith("error: ValidationError")
 
 
-def test_reset_password_hides_then_shows_the_new_password(cli: Cli, account_env: Emulator) -> None:
-    """reset-password hides the new password unless --show-secrets is given."""
+@pytest.mark.parametrize("json_output", [False, True], ids=["text", "json"])
+def test_reset_password_that_would_hide_the_password_sends_nothing(
+    cli: Cli, account_env: Emulator, json_output: bool
+) -> None:
+    """Without --out or --show-secrets the new password would be lost: exit 2, nothing sent."""
+    [creds] = create_users(account_env, 1)
+    run = cli("smtp", "reset-password", creds.smtp_user_name, *(["--json"] if json_output else []))
+    assert run.code == 2
+    assert "--out" in run.err
+    assert "--show-secrets" in run.err
+    assert run.out == ""
+    assert account_env.stats()["requests"] == {"/v1.0/settings/addSmtp": 1}  # the user's
+    assert passwords(account_env)[creds.smtp_user_name] == creds.smtp_password
+
+
+def test_reset_password_shows_the_new_password_when_asked(cli: Cli, account_env: Emulator) -> None:
+    """reset-password --show-secrets prints the new password, and only it."""
     [creds] = create_users(account_env, 1)
     name = creds.smtp_user_name
-    hidden = cli("smtp", "reset-password", name)
-    assert hidden.code == 0
-    assert f"new password for SMTP user {name}" in hidden.out
-    assert_no_secret(hidden.text, [passwords(account_env)[name], creds.smtp_password, TOKEN])
     shown = cli("smtp", "reset-password", name, "--show-secrets")
+    assert shown.code == 0
+    assert f"new password for SMTP user {name}" in shown.out
     assert f"password: {passwords(account_env)[name]}" in shown.out
+    assert_no_secret(shown.text, [creds.smtp_password, TOKEN])
+
+
+def test_reset_password_json_with_out_names_the_file(
+    cli: Cli, account_env: Emulator, tmp_path: Path
+) -> None:
+    """--json --out: the JSON names the file, which holds the new password; stderr is quiet."""
+    [creds] = create_users(account_env, 1)
+    out = tmp_path / "reset.csv"
+    run = cli("smtp", "reset-password", creds.smtp_user_name, "--json", "--out", str(out))
+    assert (run.code, run.err) == (0, "")
+    assert json.loads(run.out) == {
+        "smtp_user_name": creds.smtp_user_name,
+        "credentials_file": str(out),
+    }
+    new = passwords(account_env)[creds.smtp_user_name]
+    assert out.read_text().splitlines()[1] == f"{creds.smtp_user_name},{new}"
 
 
 @posix_only

@@ -6,7 +6,8 @@ sample may use ``await``, ``async with`` and ``async for`` at top level: it is c
 with `ast.PyCF_ALLOW_TOP_LEVEL_AWAIT` and run under anyio, and for mypy its body is
 wrapped in an ``async def``. A sample that defines ``test_*`` functions is run by pytest; one marked
 ``<!-- docs-test: subprocess -->`` (it sets process-wide state such as logging or the
-tracer provider) runs in a fresh interpreter.
+tracer provider) runs in a fresh interpreter. A sample of tests right after an ```ini
+fence runs with that text as its ``pytest.ini``.
 """
 
 from __future__ import annotations
@@ -48,6 +49,9 @@ class Sample:
     run: bool
     #: Run in a fresh interpreter (the sample sets process-wide state: logging, tracing).
     isolated: bool = False
+    #: The ```ini block right before the sample, if any: a sample of tests runs with it
+    #: as its ``pytest.ini`` (and warnings as errors).
+    ini: str | None = None
 
     @property
     def id(self) -> str:
@@ -104,6 +108,7 @@ def parse_samples(source: str, text: str) -> list[Sample]:
     samples: list[Sample] = []
     lines = text.splitlines()
     number = 0
+    ini: str | None = None  # the text of an ```ini fence, for the fence right after it
     while number < len(lines):
         fence = _FENCE.match(lines[number])
         if fence is None:
@@ -117,6 +122,10 @@ def parse_samples(source: str, text: str) -> list[Sample]:
             body.append(lines[number].removeprefix(indent))
             number += 1
         number += 1  # the closing fence
+        before, ini = ini, None
+        if fence["lang"] == "ini":
+            ini = "\n".join(body) + "\n"
+            continue
         if fence["lang"] not in ("python", "py"):
             continue
         value = None
@@ -127,7 +136,14 @@ def parse_samples(source: str, text: str) -> list[Sample]:
                 raise ValueError(f"{source}:{start}: unknown docs-test marker {value!r}")
         code = "\n".join(body) + "\n"
         samples.append(
-            Sample(source, start + 2, code, run=value != "no-run", isolated=value == "subprocess")
+            Sample(
+                source,
+                start + 2,
+                code,
+                run=value != "no-run",
+                isolated=value == "subprocess",
+                ini=before,
+            )
         )
     return samples
 

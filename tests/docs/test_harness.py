@@ -44,6 +44,16 @@ def test_blocks_are_found_with_their_lines_and_markers() -> None:
     assert indented.is_async
 
 
+def test_an_ini_fence_configures_the_next_sample_only() -> None:
+    """An ```ini block is the pytest.ini of the python block right after it, of no other."""
+    page = (
+        "```ini\n[pytest]\nasyncio_mode = auto\n```\n\n```python\npass\n```\n```python\npass\n```\n"
+    )
+    configured, plain = parse_samples("docs/x.md", page)
+    assert configured.ini == "[pytest]\nasyncio_mode = auto\n"
+    assert plain.ini is None
+
+
 def test_the_subprocess_marker_isolates_a_sample() -> None:
     """``docs-test: subprocess``: run, in a fresh interpreter."""
     [sample] = parse_samples("docs/x.md", "<!-- docs-test: subprocess -->\n```python\npass\n```\n")

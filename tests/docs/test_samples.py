@@ -20,7 +20,7 @@ from typing import Any
 import anyio
 import pytest
 
-from sarv_async import AsyncSarvClient
+from sarv_async import AsyncSarvClient, SarvClient
 from sarv_async.testing import DEMO_OWNER_ID, DEMO_TOKEN, Emulator
 
 from ._samples import Sample, find_samples, mypy_files, sample_errors
@@ -67,9 +67,10 @@ def account(shared_emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> Emula
     monkeypatch.setenv("SARV_OWNER_ID", DEMO_OWNER_ID)
     monkeypatch.setenv("SARV_TOKEN", DEMO_TOKEN)
     monkeypatch.setenv("SARV_BASE_URL", shared_emulator.base_url)
-    defaults = AsyncSarvClient.__init__.__kwdefaults__
-    assert defaults is not None
-    monkeypatch.setitem(defaults, "rate_limit", None)
+    for client_class in (AsyncSarvClient, SarvClient):
+        defaults = client_class.__init__.__kwdefaults__
+        assert defaults is not None
+        monkeypatch.setitem(defaults, "rate_limit", None)
     return shared_emulator
 
 
@@ -151,7 +152,10 @@ def _run_in_subprocess(sample: Sample, directory: Path) -> None:
 
 def _run_with_pytest(sample: Sample, directory: Path) -> None:
     """Run a sample of test functions with a plain pytest, as a user would paste it."""
-    (directory / "pytest.ini").write_text("[pytest]\n", encoding="utf-8")
+    (directory / "pytest.ini").write_text(sample.ini or "[pytest]\n", encoding="utf-8")
+    # Warnings are errors, so a page's ini shown to silence one is proven to. A sample
+    # without an ini of its own runs as for a user without pytest-asyncio.
+    options = ["-W", "error"] if sample.ini else ["-p", "no:asyncio"]
     (directory / "test_sample.py").write_text(sample.code, encoding="utf-8")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SARV_", "SENDCLEAN_"))}
     result = subprocess.run(  # noqa: S603 - this interpreter, fixed arguments
@@ -162,6 +166,7 @@ def _run_with_pytest(sample: Sample, directory: Path) -> None:
             "-q",
             "-p",
             "no:cacheprovider",
+            *options,
             "-c",
             str(directory / "pytest.ini"),
             "--rootdir",

@@ -166,3 +166,24 @@ def test_the_fixture_serves_smtp_and_takes_indirect_parameters(tmp_path: Path) -
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "3 passed" in result.stdout
+
+
+def test_the_plugin_is_disabled_by_the_name_of_its_fixture(tmp_path: Path) -> None:
+    """``-p no:sarv_emulator`` (the name users see) turns the installed plugin off."""
+    (tmp_path / "test_user.py").write_text("def test_uses(sarv_emulator):\n    pass\n")
+    env = {k: v for k, v in _env().items() if k != "PYTEST_DISABLE_PLUGIN_AUTOLOAD"}
+
+    def run(*options: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(  # noqa: S603 - this interpreter, fixed arguments
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *options],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+
+    assert run().returncode == 0  # installed and on by default
+    off = run("-p", "no:sarv_emulator")
+    assert off.returncode != 0
+    assert "fixture 'sarv_emulator' not found" in off.stdout

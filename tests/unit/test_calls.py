@@ -169,6 +169,41 @@ async def test_list_of_no_users_is_an_empty_list(
         assert await client.smtp_users.list() == []
 
 
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"data": [{"smtp_user_name": "smtp1", "password": "pw"}]},
+        {"users": []},
+        {"data": {"smtp_list": []}},
+    ],
+    ids=["array-under-data", "empty-array-under-users", "object-under-data"],
+)
+@pytest.mark.parametrize("streamed", [False, True], ids=["list", "in-batches"])
+async def test_a_list_answer_without_smtp_list_but_another_array_is_unexpected(
+    fields: dict[str, object], streamed: bool, respx_mock: respx.MockRouter
+) -> None:
+    """Users under an unknown key are not "no users": UnexpectedResponseError names the key."""
+    from sarv_async import UnexpectedResponseError
+
+    respx_mock.post(f"{BASE_URL}settings/listSmtp").mock(return_value=success(**fields))
+    batches: list[list[SmtpUser]] = []
+
+    async def keep(users: list[SmtpUser]) -> None:
+        batches.append(users)
+
+    async with make_client(max_retries=0) as client:
+
+        async def read() -> None:
+            if streamed:
+                await client.smtp_users._list_in_batches(keep)
+            else:
+                await client.smtp_users.list()
+
+        with pytest.raises(UnexpectedResponseError, match=f"{next(iter(fields))!r}"):
+            await read()
+    assert batches == []
+
+
 async def test_send_takes_request_objects(respx_mock: respx.MockRouter) -> None:
     """client.send() takes a request object and returns its response type."""
     respx_mock.post(f"{BASE_URL}settings/listSmtp").mock(return_value=success(smtp_list=[]))
