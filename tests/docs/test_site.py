@@ -27,6 +27,9 @@ import sarv_async.tracing
 
 from ._samples import find_samples, parse_samples
 
+# The site is built once, on the one worker that runs this module's tests.
+pytestmark = pytest.mark.xdist_group("docs-site")
+
 ROOT = Path(__file__).resolve().parents[2]
 _INCLUDE = re.compile(r'^\s*-{1,}8<-{1,}\s+"(?P<path>[^":]+)(?::(?P<section>[\w-]+))?"\s*$')
 
