@@ -19,6 +19,7 @@ from typing import Any
 
 import attrs
 
+from .._checks import DEFAULT_SETTLE_DELAY
 from .._client import AsyncSarvClient, AsyncSendCleanClient
 from .._config import SARV, SENDCLEAN, Brand, Secret
 from .._exceptions import ValidationError
@@ -32,6 +33,8 @@ __all__ = [
     "BRANDS",
     "ClientConfig",
     "add_connection_options",
+    "add_ledger_option",
+    "add_settle_delay_option",
     "client_config",
     "client_options",
     "limit",
@@ -334,3 +337,26 @@ def rate_limit(text: str) -> str:
 def rate_limit_setting(value: str) -> str | None:
     """The client's ``rate_limit`` for a parsed ``--rate-limit`` (``None``: no pacing)."""
     return None if value == "none" else value
+
+
+def add_settle_delay_option(parser: argparse.ArgumentParser) -> None:
+    """``--settle-delay``, for commands that create."""
+    parser.add_argument(
+        "--settle-delay",
+        type=seconds,
+        default=DEFAULT_SETTLE_DELAY,
+        metavar="SECONDS",
+        help="wait this long before listing the account to settle calls whose answer was "
+        "lost, so a create the server was still processing has landed (default: %(default)s)",
+    )
+
+
+def add_ledger_option(parser: argparse.ArgumentParser) -> None:
+    """``--ledger``, for commands that create."""
+    parser.add_argument(
+        "--ledger",
+        metavar="PATH",
+        help="the ledger recording every create, a file or a redis:// URL (SARV_LEDGER; "
+        "default: the --redis-url Redis if given, else "
+        "$XDG_STATE_HOME/sarv-async/ledger.sqlite3, one per user)",
+    )

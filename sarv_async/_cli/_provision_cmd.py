@@ -39,7 +39,7 @@ import attrs
 from .._client import AsyncSarvClient
 from .._exceptions import LedgerError, SarvError
 from .._ledger import Ledger
-from .._provision import DEFAULT_SETTLE_DELAY, ProvisionResult, ProvisionSummary
+from .._provision import ProvisionResult, ProvisionSummary
 from ._files import (
     CredentialsFile,
     check_output_path,
@@ -51,11 +51,12 @@ from ._lock import locked
 from ._options import (
     ClientConfig,
     add_connection_options,
+    add_ledger_option,
+    add_settle_delay_option,
     client_config,
     client_options,
     positive_int,
     rate_limit,
-    seconds,
 )
 from ._output import (
     EXIT_FAILURE,
@@ -111,13 +112,7 @@ def register(commands: Subparsers) -> None:
         help="the credentials CSV file (mode 0600); if it exists from an earlier run of "
         "the same job, the run resumes into it",
     )
-    parser.add_argument(
-        "--ledger",
-        metavar="PATH",
-        help="the ledger recording every create, a file or a redis:// URL (SARV_LEDGER; "
-        "default: the --redis-url Redis if given, else "
-        "$XDG_STATE_HOME/sarv-async/ledger.sqlite3, one per user)",
-    )
+    add_ledger_option(parser)
     parser.add_argument(
         "--concurrency",
         type=positive_int,
@@ -131,14 +126,7 @@ def register(commands: Subparsers) -> None:
         help="the account's limits, e.g. '20/second' or '60/minute;3600/hour' "
         "(default: the API's published 60/minute;3600/hour;50000/day; 'none': no pacing)",
     )
-    parser.add_argument(
-        "--settle-delay",
-        type=seconds,
-        default=DEFAULT_SETTLE_DELAY,
-        metavar="SECONDS",
-        help="wait this long before listing the account to settle calls whose answer was "
-        "lost, so a create the server was still processing has landed (default: %(default)s)",
-    )
+    add_settle_delay_option(parser)
 
 
 def run_provision(args: argparse.Namespace) -> int:

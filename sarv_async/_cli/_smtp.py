@@ -22,15 +22,15 @@ from .._exceptions import (
     UnexpectedResponseError,
 )
 from .._models import SmtpCredentials, SmtpUser
-from .._provision import DEFAULT_SETTLE_DELAY
 from .._requests import ListSmtpUsersRequest
 from ._files import CredentialsFile, check_output_path
 from ._options import (
     ClientConfig,
     add_connection_options,
+    add_ledger_option,
+    add_settle_delay_option,
     client_config,
     limit,
-    seconds,
 )
 from ._output import (
     EXIT_OUTCOME_UNKNOWN,
@@ -85,8 +85,8 @@ def register(subparsers: Subparsers) -> None:
         help="create at most one user for KEY: run again with it, and the same user is "
         "returned (its password read back with list) and nothing is created",
     )
-    _ledger_option(parser)
-    _settle_option(parser)
+    add_ledger_option(parser)
+    add_settle_delay_option(parser)
 
     parser = _command(commands, "update", "change an SMTP user's limits or status", _run_update)
     parser.add_argument("name", metavar="NAME", help="the SMTP user name, e.g. smtp10001")
@@ -119,27 +119,6 @@ def _command(
     parser.set_defaults(run=run)
     add_connection_options(parser, nested=True)
     return parser
-
-
-def _settle_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--settle-delay",
-        type=seconds,
-        default=DEFAULT_SETTLE_DELAY,
-        metavar="SECONDS",
-        help="wait this long before listing the account to settle calls whose answer was "
-        "lost, so a create the server was still processing has landed (default: %(default)s)",
-    )
-
-
-def _ledger_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--ledger",
-        metavar="PATH",
-        help="the ledger recording every create, a file or a redis:// URL (SARV_LEDGER; "
-        "default: the --redis-url Redis if given, else "
-        "$XDG_STATE_HOME/sarv-async/ledger.sqlite3, one per user)",
-    )
 
 
 def _limit_options(parser: argparse.ArgumentParser, *, required: bool) -> None:
