@@ -15,9 +15,12 @@ No key expires: it is a ledger. It holds no password and no token.
 
 There is no fallback: an operation Redis does not answer within ``timeout`` raises
 `LedgerError` (before a create: nothing is sent), because guessing would break "exactly
-once". Each operation opens its own connection (a handle needs no ``async with`` and may be
-shared by any task, thread or event loop); on loopback that costs well under a millisecond,
-small next to a create the API paces at 60 a minute.
+once". Opened (``async with``, as a client opens a ledger it made from a URL), a ledger
+keeps one connection pool for the event loop that opened it, its scripts loaded once and
+called by digest; otherwise, or from another event loop or thread, each operation opens
+a connection of its own and loads its script (well under a millisecond on loopback, but
+2.2x slower provisioning: ``bench/bench_engine.py``). The identity, the baseline taker
+and the persistence check are explained in ``_ledger.py`` and docs/idempotency.md.
 """
 
 from __future__ import annotations
