@@ -17,7 +17,8 @@ import pytest
 import respx
 
 from sarv_async import AsyncSarvClient, SarvError
-from tests.helpers import BASE_URL, OWNER_ID, TOKEN, make_client
+from sarv_async._ledger_memory import MemoryLedger
+from tests.helpers import BASE_URL, OWNER_ID, TOKEN, make_client, success
 
 pytestmark = pytest.mark.anyio
 
@@ -205,4 +206,26 @@ async def test_no_secret_in_the_frames_of_a_list_error_either_way(
         with pytest.raises(SarvError) as info:
             await client.smtp_users.list()
     assert "_pipeline.py" in rendered(info.value)
+    assert_clean(info.value)
+
+
+class _BrokenClaims(MemoryLedger):
+    """A ledger that fails unexpectedly when a created user is claimed."""
+
+    async def claim(self, account: str, key: str, user_name: str, *, known: bool = False) -> Any:
+        raise RuntimeError("the ledger broke")
+
+
+async def test_no_password_in_the_frames_of_a_ledger_failing_after_a_create(
+    respx_mock: respx.MockRouter,
+) -> None:
+    """A create answered, then the ledger raising: the created password is in no frame."""
+    respx_mock.post(f"{BASE_URL}settings/listSmtp").mock(return_value=success(smtp_list=[]))
+    respx_mock.post(f"{BASE_URL}settings/addSmtp").mock(
+        return_value=success(smtp_user_name="smtp1", smtp_password=PASSWORD)
+    )
+    async with make_client(ledger=_BrokenClaims()) as client:
+        with pytest.raises(RuntimeError) as info:
+            await client.smtp_users.create(total_limit=1, hourly_limit=1, idempotency_key="k")
+    assert "_engine.py" in rendered(info.value)
     assert_clean(info.value)
