@@ -227,6 +227,11 @@ class SarvClient:
         return self._client.owner_id
 
     @property
+    def account_id(self) -> str:
+        """The account's name in a ledger or Redis: a digest of the base URL and owner id."""
+        return self._client.account_id
+
+    @property
     def ledger(self) -> Ledger | None:
         """The ledger every create is recorded in, if the client has one."""
         return self._client.ledger

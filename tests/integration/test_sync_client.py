@@ -28,6 +28,7 @@ from sarv_async import (
     SyncSmtpUsers,
     ValidationError,
 )
+from sarv_async._account import account_id
 from sarv_async.testing import DEMO_OWNER_ID, DEMO_TOKEN, Emulator
 
 pytestmark = pytest.mark.integration
@@ -105,6 +106,11 @@ def test_configuration_comes_from_the_environment(
         assert client._client.__class__ is AsyncSendCleanClient
         assert str(client.base_url) == emu.base_url
         assert client.owner_id == DEMO_OWNER_ID
+        assert (
+            client.account_id
+            == client._client.account_id
+            == account_id(emu.base_url, DEMO_OWNER_ID)
+        )
 
 
 def test_with_options_shares_the_loop_and_the_life(client: SarvClient) -> None:
