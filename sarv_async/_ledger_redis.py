@@ -394,12 +394,10 @@ class RedisLedger:
             try:
                 async with redis:
                     try:
-                        if not self._durable:
-                            volatile = await _volatility(redis)
-                            self._durable = volatile is None
+                        script = redis.register_script(_PRELUDE + _SCRIPTS[operation])
+                        result, volatile = await self._script(redis, script, keys, args)
                         if volatile is None:
-                            script = redis.register_script(_PRELUDE + _SCRIPTS[operation])
-                            return await script(keys=keys, args=args)
+                            return result
                     except (OSError, RedisError) as exc:
                         failure = f"{type(exc).__name__}: {exc}"
             except* (OSError, RedisError) as group:  # from the client's own tasks
@@ -417,16 +415,27 @@ class RedisLedger:
         volatile: str | None = None
         with anyio.move_on_after(self._timeout * 2) as scope:
             try:
-                if not self._durable:
-                    volatile = await _volatility(kept.redis)
-                    self._durable = volatile is None
+                script = kept.scripts[operation]
+                result, volatile = await self._script(kept.redis, script, keys, args)
                 if volatile is None:
-                    return await kept.scripts[operation](keys=keys, args=args)
+                    return result
             except (OSError, RedisError) as exc:
                 failure = f"{type(exc).__name__}: {exc}"
         if scope.cancelled_caught:
             failure = f"no answer within {self._timeout * 2:g} s"
         raise self._failed(failure, volatile) from None
+
+    async def _script(
+        self, redis: Any, script: Any, keys: list[str], args: list[str]
+    ) -> tuple[Any, str | None]:
+        """Run ``script`` once the server is seen to persist (or that need not be seen);
+        else None and why the server would lose the ledger."""
+        if not self._durable:
+            volatile = await _volatility(redis)
+            if volatile is not None:
+                return None, volatile
+            self._durable = True
+        return await script(keys=keys, args=args), None
 
     def _failed(self, failure: str | None, volatile: str | None) -> LedgerError:
         where = redis_location(self.url)

@@ -494,8 +494,11 @@ class Provisioning:
         key = f"{self._run_id}:{index}" if key is None else check_key(key, "key")
         return key, fingerprint, known
 
-    async def _after(self, item: _Spec, step: Next, tg: TaskGroup | None) -> None:
-        """Act on the engine's next step for ``item`` (``tg``: where sends start, if not here)."""
+    async def _after(
+        self, item: _Spec, step: Next, tg: TaskGroup | None, *, wait: bool = True
+    ) -> None:
+        """Act on the engine's next step for ``item`` (``tg``: where sends start, if not here;
+        ``wait`` false: credentials fitting in the buffer go without a checkpoint)."""
         if step.step is Step.SEND:
             if tg is None:
                 await self._send(item)
@@ -504,7 +507,7 @@ class Provisioning:
         elif step.step is Step.SETTLED:
             assert step.credentials is not None
             outcome = ProvisionOutcome.ADOPTED if step.adopted else ProvisionOutcome.CREATED
-            await self._finish(item, outcome, credentials=step.credentials)
+            await self._finish(item, outcome, credentials=step.credentials, wait=wait)
             if step.ledger_error is not None:
                 self._stop(step.ledger_error)
         elif step.step is Step.DONE:
@@ -514,8 +517,8 @@ class Provisioning:
         elif step.step is Step.FAILED:
             assert step.error is not None
             await self._finish(item, ProvisionOutcome.FAILED, error=step.error)
-        else:  # SETTLE, WAIT: settled from a later list
-            self._set_aside(item, step.at if step.step is not Step.NEED_BASELINE else 0.0)
+        else:  # SETTLE, WAIT (NEED_BASELINE: at once): settled from a later list
+            self._set_aside(item, step.at)
 
     async def _send(self, item: _Spec) -> None:
         """Send the create the ledger gave ``item``'s holder, and act on what came of it."""
@@ -525,14 +528,8 @@ class Provisioning:
             if step.step is Step.FAILED and isinstance(step.error, AuthenticationError):
                 # Every other create would fail the same way: stop sending them.
                 self._auth_failure = step.error
-            if step.step is Step.SETTLED and step.ledger_error is None and not step.adopted:
-                # The create's call was a checkpoint; a full buffer still waits.
-                assert step.credentials is not None
-                await self._finish(
-                    item, ProvisionOutcome.CREATED, credentials=step.credentials, wait=False
-                )
-            else:
-                await self._after(item, step, None)
+            # The create's call was a checkpoint; a full buffer still waits.
+            await self._after(item, step, None, wait=False)
         except LedgerError as exc:
             self._stop(exc)
         finally:
