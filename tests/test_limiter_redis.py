@@ -92,6 +92,18 @@ def shared(limiter: RedisRateLimiter) -> bool:
     return limiter.shared
 
 
+async def until_in_redis(server: RedisServer, key: str) -> None:
+    """Wait until ``key`` exists in Redis (a limiter writes its pause in the background)."""
+    with anyio.fail_after(10):  # a failure, not a hung suite, if it never does
+        while not server.query("EXISTS", key):  # noqa: ASYNC110
+            await anyio.sleep(0.002)
+
+
+def pause_key(account: str = ACCOUNT) -> str:
+    """The key an account's 429 pause is shared under."""
+    return f"sarv:{{{account}}}:pause"
+
+
 @pytest.mark.slow
 async def test_processes_share_every_window(redis_server: RedisServer) -> None:
     """Three limiters on one account never put more than a window's limit in its period."""
@@ -110,11 +122,12 @@ async def test_a_pause_in_one_process_holds_back_the_others(redis_server: RedisS
     """A 429 seen by one limiter stops every other limiter of the account until it ends."""
     async with limiters(redis_server.url, 2, parse_rate_limit("100/second")) as (one, other):
         await other.acquire()
-        one.pause(0.3)
-        await anyio.sleep(0.05)  # the pause reaches Redis in the background
         paused_at = anyio.current_time()
+        one.pause(0.5)
+        await until_in_redis(redis_server, pause_key())
         await other.acquire()
-        assert anyio.current_time() - paused_at >= 0.2
+        # Held back until the pause ends (Redis's clock and ours may differ by a little).
+        assert anyio.current_time() - paused_at >= 0.48
 
 
 async def test_a_pause_holds_back_its_own_process_at_once(redis_server: RedisServer) -> None:
@@ -130,7 +143,7 @@ async def test_a_pause_longer_than_max_pause_raises_everywhere(redis_server: Red
     """Another process raises RateLimitError instead of sitting out a too-long pause."""
     async with limiters(redis_server.url, 2, max_pause=1.0) as (one, other):
         one.pause(30.0)
-        await anyio.sleep(0.05)
+        await until_in_redis(redis_server, pause_key())
         with pytest.raises(RateLimitError, match="longer than max_pause") as info:
             await other.acquire()
     assert info.value.retry_after is not None
@@ -202,7 +215,8 @@ async def test_keys_carry_a_hash_tag_and_no_secret(redis_server: RedisServer) ->
         created = await client.smtp_users.create(total_limit=5, hourly_limit=1)
         await client.smtp_users.list()
         client._shared.pipeline.limiter.pause(5.0)
-        await anyio.sleep(0.05)
+        account = RedisRateLimiter.account_for(emu.base_url, DEMO_OWNER_ID)
+        await until_in_redis(redis_server, pause_key(account))
     dump = await redis_dump(redis_server.url)
     tag = "{" + RedisRateLimiter.account_for(emu.base_url, DEMO_OWNER_ID) + "}"
     assert len(dump) >= 4, dump  # two windows, the pause and the process list at least

@@ -211,9 +211,8 @@ async def test_a_holder_whose_lease_ran_out_is_taken_as_ended_then(ledger: Ledge
     """A PENDING key past its lease is reconciled, its attempt ended when the lease ran out."""
     await _ready(ledger)
     await _send(ledger, "k", lease=0.2)
-    assert (await ledger.begin(ACCOUNT, "k", **LIMITS, holder="h2", lease=60)).decision is (
-        Decision.BUSY
-    )
+    # (BUSY while the lease runs is test_begin_gives_the_first_caller_the_send's concern: asserted
+    # here, a loaded machine taking 0.2 s between two steps would fail it.)
     await anyio.sleep(0.5)
     begun = await ledger.begin(ACCOUNT, "k", **LIMITS, holder="h2", lease=60)
     assert begun.decision is Decision.RECONCILE

@@ -60,10 +60,10 @@ async def test_a_store_says_whether_its_steps_ever_wait(ledger: Ledger) -> None:
 
 async def test_one_caller_at_a_time_takes_the_baseline(ledger: Ledger) -> None:
     """The first taker lists; others are told how long to wait; a lapsed lease passes on."""
-    assert await ledger.take_baseline(ACCOUNT, holder="a", lease=0.3) is None
-    wait = await ledger.take_baseline(ACCOUNT, holder="b", lease=0.3)
+    assert await ledger.take_baseline(ACCOUNT, holder="a", lease=1.0) is None
+    wait = await ledger.take_baseline(ACCOUNT, holder="b", lease=1.0)
     assert wait is not None
-    assert 0 < wait <= 0.3
+    assert 0 < wait <= 1.0
     assert await ledger.take_baseline(ACCOUNT, holder="a", lease=0.3) is None  # its own
     assert await ledger.take_baseline(OTHER, holder="b", lease=0.3) is None  # per account
     await anyio.sleep(0.35)
