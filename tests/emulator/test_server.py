@@ -14,7 +14,7 @@ import pytest
 
 import sarv_async.testing
 from sarv_async import AsyncSarvClient
-from sarv_async.testing import DEMO_OWNER_ID, DEMO_TOKEN, Emulator
+from sarv_async.testing import DEMO_OWNER_ID, DEMO_TOKEN, Emulator, _prompt_server
 
 from ._support import ACCOUNTS, loopback_client, post
 
@@ -85,6 +85,36 @@ def test_an_emulator_runs_only_once() -> None:
     emu.stop()
     with pytest.raises(RuntimeError, match="only once"):
         emu.start()
+
+
+def test_stop_ends_the_server_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """stop() wakes the server rather than waiting for its next tick (uvicorn's is 0.1 s)."""
+    monkeypatch.setattr(_prompt_server, "TICK", 60.0)  # a stop that waits a tick: a minute
+    with Emulator() as emu:
+        assert httpx.post(emu.base_url + "settings/listSmtp", json={}).status_code == 200
+        stopping = time.monotonic()
+    assert time.monotonic() - stopping < 10
+
+
+def test_stop_lets_an_answer_in_flight_finish() -> None:
+    """A request the server is still answering when stop() is called gets its answer."""
+    answers: list[int] = []
+    with Emulator(latency_ms=300) as emu:
+        asking = threading.Thread(
+            target=lambda: answers.append(
+                httpx.post(
+                    emu.base_url + "settings/listSmtp",
+                    json={"owner_id": DEMO_OWNER_ID, "token": DEMO_TOKEN},
+                ).status_code
+            )
+        )
+        asking.start()
+        deadline = time.monotonic() + 10
+        while not emu.stats()["requests"]:  # the server has the request: it is in flight
+            assert time.monotonic() < deadline, "the request never reached the server"
+            time.sleep(0.002)
+    asking.join(10)
+    assert answers == [200]
 
 
 def test_url_before_start_is_an_error() -> None:
