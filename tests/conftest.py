@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -12,6 +14,13 @@ from tests.redis_server import redis_server, volatile_redis_server
 
 __all__ = ["anyio_backend", "launch", "list_decoding", "redis_server", "volatile_redis_server"]
 
+# Bytecode is cached even where PYTHONDONTWRITEBYTECODE is set (as on some CI images): the
+# suite starts hundreds of interpreters (xdist workers, command-line runs, pytest runs of
+# the docs' samples), and each would compile the package and rewrite every test module's
+# asserts from source again. The caches go to the usual, git-ignored __pycache__.
+sys.dont_write_bytecode = False
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+
 
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     """``-n auto``: two workers per core, as most of the suite's wall time is waiting.
@@ -19,8 +28,6 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     On servers, subprocesses, real pacing and leases: a worker that waits leaves its
     core to another.
     """
-    import os
-
     return (
         2 * len(os.sched_getaffinity(0))
         if hasattr(os, "sched_getaffinity")
@@ -51,8 +58,6 @@ def _no_sarv_environment(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: Any)
     The command line's default ledger lives under ``XDG_STATE_HOME``: each test gets its
     own, so no test reads or writes the developer's ledger.
     """
-    import os
-
     for name in list(os.environ):
         if name.startswith(("SARV_", "SENDCLEAN_")):
             monkeypatch.delenv(name)
