@@ -10,11 +10,17 @@ rate limit, no faults),
 with 10 calls in flight, in interleaved rounds of four shapes: the floor (raw httpx
 posting ``addSmtp`` and ``json.loads``-ing the answers), plain concurrent ``create()``
 calls of a client without a ledger, ``provision()`` without a ledger
-(a `MemoryLedger` for the run), and ``provision()`` with a `SqliteLedger` file (synced
-commits; a fresh file per round). Prints the median and the spread of creates a second,
+(a `MemoryLedger` for the run), ``provision()`` with a `SqliteLedger` file (synced
+commits; a fresh file per round) and ``provision()`` with a `RedisLedger` on a
+``redis-server`` the bench starts on a free loopback port (append-only file, fsync every
+second: the persistence the ledger insists on; emptied before each round; left out,
+with a note, when no ``redis-server`` is on the PATH or ``sarv-async[redis]`` is not
+installed). Prints the median and the spread of creates a second,
 the client process's CPU time per create (all its threads), and the ratios of the medians
-(targets: provisioning without a ledger at least 0.95x of plain creates; the ledger at
-least 0.8x of no ledger) with the spread of the per-round ratios.
+(issue 17's targets: provisioning without a ledger at least 0.95x of plain creates, with
+a SQLite ledger at least 0.85x, with a Redis ledger at least 0.8x) with the spread of the
+per-round ratios. With Redis, a sixth shape is the Redis ledger's floor: plain creates,
+each between two no-op Lua calls on the same kind of client.
 
 Size: the ledger file after ``--size`` creates recorded through the ledger's own
 operations (one begin and one claim per create, keys like the CLI's), per 100,000.
@@ -26,6 +32,8 @@ import argparse
 import json
 import os
 import re
+import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -72,6 +80,62 @@ def emulator() -> Iterator[str]:
         proc.wait(10)
 
 
+@contextmanager
+def redis_server(directory: str) -> Iterator[str | None]:
+    """A persistent ``redis-server`` on a free loopback port; its URL (None: not installed)."""
+    binary = shutil.which("redis-server")
+    try:
+        import coredis  # noqa: F401  (the Redis ledger's client: sarv-async[redis])
+    except ImportError:
+        binary = None
+    if binary is None:
+        yield None
+        return
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = subprocess.Popen(  # noqa: S603 - the redis-server found on the PATH
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            directory,
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "everysec",
+            "--save",
+            "",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "redis-server did not start"
+                time.sleep(0.02)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def flush(redis_url: str) -> None:
+    """Empty Redis (a fresh ledger for the round)."""
+    port = int(redis_url.rsplit(":", 1)[1].split("/")[0])
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(b"*1\r\n$8\r\nFLUSHALL\r\n")
+        assert sock.recv(64).startswith(b"+OK"), "FLUSHALL failed"
+
+
 def reset(url: str) -> None:
     httpx.post(url.removesuffix("v1.0/") + "_emulator/reset")
 
@@ -116,8 +180,41 @@ async def creates(url: str, count: int) -> float:
         return time.perf_counter() - started
 
 
+async def creates_with_redis_calls(url: str, count: int, redis_url: str) -> float:
+    """The Redis ledger's floor: plain creates, each between two calls of a Lua script
+    that does nothing, on the kind of client the ledger keeps (one pool, scripts called by
+    digest): the least a ledger costs that records each create in Redis before sending
+    it and after its answer, one call per step."""
+    from sarv_async._redis import bounded_client
+
+    specs = iter(_specs(count))
+    redis = bounded_client(redis_url, 10.0)
+    async with (
+        redis,
+        AsyncSarvClient(
+            DEMO_OWNER_ID, DEMO_TOKEN, base_url=url, rate_limit=None, max_concurrency=CONCURRENCY
+        ) as client,
+    ):
+        script = redis.register_script("return 1")
+
+        async def worker() -> None:
+            for spec in specs:
+                await script(keys=["bench:{floor}:a"], args=["{}"])
+                await client.smtp_users.create(
+                    total_limit=spec["total_limit"], hourly_limit=spec["hourly_limit"]
+                )
+                await script(keys=["bench:{floor}:a"], args=["{}"])
+
+        started = time.perf_counter()
+        async with anyio.create_task_group() as tg:
+            for _ in range(CONCURRENCY):
+                tg.start_soon(worker)
+        return time.perf_counter() - started
+
+
 async def provision(url: str, count: int, ledger: str | None) -> float:
-    """``provision()`` of ``count`` specs, with the SQLite ledger at ``ledger`` or none."""
+    """``provision()`` of ``count`` specs, with the ledger at ``ledger`` (a path or a Redis
+    URL) or none."""
     async with AsyncSarvClient(
         DEMO_OWNER_ID,
         DEMO_TOKEN,
@@ -136,18 +233,21 @@ async def provision(url: str, count: int, ledger: str | None) -> float:
 
 
 async def throughput(count: int, rounds: int) -> None:
-    rates: dict[str, list[float]] = {
-        "floor": [],
-        "creates": [],
-        "no ledger": [],
-        "sqlite ledger": [],
-    }
-    cpu: dict[str, list[float]] = {shape: [] for shape in rates}
-    with tempfile.TemporaryDirectory() as tmp, emulator() as url:
+    shapes = ["floor", "creates", "no ledger", "sqlite ledger", "redis ledger", "creates+2 redis"]
+    with tempfile.TemporaryDirectory() as tmp, emulator() as url, redis_server(tmp) as redis:
+        if redis is None:
+            print("(no redis-server on the PATH or no sarv-async[redis]: no Redis shape)")
+            shapes.remove("redis ledger")
+            shapes.remove("creates+2 redis")
+        rates: dict[str, list[float]] = {shape: [] for shape in shapes}
+        cpu: dict[str, list[float]] = {shape: [] for shape in shapes}
         await floor(url, 200)  # warm up
         for round_ in range(rounds):
-            for shape in rates:  # interleaved: every shape once per round
+            # Interleaved: every shape once per round, in an order rotated each round.
+            for shape in shapes[round_ % len(shapes) :] + shapes[: round_ % len(shapes)]:
                 reset(url)
+                if redis is not None:
+                    flush(redis)
                 used = time.process_time()
                 if shape == "floor":
                     elapsed = await floor(url, count)
@@ -155,15 +255,21 @@ async def throughput(count: int, rounds: int) -> None:
                     elapsed = await creates(url, count)
                 elif shape == "no ledger":
                     elapsed = await provision(url, count, None)
-                else:
+                elif shape == "sqlite ledger":
                     path = os.path.join(tmp, f"ledger-{round_}.sqlite3")
                     elapsed = await provision(url, count, path)
+                elif shape == "redis ledger":
+                    assert redis is not None
+                    elapsed = await provision(url, count, redis)
+                else:
+                    assert redis is not None
+                    elapsed = await creates_with_redis_calls(url, count, redis)
                 rates[shape].append(count / elapsed)
                 cpu[shape].append((time.process_time() - used) / count * 1e6)
     print(f"{count} creates per round, {rounds} interleaved rounds, {CONCURRENCY} in flight")
     for shape, values in rates.items():
         print(
-            f"  {shape:14} median {statistics.median(values):7.1f} creates/s  "
+            f"  {shape:15} median {statistics.median(values):7.1f} creates/s  "
             f"spread {min(values):7.1f}-{max(values):7.1f}  "
             f"client CPU {statistics.median(cpu[shape]):5.0f} us/create"
         )
@@ -174,8 +280,12 @@ async def throughput(count: int, rounds: int) -> None:
         return f"{medians:.2f}x (per round {min(per_round):.2f}-{max(per_round):.2f})"
 
     print(f"  no ledger / creates:       {ratio('no ledger', 'creates')} (target >= 0.95x)")
-    print(f"  sqlite ledger / creates:   {ratio('sqlite ledger', 'creates')}")
-    print(f"  sqlite ledger / no ledger: {ratio('sqlite ledger', 'no ledger')} (target >= 0.8x)")
+    print(f"  sqlite ledger / creates:   {ratio('sqlite ledger', 'creates')} (target >= 0.85x)")
+    if "redis ledger" in rates:
+        print(f"  redis ledger / creates:    {ratio('redis ledger', 'creates')} (target >= 0.8x)")
+        print(f"  its floor / creates:       {ratio('creates+2 redis', 'creates')}")
+        print(f"  redis ledger / its floor:  {ratio('redis ledger', 'creates+2 redis')}")
+    print(f"  sqlite ledger / no ledger: {ratio('sqlite ledger', 'no ledger')}")
 
 
 def _sizes(directory: str) -> dict[str, int]:
