@@ -240,7 +240,8 @@ def _check_base_url(value: str | httpx.URL, *, allow_insecure_http: bool) -> htt
     return url
 
 
-_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
+#: One label of a host name; compiled on first use (by `re`'s cache), not at import.
+_LABEL = r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)"
 
 
 def _url_problem(url: httpx.URL) -> str | None:
@@ -269,7 +270,7 @@ def _is_host_name(host: str) -> bool:
     except UnicodeError:
         return False
     labels = host[:-1].split(".") if host.endswith(".") else host.split(".")
-    return len(host) <= 253 and all(_LABEL.fullmatch(label) for label in labels)
+    return len(host) <= 253 and all(re.fullmatch(_LABEL, label) for label in labels)
 
 
 def is_loopback(host: str) -> bool:

@@ -29,12 +29,15 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Sequence
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-from anyio import CancelScope, Event, current_time
+import anyio
 
 from ._exceptions import ValidationError
 from ._rate_spec import RateWindow, format_rate_limit
+
+if TYPE_CHECKING:
+    from anyio import Event
 
 __all__ = ["RateLimiter", "SlidingWindowLimiter"]
 
@@ -138,17 +141,17 @@ class SlidingWindowLimiter:
         if not waiters:
             if not self._windows and self._pause_until == _NO_PAUSE:
                 return
-            now = current_time()
+            now = anyio.current_time()
             if self._earliest(now) <= now:
                 self._record(now)
                 return
-        ticket = Event()
+        ticket = anyio.Event()
         waiters.append(ticket)
         try:
             if waiters[0] is not ticket:
                 await ticket.wait()  # set when this task becomes the head
             while True:
-                now = current_time()
+                now = anyio.current_time()
                 when = self._earliest(now)
                 if when <= now:
                     self._record(now)
@@ -166,7 +169,7 @@ class SlidingWindowLimiter:
             raise ValidationError(
                 f"pause must be a number of seconds >= 0, not {seconds!r}", field="seconds"
             )
-        until = current_time() + min(seconds, self._max_pause)
+        until = anyio.current_time() + min(seconds, self._max_pause)
         if until > self._pause_until:
             self._pause_until = until
             if self._wakeup is not None:
@@ -194,9 +197,9 @@ class SlidingWindowLimiter:
 
     async def _sleep_until(self, when: float) -> None:
         """Sleep until ``when``, or until `pause` changes the picture."""
-        wakeup = self._wakeup = Event()
+        wakeup = self._wakeup = anyio.Event()
         try:
-            with CancelScope(deadline=when):
+            with anyio.CancelScope(deadline=when):
                 await wakeup.wait()
         finally:
             if self._wakeup is wakeup:

@@ -19,16 +19,14 @@ import logging
 import re
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import anyio
 import attrs
 import httpx
 
-from . import _fence, _tracing
 from ._answer_body import DEFAULT_MAX_ANSWER_BYTES, Answer, Body, BodyError, read_body
 from ._config import Secret
-from ._converters import structure_response, unstructure_request
 from ._exceptions import (
     APIConnectionError,
     APIError,
@@ -41,15 +39,41 @@ from ._exceptions import (
     UnexpectedResponseError,
     ValidationError,
 )
-from ._fast_decode import list_decoder
 from ._limiter import RateLimiter
 from ._logging import logger
-from ._models import SmtpUserList
-from ._requests import SarvRequest
 from ._retry import Backoff, Failure, parse_retry_after
 from ._text import server_text
 
+if TYPE_CHECKING:
+    from . import _fence, _tracing
+    from ._converters import structure_response, unstructure_request
+    from ._fast_decode import list_decoder
+    from ._models import SmtpUserList
+    from ._requests import SarvRequest
+
 __all__ = ["AnswerReader", "CallOptions", "Pipeline"]
+
+#: Whether `_load` has run.
+_loaded = False
+
+
+def _load() -> None:
+    """Import what only calls use, with the first call rather than with the client.
+
+    The models and requests (attrs classes), the converter's module, the fast decoder,
+    tracing (which looks for opentelemetry) and the lease fence: a program that only
+    imports or makes a client builds none of them.
+    """
+    global _loaded, _fence, _tracing, list_decoder, SmtpUserList
+    global structure_response, unstructure_request
+    from . import _fence, _publish, _tracing
+    from ._converters import structure_response, unstructure_request
+    from ._fast_decode import list_decoder
+    from ._models import SmtpUserList
+
+    _publish(())  # the models are named sarv_async.X, as if loaded through the package
+    _loaded = True
+
 
 T = TypeVar("T")
 
@@ -123,6 +147,8 @@ class Pipeline:
 
     async def send(self, request: SarvRequest[T], options: CallOptions) -> T:
         """Send ``request``, repeating only what is safe to repeat; return its typed answer."""
+        if not _loaded:
+            _load()
         if not _tracing.active():
             return await self._send(request, options, None)  # type: ignore[return-value]
         with _tracing.call_span(request.path, self._base_url):
@@ -137,6 +163,8 @@ class Pipeline:
         (not a UTF-8 JSON object, or no array where it streams one). Each attempt reads
         afresh, so ``reader`` must tolerate items seen again after a retry.
         """
+        if not _loaded:
+            _load()
         if not _tracing.active():
             return await self._send(request, options, reader)
         with _tracing.call_span(request.path, self._base_url):

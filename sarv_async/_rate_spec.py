@@ -31,7 +31,8 @@ _UNITS: dict[str, float] = {
     "days": 86400.0,
 }
 
-_WINDOW = re.compile(r"^\s*(\d+)\s*/\s*(\d*(?:\.\d+)?)\s*([a-z]+)\s*$")
+#: Compiled on first use (by `re`'s cache), not at import.
+_WINDOW = r"^\s*(\d+)\s*/\s*(\d*(?:\.\d+)?)\s*([a-z]+)\s*$"
 
 
 @attrs.frozen
@@ -53,7 +54,7 @@ def parse_rate_limit(spec: str) -> tuple[RateWindow, ...]:
     for part in spec.split(";"):
         if not part.strip():
             continue
-        match = _WINDOW.match(part.lower())
+        match = re.match(_WINDOW, part.lower())
         if match is None:
             raise ValueError(
                 f"rate_limit: cannot read {part.strip()!r}; expected COUNT/UNIT such as "

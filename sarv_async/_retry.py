@@ -19,8 +19,8 @@ __all__ = ["MAX_HEADER_PAUSE", "Backoff", "Failure", "parse_retry_after"]
 #: a day. Anything longer (``1e308``, the year 9999) is a broken header, read as absent.
 MAX_HEADER_PAUSE = 86_400.0
 
-#: delta-seconds (RFC 9110), with the fraction some servers add.
-_DELTA_SECONDS = re.compile(r"[0-9]{1,12}(?:\.[0-9]{1,9})?")
+#: delta-seconds (RFC 9110), with the fraction some servers add; compiled on first use.
+_DELTA_SECONDS = r"[0-9]{1,12}(?:\.[0-9]{1,9})?"
 
 
 class Failure(enum.Enum):
@@ -73,7 +73,7 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     if value is None:
         return None
     value = value.strip()
-    if _DELTA_SECONDS.fullmatch(value):
+    if re.fullmatch(_DELTA_SECONDS, value):
         seconds = float(value)
     else:
         try:

@@ -95,6 +95,74 @@ def test_names_load_on_first_use_as_the_public_module() -> None:
     assert _run(code) == "False sarv_async True"
 
 
+#: What a plain client does not use until its first call, or at all: never loaded by
+#: ``from sarv_async import AsyncSarvClient`` or by making a client (issue 17).
+DEFERRED = (
+    "sarv_async._models",
+    "sarv_async._requests",
+    "sarv_async._converters",
+    "sarv_async._fast_decode",
+    "sarv_async._fast_read",
+    "sarv_async._fence",
+    "sarv_async._tracing",
+    "sarv_async._list_stream",
+    "sarv_async._json_stream",
+    "sarv_async._provision",
+    "sarv_async._idempotency",
+    "sarv_async._engine",
+    "sarv_async._holders",
+    "sarv_async._ledger",
+    "sarv_async._ledger_memory",
+    "sarv_async._ledger_sqlite",
+    "sarv_async._ledger_redis",
+    "sarv_async._limiter_redis",
+    "sarv_async._redis",
+    "sarv_async._sync",
+    "sarv_async._sync_loop",
+    "sarv_async._cli",
+    "sarv_async.tracing",
+    "cattrs",
+    "msgspec",
+    "opentelemetry",
+    "coredis",
+    "redis",
+    "sqlite3",
+)
+
+
+def test_the_client_loads_only_what_a_plain_client_uses() -> None:
+    """Importing the client, or making one, loads no module of `DEFERRED` (nor anyio's
+    parts, on import); its first call loads what calls use, the models named sarv_async.X.
+    """
+    code = (
+        "import sys\n"
+        f"deferred = {DEFERRED!r}\n"
+        "def loaded():\n"
+        "    return sorted(m for m in deferred if m in sys.modules)\n"
+        "from sarv_async import AsyncSarvClient\n"
+        "print(loaded(), 'anyio._core._synchronization' in sys.modules)\n"
+        "import asyncio, httpx\n"
+        "def handler(request):\n"
+        "    return httpx.Response(200, json={'status': 'success', 'smtp_list': []})\n"
+        "http = httpx.AsyncClient(transport=httpx.MockTransport(handler))\n"
+        "client = AsyncSarvClient('o', 't', base_url='https://api.example.com/v1.0/', "
+        "http_client=http)\n"
+        "print(loaded())\n"
+        "async def main():\n"
+        "    async with http, client:\n"
+        "        return await client.smtp_users.list()\n"
+        "print(asyncio.run(main()), 'sarv_async._models' in sys.modules)\n"
+        "import sarv_async._models as models, sarv_async._requests as requests\n"
+        "print(models.SmtpUserList.__module__, requests.ListSmtpUsersRequest.__module__)\n"
+    )
+    assert _run(code).splitlines() == [
+        "[] False",
+        "[]",
+        "[] True",
+        "sarv_async sarv_async",
+    ]
+
+
 def test_errors_are_public_whichever_module_raises_them() -> None:
     """An error raised through a private import path still says sarv_async.X."""
     code = (
