@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import anyio
 import httpx
 
-from sarv_async import AsyncSarvClient
+from sarv_async import AsyncSarvClient, EntryState, Ledger, LedgerEntry
 
 OWNER_ID = "owner-42"
 TOKEN = "tok-SECRET-0123456789abcdef"
@@ -41,3 +42,27 @@ def error_envelope(
     return httpx.Response(
         status, json={"status": "error", "code": -1, key: name, "message": message}
     )
+
+
+async def renewed_past_its_lease(
+    ledger: Ledger, account: str, key: str, lease: float
+) -> LedgerEntry:
+    """``key``'s entry once seen PENDING with its lease running, over ``2 * lease`` after it
+    was first seen PENDING: only renewals keep a create's key held that long.
+
+    Polled, not read after a fixed sleep: a loaded machine may renew late, or lapse a
+    moment between two renewals. Fails if the key stops being PENDING first (its create
+    ended before a renewal was seen).
+    """
+    first: float | None = None
+    with anyio.fail_after(30):
+        while True:
+            entry = await ledger.get(account, key)
+            now = anyio.current_time()
+            if entry is not None:
+                assert entry.state is EntryState.PENDING, f"no renewal seen while held: {entry}"
+                if first is None:
+                    first = now
+                elif now - first > 2 * lease and (entry.lease_left or 0) > 0:
+                    return entry
+            await anyio.sleep(0.01)

@@ -231,7 +231,8 @@ def test_a_base_url_without_v1_suggests_a_correct_one_once(
     run = cli("smtp", "list", "--base-url", account_env.url + path)
     assert run.code == 2
     _assert_one_error_line(run.err, f"try {account_env.url}{suggested}")
-    assert run.err.count("404") == 1, run.err
+    # Not counted in the URLs: the emulator's port may hold "404" (40409).
+    assert run.err.replace(account_env.url, "").count("404") == 1, run.err
     assert "v1.0/v1.0" not in run.err
     assert "/v2.0/v1.0" not in run.err
 

@@ -206,8 +206,11 @@ def test_a_second_run_on_the_same_out_exits_2_naming_the_first(
         Emulator(accounts=ACCOUNTS) as other,
     ):
         env = _env()
+        # 4 calls a minute: after its list and 3 creates the first run waits (till killed),
+        # however long the second takes to start.
+        rate = "20/second;4/minute"
         first = subprocess.Popen(  # noqa: S603 - this interpreter, fixed arguments
-            _code(_argv(emu, specs, out, "--rate-limit", "20/second", "--concurrency", "2")),
+            _code(_argv(emu, specs, out, "--rate-limit", rate, "--concurrency", "2")),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             env=env,
@@ -227,7 +230,7 @@ def test_a_second_run_on_the_same_out_exits_2_naming_the_first(
         finally:
             if first.poll() is None:
                 first.kill()
-                first.communicate()
+            first.communicate()  # its pipes closed, whatever failed
         assert second.returncode == 2, second.stderr.decode()
         assert second.stderr.decode().splitlines() == [
             f"error: another run is writing to {out} (PID {first.pid}); nothing was sent: "

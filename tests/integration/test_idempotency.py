@@ -22,6 +22,7 @@ from sarv_async import (
 )
 from sarv_async._ledger import EntryState, account_id
 from sarv_async.testing import Emulator
+from tests.helpers import renewed_past_its_lease
 from tests.processes import PROJECT_ROOT
 
 pytestmark = pytest.mark.anyio
@@ -287,12 +288,7 @@ async def test_a_slow_create_keeps_its_key_past_its_lease(tmp_path: Path) -> Non
 
             async with anyio.create_task_group() as tg:
                 tg.start_soon(call, slow)
-                await anyio.sleep(0.7)  # more than twice the lease
-                entry = await other.ledger.get(account, "k")
-                assert entry is not None
-                assert entry.state is EntryState.PENDING
-                assert entry.lease_left is not None
-                assert entry.lease_left > 0, "the live holder's lease ran out"
+                await renewed_past_its_lease(other.ledger, account, "k", 0.3)
                 tg.start_soon(call, other)
         assert _creates(emu) == 2  # the warm-up and one for the key
     assert found[0].smtp_user_name == found[1].smtp_user_name

@@ -11,6 +11,7 @@ import pytest
 
 from sarv_async import Backoff, ProvisionOutcome, ProvisionResult, ValidationError
 from sarv_async.testing import Emulator
+from tests.helpers import renewed_past_its_lease
 
 pytestmark = pytest.mark.anyio
 
@@ -137,7 +138,7 @@ async def test_concurrent_runs_on_one_ledger_never_share_a_user(tmp_path: Path) 
 @pytest.mark.slow
 async def test_a_slow_create_in_a_run_keeps_its_key_past_its_lease(tmp_path: Path) -> None:
     """The run renews the lease of every create in flight, however slow the call."""
-    from sarv_async._ledger import EntryState, account_id
+    from sarv_async._ledger import account_id
 
     async with Emulator(latency_ms=1200) as emu:
         async with emu.client(
@@ -148,12 +149,8 @@ async def test_a_slow_create_in_a_run_keeps_its_key_past_its_lease(tmp_path: Pat
             assert client.ledger is not None
             spec = {"total_limit": 5, "hourly_limit": 1, "key": "k"}
             async with client.smtp_users.provision([spec]) as run:
-                await anyio.sleep(1.8)  # the snapshot list takes 1.2 s, then the create
-                entry = await client.ledger.get(account_id(emu.base_url, "demo"), "k")
+                account = account_id(emu.base_url, "demo")
+                await renewed_past_its_lease(client.ledger, account, "k", 0.3)
                 [result] = [r async for r in run]
         assert len(emu.users()) == 1
-    assert entry is not None
-    assert entry.state is EntryState.PENDING
-    assert entry.lease_left is not None
-    assert entry.lease_left > 0, "the live create's lease ran out"
     assert result.outcome is ProvisionOutcome.CREATED
