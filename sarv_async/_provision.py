@@ -94,6 +94,10 @@ _LIST_TRIES = 3
 #: costs a list call, so at the slowest pace from the start.
 _POLL_LISTS = 1.0
 
+#: Workers per create in flight when the ledger's steps wait (SQLite, Redis): while some
+#: workers create, the others' steps (begin, claim) are on their way to disk or Redis.
+_WORKERS_PER_SLOT = 4
+
 
 class ProvisionOutcome(enum.StrEnum):
     """How a spec ended."""
@@ -407,10 +411,10 @@ class Provisioning:
             index += 1
 
     async def _create_all(self) -> None:
-        # Twice as many workers as creates in flight let the ledger's steps (begin,
-        # claim) of some overlap with the calls of others; steps of an instant ledger
-        # never wait, so there the extra workers would only queue for the semaphore.
-        workers = self._workers if self._ledger.instant else 2 * self._workers
+        # More workers than creates in flight let the ledger's steps (begin, claim) of
+        # some overlap with the calls of others; steps of an instant ledger never wait,
+        # so there the extra workers would only queue for the semaphore.
+        workers = self._workers if self._ledger.instant else _WORKERS_PER_SLOT * self._workers
         if not isinstance(self._specs, AsyncIterable):
             # A plain iterable is read without a lock: ``next`` runs to completion
             # between two awaits, so each spec goes to exactly one worker, numbered in order.
