@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import sarv_async
 
 
@@ -73,6 +75,7 @@ def test_issue_contract_names_are_exported() -> None:
     assert expected <= set(sarv_async.__all__)
 
 
+@pytest.mark.slow
 def test_importing_the_package_imports_no_dependency() -> None:
     """``import sarv_async`` (as the pytest plugin does) loads no third-party package."""
     code = (
@@ -84,6 +87,7 @@ def test_importing_the_package_imports_no_dependency() -> None:
     assert _run(code) == "[] False"
 
 
+@pytest.mark.slow
 def test_names_load_on_first_use_as_the_public_module() -> None:
     """A name loads on first access, named sarv_async.X, and `dir` lists every name."""
     code = (
@@ -130,6 +134,7 @@ DEFERRED = (
 )
 
 
+@pytest.mark.slow
 def test_the_client_loads_only_what_a_plain_client_uses() -> None:
     """Importing the client, or making one, loads no module of `DEFERRED` (nor anyio's
     parts, on import); its first call loads what calls use, the models named sarv_async.X.
@@ -163,6 +168,7 @@ def test_the_client_loads_only_what_a_plain_client_uses() -> None:
     ]
 
 
+@pytest.mark.slow
 def test_errors_are_public_whichever_module_raises_them() -> None:
     """An error raised through a private import path still says sarv_async.X."""
     code = (
@@ -175,6 +181,7 @@ def test_errors_are_public_whichever_module_raises_them() -> None:
     assert _run(code) == "sarv_async ValidationError"
 
 
+@pytest.mark.slow
 def test_answers_are_read_when_names_loaded_before_the_converter() -> None:
     """Loading every public name first (renaming them) leaves requests and answers readable."""
     code = (

@@ -54,6 +54,7 @@ async def waiting_acquirer(
     times.append(anyio.current_time())
 
 
+@pytest.mark.slow
 async def test_no_window_of_the_period_holds_more_than_the_limit() -> None:
     """Staggered concurrent tasks never put more than ``limit`` sends in any ``period``."""
     limiter = SlidingWindowLimiter([RateWindow(4, 0.1)], margin=0.03)
@@ -65,6 +66,7 @@ async def test_no_window_of_the_period_holds_more_than_the_limit() -> None:
     assert max(times) - start < 0.8
 
 
+@pytest.mark.slow
 async def test_every_window_holds_at_once() -> None:
     """With two windows configured, both hold for the same sequence of sends."""
     limiter = SlidingWindowLimiter(parse_rate_limit("2/0.05s;3/0.2s"), margin=0.03)
@@ -134,6 +136,7 @@ async def test_pause_keeps_the_later_end() -> None:
     assert anyio.current_time() >= until
 
 
+@pytest.mark.slow
 async def test_pause_longer_than_max_pause_is_clamped() -> None:
     """A pause beyond max_pause holds acquire() back for max_pause, not for the whole pause."""
     limiter = SlidingWindowLimiter([RateWindow(5, 1.0)], max_pause=0.3)
@@ -144,6 +147,7 @@ async def test_pause_longer_than_max_pause_is_clamped() -> None:
     assert 0.29 <= anyio.current_time() - started < 1.0
 
 
+@pytest.mark.slow
 async def test_waiting_tasks_wait_at_most_max_pause_when_a_long_pause_begins() -> None:
     """Tasks already waiting are held until the clamped pause ends, then all go."""
     limiter = SlidingWindowLimiter(max_pause=0.4)

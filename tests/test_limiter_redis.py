@@ -118,6 +118,7 @@ async def test_processes_share_every_window(redis_server: RedisServer) -> None:
     assert anyio.current_time() - start < 1.6
 
 
+@pytest.mark.slow
 async def test_a_pause_in_one_process_holds_back_the_others(redis_server: RedisServer) -> None:
     """A 429 seen by one limiter stops every other limiter of the account until it ends."""
     async with limiters(redis_server.url, 2, parse_rate_limit("100/second")) as (one, other):
@@ -177,6 +178,7 @@ async def test_processes_are_served_in_arrival_order(redis_server: RedisServer) 
     assert served == list(range(6))
 
 
+@pytest.mark.slow
 async def test_a_cancelled_waiter_leaves_nothing_behind(redis_server: RedisServer) -> None:
     """Cancelled while queued: out of Redis's queue, and the next one goes on its time."""
     async with limiters(redis_server.url, 2, [RateWindow(1, 0.3)], margin=0.01) as (a, b):
@@ -191,6 +193,7 @@ async def test_a_cancelled_waiter_leaves_nothing_behind(redis_server: RedisServe
         assert 0.29 <= anyio.current_time() - start < 0.45
 
 
+@pytest.mark.slow
 async def test_the_days_count_survives_a_restart(redis_server: RedisServer) -> None:
     """A new process sees the sends of one that ended; the key expires after one day."""
     windows = parse_rate_limit("3/day")
@@ -228,6 +231,7 @@ async def test_keys_carry_a_hash_tag_and_no_secret(redis_server: RedisServer) ->
     assert DEMO_OWNER_ID not in text.replace(tag, "")
 
 
+@pytest.mark.slow
 async def test_unreachable_redis_falls_back_with_one_warning(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -269,6 +273,7 @@ async def test_a_stalled_redis_never_hangs_a_call(redis_server: RedisServer) -> 
             os.kill(redis_server.proc.pid, signal.SIGCONT)
 
 
+@pytest.mark.slow
 async def test_sharing_resumes_when_redis_is_back(volatile_redis_server: RedisServer) -> None:
     """Killed Redis: alone; restarted empty: the next check after retry_interval shares again."""
     url = volatile_redis_server.url
@@ -290,6 +295,7 @@ async def test_sharing_resumes_when_redis_is_back(volatile_redis_server: RedisSe
         assert volatile_redis_server.query("ZCARD", windows[0]) == 3
 
 
+@pytest.mark.slow
 async def test_pacing_alone_counts_the_sends_made_while_shared(
     redis_server: RedisServer,
 ) -> None:

@@ -37,6 +37,7 @@ def _metadata(dist: Path) -> email.message.Message:
         return email.message_from_bytes(wheel.read(name))
 
 
+@pytest.mark.slow
 def test_the_wheel_carries_the_license(dist: Path) -> None:
     """The MIT text is in the wheel, and the metadata names it."""
     with _wheel(dist) as wheel:

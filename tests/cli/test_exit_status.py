@@ -84,6 +84,7 @@ def test_a_base_url_without_the_api_version_is_a_usage_error(
     assert f"try {account_env.url}/v1.0/" in run.err
 
 
+@pytest.mark.slow
 def test_a_create_whose_outcome_is_unknown_exits_3(cli: Cli, account_env: Emulator) -> None:
     """A create whose answer was lost and could not be settled: 3, not the 1 of a failure."""
     # A first create, so the ledger has met the account (its baseline is recorded).
@@ -113,6 +114,7 @@ def test_a_connection_failure_exits_1(cli: Cli, account_env: Emulator) -> None:
     assert cli("smtp", "list", "--base-url", f"http://127.0.0.1:{port}/v1.0/").code == 1
 
 
+@pytest.mark.slow
 def test_provision_with_unknown_rows_exits_3_even_with_failed_rows(
     cli: Cli, account_env: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -149,6 +151,7 @@ def test_provision_with_failed_rows_only_exits_1(
     assert run.code == 1
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX pipes")
 def test_a_closed_stdout_exits_141_without_an_error_line() -> None:
     """``smtp list | head -1``: no 'error: Broken pipe', no traceback; the status says SIGPIPE.
@@ -181,6 +184,7 @@ def test_a_closed_stdout_exits_141_without_an_error_line() -> None:
     assert not any(password in proc.stderr for password in shown.values())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", ["create"])
 def test_json_says_on_stderr_when_the_password_is_withheld(
     cli: Cli, account_env: Emulator, command: str, tmp_path: Path
@@ -258,6 +262,7 @@ def test_the_emulator_banner_carries_the_warning(cli: Cli, monkeypatch: pytest.M
     assert "from other machines" not in quiet.out
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 @pytest.mark.parametrize(("sig", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_signals_give_their_statuses(sig: signal.Signals, status: int) -> None:

@@ -52,6 +52,7 @@ def faulty_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[Emulator]:
         yield emu
 
 
+@pytest.mark.slow
 @posix_only
 def test_every_row_gets_exactly_one_user_through_faults(
     cli: Cli, faulty_env: Emulator, tmp_path: Path
@@ -242,6 +243,7 @@ def test_appended_rows_are_created_and_an_edited_row_is_an_error(
     ]
 
 
+@pytest.mark.slow
 def test_a_key_column_makes_an_ensure_these_exist_list(
     cli: Cli, account_env: Emulator, tmp_path: Path
 ) -> None:
@@ -270,6 +272,7 @@ def test_repeated_or_empty_keys_are_refused_by_line(
     assert account_env.stats()["requests"] == {}
 
 
+@pytest.mark.slow
 def test_the_ledger_option_and_variable_choose_the_file(
     cli: Cli, account_env: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

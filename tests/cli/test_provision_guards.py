@@ -77,6 +77,7 @@ def _lines(path: Path) -> int:
 # -- input the command cannot read twice --------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_fifo_as_file_is_refused_at_once_and_nothing_is_sent(tmp_path: Path) -> None:
     """A FIFO with no writer is refused (exit 2) without waiting for one; nothing is sent."""
     fifo = tmp_path / "specs.csv"
@@ -97,6 +98,7 @@ def test_a_fifo_as_file_is_refused_at_once_and_nothing_is_sent(tmp_path: Path) -
     assert not (tmp_path / "creds.csv").exists()
 
 
+@pytest.mark.slow
 def test_process_substitution_is_refused(tmp_path: Path) -> None:
     """``<(cat specs.csv)`` (a pipe at /dev/fd/N) is refused before reading it."""
     specs = _specs(tmp_path / "specs.csv", 2)
@@ -142,6 +144,7 @@ def test_a_directory_device_or_socket_as_file_is_refused(
     assert account_env.stats()["requests"] == {}
 
 
+@pytest.mark.slow
 def test_an_out_that_is_a_fifo_is_refused_without_waiting(tmp_path: Path) -> None:
     """OUT is read to resume: a FIFO there is refused, not opened and waited on."""
     specs = _specs(tmp_path / "specs.csv", 2)
@@ -192,6 +195,7 @@ def test_create_refuses_a_limit_the_api_would_refuse(cli: Cli, account_env: Emul
 # -- one run per OUT -----------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_second_run_on_the_same_out_exits_2_naming_the_first(
     launch: Launch, tmp_path: Path
 ) -> None:
@@ -260,6 +264,7 @@ def _blocked_reading_a_pipe(pid: int) -> bool:
         return False
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/wchan").exists(), reason="needs Linux /proc")
 @pytest.mark.parametrize(("stop", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_a_signal_while_reading_the_token_stops_the_command(
@@ -318,6 +323,7 @@ def test_another_jobs_input_into_an_out_is_refused(
     assert out.read_bytes() == before
 
 
+@pytest.mark.slow
 def test_another_jobs_keys_into_an_out_are_refused(
     cli: Cli, account_env: Emulator, tmp_path: Path
 ) -> None:

@@ -78,6 +78,7 @@ def _one_user_per_row(out: Path, emu: Emulator, count: int) -> set[str]:
 # -- the ledger lost between runs -------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("loss", ["deleted", "truncated"])
 def test_a_lost_ledger_creates_nothing_for_the_rows_in_out(
     cli: Cli, account_env: Emulator, tmp_path: Path, loss: str
@@ -112,6 +113,7 @@ def test_a_lost_ledger_creates_nothing_for_the_rows_in_out(
     assert "nothing to do" in again.out
 
 
+@pytest.mark.slow
 def test_a_ledger_replaced_by_another_jobs_run_takes_the_rows_in_out_as_its_record(
     cli: Cli, account_env: Emulator, tmp_path: Path
 ) -> None:
@@ -140,6 +142,7 @@ def test_a_ledger_replaced_by_another_jobs_run_takes_the_rows_in_out_as_its_reco
     assert len(account_env.users()) == creates
 
 
+@pytest.mark.slow
 def test_users_neither_out_nor_the_ledger_explains_are_named_not_absorbed(
     cli: Cli, account_env: Emulator, tmp_path: Path
 ) -> None:
@@ -161,6 +164,7 @@ def test_users_neither_out_nor_the_ledger_explains_are_named_not_absorbed(
     assert len(account_env.users()) == 5
 
 
+@pytest.mark.slow
 def test_a_ledger_lost_after_a_killed_run_names_what_the_killed_run_left(
     cli: Cli, account_env: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -318,6 +322,7 @@ def _small_files(limit: int) -> None:
     resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
 
+@pytest.mark.slow
 def test_a_full_disk_under_the_ledger_ends_with_one_error_line_and_a_rerun_resumes(
     tmp_path: Path,
 ) -> None:
@@ -359,6 +364,7 @@ def _lines(path: Path) -> int:
         return 0
 
 
+@pytest.mark.slow
 def test_redis_emptied_mid_run_stops_the_run_and_the_rerun_creates_nothing_twice(
     volatile_redis_server: RedisServer, tmp_path: Path
 ) -> None:
@@ -445,6 +451,7 @@ def test_a_ledger_that_cannot_be_opened_is_one_error_line_and_nothing_is_created
     assert account_env.users() == []
 
 
+@pytest.mark.slow
 def test_identical_rows_get_their_users_back_one_each_after_a_loss(
     cli: Cli, account_env: Emulator, tmp_path: Path
 ) -> None:

@@ -78,6 +78,7 @@ def test_list_without_rich_prints_a_plain_table(
     assert [row.split()[0] for row in rows[:2]] == list(passwords(account_env))
 
 
+@pytest.mark.slow
 def test_create_hides_the_password_and_says_how_to_get_it(cli: Cli, account_env: Emulator) -> None:
     """create prints the new user's name and a hint, not its password."""
     run = cli("smtp", "create", "--total-limit", "100", "--hourly-limit", "10")
@@ -179,6 +180,7 @@ def test_create_passes_its_settle_delay_to_the_client(
     assert seen == [0.25]
 
 
+@pytest.mark.slow
 def test_create_whose_outcome_stays_unknown_says_to_check_and_leaves_no_file(
     cli: Cli, account_env: Emulator, tmp_path: Path
 ) -> None:

@@ -133,6 +133,7 @@ def test_a_file_without_credentials_columns_is_a_usage_error(
     assert "has no smtp_user_name or smtp_password column" in run.err
 
 
+@pytest.mark.slow
 def test_a_login_past_its_timeout_fails_its_row(
     cli: Cli, emu: Emulator, tmp_path: Path, ca_file: str
 ) -> None:

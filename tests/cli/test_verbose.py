@@ -13,6 +13,7 @@ from ._support import TOKEN
 from .conftest import Cli
 
 
+@pytest.mark.slow
 def test_verbose_shows_retries_and_unknown_outcomes(cli: Cli, account_env: Emulator) -> None:
     """-v: a retried list and a create that was not repeated show as 'log:' lines."""
     account_env.inject_fault("gateway_page", "listSmtp")
@@ -32,6 +33,7 @@ def test_verbose_shows_retries_and_unknown_outcomes(cli: Cli, account_env: Emula
     assert TOKEN not in run.err
 
 
+@pytest.mark.slow
 def test_without_verbose_only_the_error_line(cli: Cli, account_env: Emulator) -> None:
     """No -v: the lost create is one error line, no log line."""
     assert cli("smtp", "create", "--total-limit", "1", "--hourly-limit", "1").code == 0

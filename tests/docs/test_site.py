@@ -80,6 +80,7 @@ def test_rest_markers_are_recognised() -> None:
         assert not REST_MARKERS.search(text), text
 
 
+@pytest.mark.slow
 def test_pages_show_no_rest_markers(site: Path) -> None:
     """No page's text, the API reference's above all, shows a reST marker."""
     found = {}
@@ -133,6 +134,7 @@ def test_reference_documents_every_public_name_once(site: Path) -> None:
     assert order == sorted(order)
 
 
+@pytest.mark.slow
 def test_every_public_name_has_a_summary() -> None:
     """Each name the reference documents opens with a one-line summary (its docstring's)."""
     import griffe  # the docs group's mkdocstrings brings it

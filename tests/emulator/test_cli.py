@@ -15,6 +15,7 @@ from tests.processes import Launch, base_url_of, read_until
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 
 
+@pytest.mark.slow
 def test_serves_given_accounts_and_exits_0_on_sigterm(
     launch: Launch,
 ) -> None:
@@ -36,6 +37,7 @@ def test_serves_given_accounts_and_exits_0_on_sigterm(
     assert b"/v1.0/settings/addSmtp" in out + err  # the access log: a path, never a body
 
 
+@pytest.mark.slow
 def test_demo_account_by_default_and_exits_0_on_sigint(
     launch: Launch,
 ) -> None:
@@ -54,6 +56,7 @@ def test_demo_account_by_default_and_exits_0_on_sigint(
     assert proc.returncode == 0, err
 
 
+@pytest.mark.slow
 def test_smtp_port_0_serves_smtp_and_prints_the_port_and_ca(launch: Launch) -> None:
     """--smtp-port 0 picks a free port and prints it with the CA file to trust; a user made
     through the API logs in there over STARTTLS; the CA file goes at exit."""
@@ -80,6 +83,7 @@ def test_smtp_port_0_serves_smtp_and_prints_the_port_and_ca(launch: Launch) -> N
     assert not os.path.exists(ca_file)
 
 
+@pytest.mark.slow
 def test_error_readings_are_flags(launch: Launch) -> None:
     """--error-status http --error-kind-field type: a 401 whose kind is under "type"."""
     proc = launch(
@@ -99,6 +103,7 @@ def test_error_readings_are_flags(launch: Launch) -> None:
     assert proc.returncode == 0, err
 
 
+@pytest.mark.slow
 def test_a_busy_port_exits_1_with_a_message(launch: Launch) -> None:
     """When the port is taken, the command says so and exits 1."""
     from sarv_async.testing import Emulator

@@ -8,7 +8,12 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 import sarv_async
+
+# Each test runs pytest in another process.
+pytestmark = pytest.mark.slow
 
 PROJECT_ROOT = Path(sarv_async.__file__).resolve().parents[1]
 

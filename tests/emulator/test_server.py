@@ -96,6 +96,7 @@ def test_stop_ends_the_server_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
     assert time.monotonic() - stopping < 10
 
 
+@pytest.mark.slow
 def test_stop_lets_an_answer_in_flight_finish() -> None:
     """A request the server is still answering when stop() is called gets its answer."""
     answers: list[int] = []
@@ -157,6 +158,7 @@ def test_a_missing_uvicorn_is_explained_at_start(monkeypatch: pytest.MonkeyPatch
         emu.start()
 
 
+@pytest.mark.slow
 async def test_latency_delays_every_api_answer() -> None:
     """latency_ms holds each API answer back at least that long."""
     async with Emulator(latency_ms=250) as emu, loopback_client(emu.url) as http:

@@ -145,6 +145,7 @@ async def test_a_reset_password_replaces_the_old_one(emu: Emulator) -> None:
     assert (await blocking(login, emu, new.smtp_user_name, new.smtp_password))[0] == 235
 
 
+@pytest.mark.slow
 async def test_a_disabled_user_is_refused_until_enabled_again(emu: Emulator) -> None:
     """A user whose status is Disable gets 535; enabled again, it logs in."""
     creds = await create(emu)
@@ -227,6 +228,7 @@ async def test_starttls_verifies_against_the_emulators_ca_only(emu: Emulator) ->
         await blocking(starttls, ssl.create_default_context())
 
 
+@pytest.mark.slow
 async def test_the_hourly_limit_is_a_rolling_hour_answered_with_451(emu: Emulator) -> None:
     """Past hourly_limit in the last hour of the emulator's clock, MAIL gets a transient 451;
     once the oldest message is an hour old, one more goes."""
@@ -317,6 +319,7 @@ async def test_reset_forgets_the_messages(emu: Emulator) -> None:
     assert (emu.messages(), emu.stats()["messages"]) == ([], 0)
 
 
+@pytest.mark.slow
 async def test_no_password_in_any_record_log_or_state_dump(
     emu: Emulator, caplog: pytest.LogCaptureFixture
 ) -> None:

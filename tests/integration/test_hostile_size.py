@@ -125,6 +125,7 @@ ENDLESS_CASES = [(read, payload) for read in LISTS for payload in ENDLESS]
 ENDLESS_CASES.remove(("list", "zeros"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("read", "payload"), ENDLESS_CASES)
 async def test_an_endless_gzip_answer_ends_at_the_bound_in_bounded_memory(
     read: str, payload: str
@@ -173,6 +174,7 @@ def _rewrapped(bomb: bytes, wbits: int) -> bytes:
     return b"\x78\xda" + deflate + b"\0\0\0\0"  # the checksum is past the bound: never read
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("bomb", list(BOMBS))
 async def test_a_create_answered_with_a_bomb_is_outcome_unknown(bomb: str) -> None:
     """A create whose answer inflates past the bound is sent once: OutcomeUnknownError."""

@@ -160,6 +160,7 @@ async def test_an_unlistable_account_leaves_the_key_to_settle_later(tmp_path: Pa
     assert creds.smtp_user_name == user["smtp_user_name"]
 
 
+@pytest.mark.slow
 async def test_two_callers_with_one_key_get_one_user(tmp_path: Path) -> None:
     """Ten tasks with one key at once: one create is sent, and all get its user."""
     results: list[SmtpCredentials] = []
@@ -180,6 +181,7 @@ async def test_two_callers_with_one_key_get_one_user(tmp_path: Path) -> None:
     }
 
 
+@pytest.mark.slow
 async def test_a_dead_holder_s_key_is_reconciled_by_the_next_caller(tmp_path: Path) -> None:
     """A key left PENDING by a crashed caller is settled once its lease runs out."""
     path = tmp_path / "l.sqlite3"

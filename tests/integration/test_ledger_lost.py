@@ -56,6 +56,7 @@ async def test_a_deleted_ledger_file_stops_the_next_create(tmp_path: Path) -> No
         assert len(emu.users()) == 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["flushed", "restarted empty"])
 async def test_a_redis_emptied_mid_life_stops_the_next_create(
     volatile_redis_server: RedisServer, how: str
@@ -78,6 +79,7 @@ async def test_a_redis_emptied_mid_life_stops_the_next_create(
         assert volatile_redis_server.query("DBSIZE") == 0  # nor recorded
 
 
+@pytest.mark.slow
 async def test_provisioning_stops_when_redis_is_emptied_mid_run(
     volatile_redis_server: RedisServer,
 ) -> None:
@@ -128,6 +130,7 @@ async def test_provisioning_raises_one_ledger_error_when_its_store_fails() -> No
     assert len(users) <= 6 + 8
 
 
+@pytest.mark.slow
 async def test_concurrent_first_creates_list_the_account_once(tmp_path: Path) -> None:
     """40 create()s starting together on a fresh ledger make one baseline list between them."""
     async with Emulator() as emu, _client(emu, tmp_path / "l.sqlite3") as client:
@@ -142,6 +145,7 @@ async def test_concurrent_first_creates_list_the_account_once(tmp_path: Path) ->
         assert len(emu.users()) == 40
 
 
+@pytest.mark.slow
 async def test_a_caller_s_record_stands_in_for_a_lost_ledger(tmp_path: Path) -> None:
     """Known users are entered, not created; users nothing explains are named, not absorbed."""
     async with Emulator() as emu:
@@ -202,6 +206,7 @@ async def _results(client: AsyncSarvClient, specs: list[dict[str, Any]]) -> Any:
             yield result
 
 
+@pytest.mark.slow
 async def test_a_persistent_redis_restarted_is_the_same_ledger(redis_server: RedisServer) -> None:
     """Redis down: a LedgerError, nothing sent; back with its data: creates go on, no loss."""
     async with Emulator() as emu, _client(emu, RedisLedger(redis_server.url)) as client:

@@ -67,6 +67,7 @@ def _assert_server_matches(emu: Emulator, results: list[ProvisionResult], before
     assert len(users) == before + len(names)
 
 
+@pytest.mark.slow
 async def test_every_spec_gets_exactly_one_user_through_faults() -> None:
     """With a quarter of requests failing, N specs give exactly N users, each once."""
     specs = _specs(60)
@@ -291,6 +292,7 @@ async def test_specs_still_lost_after_the_last_round_fail_with_the_cause() -> No
     assert (run.summary.failed, run.summary.rounds, run.summary.unknown) == (1, 2, 0)
 
 
+@pytest.mark.slow
 async def test_reconciliation_waits_for_late_creates_to_settle() -> None:
     """The reconciling list waits settle_delay, so a create still running lands first."""
     async with Emulator() as emu:

@@ -41,6 +41,7 @@ def _by_name(emu: Emulator) -> dict[str, dict[str, Any]]:
     return {user["smtp_user_name"]: user for user in emu.users()}
 
 
+@pytest.mark.slow
 async def test_a_rerun_with_the_same_run_id_creates_nothing(tmp_path: Path) -> None:
     """The second run of the same specs and run id reads every user back; no create."""
     ledger = tmp_path / "l.sqlite3"
@@ -61,6 +62,7 @@ async def test_a_rerun_with_the_same_run_id_creates_nothing(tmp_path: Path) -> N
         )
 
 
+@pytest.mark.slow
 async def test_a_cancelled_run_resumes_with_one_user_per_spec(tmp_path: Path) -> None:
     """Cancelled midway (through faults), then run again: exactly one user per spec."""
     ledger = tmp_path / "l.sqlite3"
@@ -83,6 +85,7 @@ async def test_a_cancelled_run_resumes_with_one_user_per_spec(tmp_path: Path) ->
     assert Counter(r.outcome for r in results)[ProvisionOutcome.EXISTING] > 0
 
 
+@pytest.mark.slow
 async def test_spec_keys_make_an_ensure_these_exist_list(tmp_path: Path) -> None:
     """Specs with keys: a later run with more keys creates only the new ones."""
     ledger = tmp_path / "l.sqlite3"
@@ -112,6 +115,7 @@ async def test_a_key_reused_with_other_limits_fails_that_spec(tmp_path: Path) ->
     assert "total_limit=5" in str(result.error)
 
 
+@pytest.mark.slow
 async def test_concurrent_runs_on_one_ledger_never_share_a_user(tmp_path: Path) -> None:
     """Two runs at once through 20% faults, same limits: no user adopted by both."""
     ledger = tmp_path / "l.sqlite3"

@@ -108,6 +108,7 @@ async def test_a_429_pauses_every_task_until_retry_after() -> None:
     assert throttled <= 4 * len(limiter.pauses)
 
 
+@pytest.mark.slow
 async def test_timeouts_raise_api_timeout_error_after_retries() -> None:
     """A server slower than the timeout gives APITimeoutError after the allowed retries."""
     async with (
@@ -119,6 +120,7 @@ async def test_timeouts_raise_api_timeout_error_after_retries() -> None:
         assert _requests(emu, "listSmtp") == 2
 
 
+@pytest.mark.slow
 async def test_a_timed_out_create_is_outcome_unknown_and_did_happen() -> None:
     """A create that times out is not repeated; the server did create the user."""
     async with (
@@ -136,6 +138,7 @@ async def test_a_timed_out_create_is_outcome_unknown_and_did_happen() -> None:
         assert _requests(emu, "addSmtp") == 1
 
 
+@pytest.mark.slow
 async def test_cancelled_calls_leave_the_client_usable() -> None:
     """Cancelling in-flight calls frees their slots and connections; later calls go through."""
     async with Emulator(latency_ms=300) as emu, emu.client(max_concurrency=2) as client:
@@ -150,6 +153,7 @@ async def test_cancelled_calls_leave_the_client_usable() -> None:
             assert await client.smtp_users.list() == []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])
 async def test_asyncio_task_cancel_mid_request_leaves_client_usable() -> None:
     """``asyncio.Task.cancel()`` on a call in flight leaves the client usable."""

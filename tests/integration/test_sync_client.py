@@ -227,6 +227,7 @@ def test_close_stops_the_thread_and_refuses_calls(emu: Emulator) -> None:
         pass
 
 
+@pytest.mark.slow
 def test_an_unclosed_client_warns_and_stops_its_thread(emu: Emulator) -> None:
     """A client collected unclosed says so (ResourceWarning) and still stops its thread."""
     before = set(_loop_threads())

@@ -209,6 +209,7 @@ async def test_an_unknown_outcome_is_marked(emu: Emulator, spans: InMemorySpanEx
     _assert_no_secret([span], [TOKEN, *(user["password"] for user in emu.users(OWNER))])
 
 
+@pytest.mark.slow
 async def test_rate_limiter_waits_are_events(emu: Emulator, spans: InMemorySpanExporter) -> None:
     """Time spent waiting for the client's limiter shows on the call that waited."""
     async with AsyncSarvClient(

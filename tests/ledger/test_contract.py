@@ -207,6 +207,7 @@ async def test_release_never_lets_go_of_a_pending_send(ledger: Ledger) -> None:
     )
 
 
+@pytest.mark.slow
 async def test_a_holder_whose_lease_ran_out_is_taken_as_ended_then(ledger: Ledger) -> None:
     """A PENDING key past its lease is reconciled, its attempt ended when the lease ran out."""
     await _ready(ledger)
@@ -324,6 +325,7 @@ async def test_mark_unknown_never_undoes_a_created_key(ledger: Ledger) -> None:
     assert (entry.state, entry.user_name) == (EntryState.CREATED, "smtp1")
 
 
+@pytest.mark.slow
 async def test_a_late_answer_settles_a_key_another_holder_reconciles(ledger: Ledger) -> None:
     """Anyone may claim for a key not yet created: the create's own answer wins if first."""
     await _ready(ledger)
@@ -367,6 +369,7 @@ async def test_another_handle_sees_what_one_recorded(ledger_store: LedgerStore) 
         await second.aclose()
 
 
+@pytest.mark.slow
 async def test_concurrent_callers_in_one_process_get_one_send(ledger_store: LedgerStore) -> None:
     """Fifty tasks on two handles begin one key at once: exactly one is told to send."""
     handles = [ledger_store.make(), ledger_store.make()]
@@ -387,6 +390,7 @@ async def test_concurrent_callers_in_one_process_get_one_send(ledger_store: Ledg
     assert Counter(decisions) == {Decision.SEND: 1, Decision.BUSY: 49}
 
 
+@pytest.mark.slow
 async def test_concurrent_claims_of_one_user_give_it_to_one_key(ledger: Ledger) -> None:
     """Twenty keys claim one user at once: one gets it, the others go UNKNOWN."""
     await _ready(ledger)

@@ -58,6 +58,7 @@ async def test_a_store_says_whether_its_steps_ever_wait(ledger: Ledger) -> None:
     assert ledger.instant is (type(ledger).__name__ == "MemoryLedger")
 
 
+@pytest.mark.slow
 async def test_one_caller_at_a_time_takes_the_baseline(ledger: Ledger) -> None:
     """The first taker lists; others are told how long to wait; a lapsed lease passes on."""
     assert await ledger.take_baseline(ACCOUNT, holder="a", lease=1.0) is None

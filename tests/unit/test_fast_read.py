@@ -151,6 +151,7 @@ def test_a_tolerated_surprise_anywhere_in_5000_users_is_read(
     assert len(answer.smtp_list) == 5000
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("key", "value", "named"),
     [

@@ -24,6 +24,7 @@ def _free_pid() -> int:
     raise AssertionError("no free process id")
 
 
+@pytest.mark.slow
 def test_a_holder_of_a_process_that_ended_is_dead() -> None:
     """A holder of this host whose process is gone (kill -9) counts as dead."""
     proc = subprocess.run(

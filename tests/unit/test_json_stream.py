@@ -84,6 +84,7 @@ def test_a_body_cut_short_is_an_error(
         stream(body[:end], cuts)
 
 
+@pytest.mark.slow
 @given(st.binary(max_size=60) | st.text(max_size=60).map(str.encode), st.data())
 def test_any_bytes_read_alike_or_refused(body: bytes, data: st.DataObject) -> None:
     cuts = data.draw(st.lists(st.integers(0, len(body)), max_size=8))

@@ -155,6 +155,7 @@ async def test_max_retries_zero_sends_once(respx_mock: respx.MockRouter) -> None
     assert route.call_count == 1
 
 
+@pytest.mark.slow
 async def test_retry_after_seconds_is_honoured(respx_mock: respx.MockRouter) -> None:
     """A 429's Retry-After (seconds) is waited out before the repeat."""
     times: list[float] = []
@@ -171,6 +172,7 @@ async def test_retry_after_seconds_is_honoured(respx_mock: respx.MockRouter) -> 
     assert times[1] - times[0] >= 0.3
 
 
+@pytest.mark.slow
 async def test_retry_after_beyond_the_cap_surfaces(respx_mock: respx.MockRouter) -> None:
     """A Retry-After beyond max_retry_after raises RateLimitError at once, with .retry_after."""
     sent: list[float] = []
@@ -195,6 +197,7 @@ async def test_retry_after_beyond_the_cap_surfaces(respx_mock: respx.MockRouter)
     assert 0.3 <= sent[1] - sent[0] < 1.5
 
 
+@pytest.mark.slow
 async def test_one_429_pauses_every_task(respx_mock: respx.MockRouter) -> None:
     """After one 429 with Retry-After, no task of the client sends until the pause ends."""
     sent: list[float] = []

@@ -72,6 +72,7 @@ async def test_an_absurd_retry_after_does_not_disable_the_client(
     assert route.call_count == 3
 
 
+@pytest.mark.slow
 async def test_a_long_retry_after_raises_for_that_call_only(respx_mock: respx.MockRouter) -> None:
     """Retry-After beyond max_retry_after raises at once; later calls wait that long at most."""
     route = respx_mock.post(LIST_URL).mock(
@@ -91,6 +92,7 @@ async def test_a_long_retry_after_raises_for_that_call_only(respx_mock: respx.Mo
     assert route.call_count == 2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seconds", [1e308, math.inf, 10_000.0])
 async def test_the_limiter_clamps_a_pause_to_max_pause(seconds: float) -> None:
     """`SlidingWindowLimiter.pause` never holds back an acquire longer than ``max_pause``."""
