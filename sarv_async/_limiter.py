@@ -237,17 +237,7 @@ class SlidingWindowLimiter:
     def _move(self, sent: float, left: float) -> None:
         """Count the send recorded at ``sent`` at ``left`` instead (later), keeping order."""
         for window in self._windows:
-            sends = window.sends
-            later: list[float] = []
-            while sends and sends[-1] > sent:
-                later.append(sends.pop())
-            if sends and sends[-1] == sent:
-                sends.pop()
-            # Else it has already left this window's last ``limit`` sends: put back at
-            # ``left``, the fullness of the deque drops the oldest (no longer needed).
-            later.reverse()
-            insort(later, left)
-            sends.extend(later)
+            move_send(window.sends, sent, left)
 
     async def _sleep_until(self, when: float) -> None:
         """Sleep until ``when``, or until `pause` changes the picture."""
@@ -279,6 +269,23 @@ class _Send:
         if left > self._counted:
             self._limiter._move(self._counted, left)
             self._counted = left
+
+
+def move_send(sends: deque[float], sent: float, left: float) -> None:
+    """Move the send at ``sent`` in ``sends`` (oldest first, at most ``maxlen``) to ``left``.
+
+    ``left`` is later; the deque stays in order. A send no longer in it (``maxlen`` newer
+    ones came after it) comes back at ``left``, and the oldest then drops out.
+    Shared by the limiters that keep their last sends in a deque.
+    """
+    later: list[float] = []
+    while sends and sends[-1] > sent:
+        later.append(sends.pop())
+    if sends and sends[-1] == sent:
+        sends.pop()
+    later.reverse()
+    insort(later, left)
+    sends.extend(later)
 
 
 def leave_queue(waiters: deque[Event], ticket: Event) -> None:

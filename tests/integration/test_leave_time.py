@@ -16,6 +16,7 @@ import pytest
 
 from sarv_async import RateLimitError
 from sarv_async.testing import Emulator
+from tests.redis_server import RedisServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 
@@ -86,6 +87,15 @@ async def test_a_burst_on_new_connections_does_not_squeeze_the_next_window() -> 
     """Sends that left after a slow connect push the next window's sends: no 429."""
     with Emulator(rate_limit=f"{RATE}/second") as emu:
         errors = await burst_past_one_window(emu)
+        stats = emu.stats()
+    assert errors == []
+    assert stats["responses"] == {"200": 2 * RATE}
+
+
+async def test_redis_counts_sends_when_they_left(redis_server: RedisServer) -> None:
+    """The same through a shared Redis budget: the send's score moves to when it left."""
+    with Emulator(rate_limit=f"{RATE}/second") as emu:
+        errors = await burst_past_one_window(emu, redis_url=redis_server.url)
         stats = emu.stats()
     assert errors == []
     assert stats["responses"] == {"200": 2 * RATE}
