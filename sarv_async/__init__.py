@@ -45,6 +45,7 @@ if typing.TYPE_CHECKING:
     from ._ledger_memory import MemoryLedger as MemoryLedger
     from ._ledger_redis import RedisLedger as RedisLedger
     from ._ledger_sqlite import SqliteLedger as SqliteLedger
+    from ._limiter import CountedSend as CountedSend
     from ._limiter import RateLimiter as RateLimiter
     from ._limiter import SlidingWindowLimiter as SlidingWindowLimiter
     from ._limiter_redis import RedisRateLimiter as RedisRateLimiter
@@ -88,6 +89,7 @@ __all__ = [
     "Begin",
     "Claim",
     "ClientState",
+    "CountedSend",
     "CreateSmtpUserRequest",
     "Decision",
     "EntryState",
@@ -153,6 +155,7 @@ _LAZY: dict[str, str] = {
     "RedisLedger": "._ledger_redis",
     "RedisRateLimiter": "._limiter_redis",
     "RateLimiter": "._limiter",
+    "CountedSend": "._limiter",
     "SlidingWindowLimiter": "._limiter",
     "SmtpCredentials": "._models",
     "SmtpUser": "._models",

@@ -9,10 +9,16 @@ window ``limit/period`` with safety margin ``m``::
     s[i] >= s[i - limit] + period + m
 
 so no span of ``period + m`` seconds, wherever it starts, holds more than ``limit`` sends:
-the stricter of a fixed and a moving window, with no burst on top of the rate. The margin
-covers what happens after ``acquire()`` returns (connecting, the network), because the
-server counts arrivals. Only sends are recorded, each when it is allowed, so a late wake-up
-never breaks the invariant and a cancelled waiter leaves nothing behind.
+the stricter of a fixed and a moving window, with no burst on top of the rate. Only sends
+are recorded, each when it is allowed, so a late wake-up never breaks the invariant and a
+cancelled waiter leaves nothing behind.
+
+A request that needs a new connection leaves only once TCP (and TLS) are connected, which
+can take longer than the margin; a later request on a reused connection leaves at once, and
+would reach the server less than a period after it. So the client tells the limiter when a
+request really left, if that was later (`SlidingWindowLimiter.acquire_send`): the send is
+recorded at that later time, and ``s[i]`` above is the time it left. The margin covers what
+remains: the network between the client and the server, whose clock counts arrivals.
 
 How
 ---
@@ -27,6 +33,7 @@ than that by it (the call that met a longer ``Retry-After`` raised instead).
 from __future__ import annotations
 
 import math
+from bisect import insort
 from collections import deque
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
@@ -39,14 +46,18 @@ from ._rate_spec import RateWindow, format_rate_limit
 if TYPE_CHECKING:
     from anyio import Event
 
-__all__ = ["RateLimiter", "SlidingWindowLimiter"]
+__all__ = ["CountedSend", "RateLimiter", "SlidingWindowLimiter"]
 
 _NO_PAUSE = -math.inf
 
 
 @runtime_checkable
 class RateLimiter(Protocol):
-    """Decides when the next request of a client may go out; one instance per client."""
+    """Decides when the next request of a client may go out; one instance per client.
+
+    A limiter may also offer ``async def acquire_send(self) -> CountedSend | None``,
+    optional: the client then tells it when each request really left (see `CountedSend`).
+    """
 
     async def acquire(self) -> None:
         """Wait until one more request may be sent now, and count it as sent."""
@@ -58,6 +69,25 @@ class RateLimiter(Protocol):
         The client never asks for more than its ``max_retry_after``; an implementation
         should still clamp what it is given, so no one call can disable it for good.
         """
+        ...
+
+
+class CountedSend(Protocol):
+    """A send a limiter counted, as its optional ``acquire_send`` returns it.
+
+    A `RateLimiter` may offer ``async def acquire_send(self) -> CountedSend | None``: what
+    `acquire` does, returning the send it counted (None if it counts nothing). The client
+    uses it when present (looked up with ``getattr``; `acquire` alone still works): when
+    the request really leaves, after connecting if it needed a new connection, it calls
+    ``left_late(delay)`` if that was ``delay`` seconds after ``allowed``, and the limiter
+    counts the send at the later time. ``left_late`` must not block nor raise.
+    """
+
+    #: When the send was allowed, on the event loop's clock (`anyio.current_time`).
+    allowed: float
+
+    def left_late(self, delay: float) -> None:
+        """The request left ``delay`` seconds (> 0) after ``allowed``: count it then."""
         ...
 
 
@@ -137,14 +167,21 @@ class SlidingWindowLimiter:
 
         Costs no checkpoint when the request may go at once.
         """
+        await self.acquire_send()
+
+    async def acquire_send(self) -> _Send | None:
+        """`acquire`, returning the send it counted (None when no window counts sends).
+
+        Call its ``left_late(delay)`` if the request left ``delay`` seconds after it was
+        allowed (a new connection): the send is then counted when it left (see `CountedSend`).
+        """
         waiters = self._waiters
         if not waiters:
             if not self._windows and self._pause_until == _NO_PAUSE:
-                return
+                return None
             now = anyio.current_time()
             if self._earliest(now) <= now:
-                self._record(now)
-                return
+                return self._record(now)
         ticket = anyio.Event()
         waiters.append(ticket)
         try:
@@ -154,8 +191,7 @@ class SlidingWindowLimiter:
                 now = anyio.current_time()
                 when = self._earliest(now)
                 if when <= now:
-                    self._record(now)
-                    return
+                    return self._record(now)
                 await self._sleep_until(when)
         finally:
             leave_queue(self._waiters, ticket)
@@ -191,9 +227,17 @@ class SlidingWindowLimiter:
                     when = allowed
         return when
 
-    def _record(self, now: float) -> None:
+    def _record(self, now: float) -> _Send | None:
+        if not self._windows:
+            return None
         for window in self._windows:
             window.sends.append(now)
+        return _Send(self, now)
+
+    def _move(self, sent: float, left: float) -> None:
+        """Count the send recorded at ``sent`` at ``left`` instead (later), keeping order."""
+        for window in self._windows:
+            move_send(window.sends, sent, left)
 
     async def _sleep_until(self, when: float) -> None:
         """Sleep until ``when``, or until `pause` changes the picture."""
@@ -204,6 +248,44 @@ class SlidingWindowLimiter:
         finally:
             if self._wakeup is wakeup:
                 self._wakeup = None
+
+
+class _Send:
+    """A send `SlidingWindowLimiter` counted (see `CountedSend`)."""
+
+    __slots__ = ("_counted", "_limiter", "allowed")
+
+    def __init__(self, limiter: SlidingWindowLimiter, allowed: float) -> None:
+        self._limiter = limiter
+        self.allowed = allowed
+        #: When the windows count it now.
+        self._counted = allowed
+
+    def __repr__(self) -> str:
+        return f"<send allowed at {self.allowed:.6f}>"
+
+    def left_late(self, delay: float) -> None:
+        left = self.allowed + delay
+        if left > self._counted:
+            self._limiter._move(self._counted, left)
+            self._counted = left
+
+
+def move_send(sends: deque[float], sent: float, left: float) -> None:
+    """Move the send at ``sent`` in ``sends`` (oldest first, at most ``maxlen``) to ``left``.
+
+    ``left`` is later; the deque stays in order. A send no longer in it (``maxlen`` newer
+    ones came after it) comes back at ``left``, and the oldest then drops out.
+    Shared by the limiters that keep their last sends in a deque.
+    """
+    later: list[float] = []
+    while sends and sends[-1] > sent:
+        later.append(sends.pop())
+    if sends and sends[-1] == sent:
+        sends.pop()
+    later.reverse()
+    insort(later, left)
+    sends.extend(later)
 
 
 def leave_queue(waiters: deque[Event], ticket: Event) -> None:

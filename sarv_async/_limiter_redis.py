@@ -11,6 +11,13 @@ process of the account. For every window ``limit/period`` with margin ``m``::
 The check and the record are one Lua script over every window, so two processes can never
 both take the last place of a window; the hosts' clocks are never read for it.
 
+A request that needed a new connection leaves later than it was granted, once connected:
+the client says how much later (`CountedSend.left_late`), and the send's score moves forward
+by as much in every window, written by a small script in the background (`_write_moves`) so
+the request does not wait for Redis. ``s[i]`` is then the time it left, on Redis's clock
+(the grant's ``TIME`` plus the delay this process measured). Requests on a reused
+connection leave at once and cost no such write.
+
 How
 ---
 In each process, waiting tasks queue up in arrival order and only the head of the queue
@@ -61,7 +68,7 @@ from anyio import CancelScope, Event, current_time
 
 from ._account import account_id
 from ._exceptions import RateLimitError, StoreUnavailableError, ValidationError
-from ._limiter import SlidingWindowLimiter, leave_queue
+from ._limiter import SlidingWindowLimiter, leave_queue, move_send
 from ._rate_spec import RateWindow, format_rate_limit
 from ._redis import bounded_client, redis_errors, redis_location
 
@@ -184,6 +191,29 @@ end
 return {1}
 """
 
+# KEYS: one key per window. ARGV: spans (microseconds) per window, then token and score
+# pairs: each send's score moves up to its score (never down), or comes back if it was
+# dropped as too old and its new score is still within the window.
+_MOVE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local windows = #KEYS
+for j = windows + 1, #ARGV, 2 do
+  local token, score = ARGV[j], tonumber(ARGV[j + 1])
+  for i = 1, windows do
+    local span = tonumber(ARGV[i])
+    local old = redis.call('ZSCORE', KEYS[i], token)
+    if (old and tonumber(old) < score) or (not old and score > now - span) then
+      redis.call('ZADD', KEYS[i], string.format('%d', score), token)
+      if redis.call('PTTL', KEYS[i]) < span / 1000 then
+        redis.call('PEXPIRE', KEYS[i], string.format('%d', math.ceil(span / 1000)))
+      end
+    end
+  end
+end
+return {1}
+"""
+
 # KEYS: queue, deadlines. ARGV: token.
 _LEAVE = """
 redis.call('ZREM', KEYS[1], ARGV[1])
@@ -259,6 +289,8 @@ class RedisRateLimiter:
             base + "processes",
             *(f"{base}window:{round(w.period * _MICRO)}" for w in self._windows),
         ]
+        self._window_keys = self._keys[4:]
+        self._span_args = [round(span * _MICRO) for span in spans]
         self._window_args = [
             arg
             for w, span in zip(self._windows, spans, strict=True)
@@ -285,6 +317,9 @@ class RedisRateLimiter:
         #: The pause still to be written to Redis, as an end on this process's clock.
         self._pause_to_share = -math.inf
         self._share_pause = Event()
+        #: Sends that left late, token to score (Redis's clock, microseconds), to write.
+        self._moves: dict[str, int] = {}
+        self._write_move = Event()
 
         #: Whether Redis is in use; if not, when to try it again.
         self._shared = True
@@ -325,11 +360,13 @@ class RedisRateLimiter:
             await stack.enter_async_context(redis)
             self._task_group = await stack.enter_async_context(anyio.create_task_group())
             self._task_group.start_soon(self._write_pauses)
+            self._task_group.start_soon(self._write_moves)
             self._redis = redis
             self._scripts = {
                 "acquire": redis.register_script(_ACQUIRE),
                 "pause": redis.register_script(_PAUSE),
                 "leave": redis.register_script(_LEAVE),
+                "move": redis.register_script(_MOVE),
             }
             self._exit_stack = stack.pop_all()
         return self
@@ -361,6 +398,14 @@ class RedisRateLimiter:
         Raises `RateLimitError` on a pause longer than ``max_pause``, and with
         ``on_unavailable="raise"``, `StoreUnavailableError` when Redis fails.
         """
+        await self.acquire_send()
+
+    async def acquire_send(self) -> _RedisSend | None:
+        """`acquire`, returning the send it counted (see `CountedSend`); None if unpaced.
+
+        Its ``left_late(delay)`` moves the send ``delay`` seconds later, in Redis (written
+        in the background) and in this process's own count.
+        """
         if self._redis is None:
             raise RuntimeError(
                 "this RedisRateLimiter is not open: use 'async with' (a client built with "
@@ -373,9 +418,10 @@ class RedisRateLimiter:
         try:
             if waiters[0] is not ticket:
                 await ticket.wait()  # set when this task becomes the head
-            await self._acquire_as_head(arrived)
+            send = await self._acquire_as_head(arrived)
         finally:
             leave_queue(self._waiters, ticket)
+        return send if self._windows else None
 
     def pause(self, seconds: float) -> None:
         """Hold back every process of the account for ``seconds`` (a later end wins)."""
@@ -394,7 +440,7 @@ class RedisRateLimiter:
 
     # -- inside --------------------------------------------------------------------
 
-    async def _acquire_as_head(self, arrived: float) -> None:
+    async def _acquire_as_head(self, arrived: float) -> _RedisSend:
         token = f"{self._process}:{next(self._tickets)}"
         queued = False
         try:
@@ -411,7 +457,7 @@ class RedisRateLimiter:
                     wait = self._alone_wait(now)
                     if wait <= 0:
                         self._sent(now, recorded=False)
-                        return
+                        return _RedisSend(self, now, None, 0)
                     await self._sleep(min(wait, self._retry_at - now))
                     continue
                 unrecorded = self._unrecorded
@@ -441,8 +487,9 @@ class RedisRateLimiter:
                     self._unrecorded = []  # recorded now
                 if status == _GRANTED:
                     queued = False
-                    self._sent(current_time(), recorded=True)
-                    return
+                    now = current_time()
+                    self._sent(now, recorded=True)
+                    return _RedisSend(self, now, token, value)
                 if status == _PAUSED_TOO_LONG:
                     queued = False
                     raise _too_long(value / _MICRO)
@@ -510,6 +557,21 @@ class RedisRateLimiter:
             self._unrecorded = [t for t in self._unrecorded if t > horizon]
             self._unrecorded.append(now)
 
+    def _left_late(self, send: _RedisSend, counted: float, left: float) -> None:
+        """Count ``send``, counted at ``counted`` here, at ``left`` (both this clock)."""
+        for sends in self._history:
+            move_send(sends, counted, left)
+        if send.token is None:
+            # Made alone: recorded in Redis, when it is back, by its time here.
+            unrecorded = self._unrecorded
+            if counted in unrecorded:
+                unrecorded[unrecorded.index(counted)] = left
+            return
+        if self._task_group is None:
+            return  # closed: nothing writes to Redis any more
+        self._moves[send.token] = send.granted + round((left - send.allowed) * _MICRO)
+        self._write_move.set()
+
     def _redis_is_back(self) -> None:
         if self._shared:
             return
@@ -538,6 +600,21 @@ class RedisRateLimiter:
                 with contextlib.suppress(StoreUnavailableError):
                     await self._call("pause", [self._pause_key], [_micro(left)])
 
+    async def _write_moves(self) -> None:
+        """Write the sends that left late to Redis as they come; runs for the limiter's life."""
+        while True:
+            await self._write_move.wait()
+            self._write_move = Event()
+            moves, self._moves = self._moves, {}
+            if moves:
+                # If Redis does not answer, these sends stay counted when granted.
+                with contextlib.suppress(StoreUnavailableError):
+                    await self._call(
+                        "move",
+                        self._window_keys,
+                        [*self._span_args, *itertools.chain.from_iterable(moves.items())],
+                    )
+
     async def _sleep(self, seconds: float) -> None:
         """Sleep ``seconds``, or until a `pause` changes the picture."""
         wakeup = self._wakeup = Event()
@@ -547,6 +624,32 @@ class RedisRateLimiter:
         finally:
             if self._wakeup is wakeup:
                 self._wakeup = None
+
+
+class _RedisSend:
+    """A send `RedisRateLimiter` counted (see `CountedSend`)."""
+
+    __slots__ = ("_counted", "_limiter", "allowed", "granted", "token")
+
+    def __init__(
+        self, limiter: RedisRateLimiter, allowed: float, token: str | None, granted: int
+    ) -> None:
+        self._limiter = limiter
+        #: When it was allowed, on this process's clock; counted then so far.
+        self.allowed = self._counted = allowed
+        #: Its member in the windows' sorted sets, or None if it was made alone.
+        self.token = token
+        #: Its score there: Redis's clock (microseconds) when the script granted it.
+        self.granted = granted
+
+    def __repr__(self) -> str:
+        return f"<send allowed at {self.allowed:.6f}>"
+
+    def left_late(self, delay: float) -> None:
+        left = self.allowed + delay
+        if left > self._counted:
+            self._limiter._left_late(self, self._counted, left)
+            self._counted = left
 
 
 def _too_long(left: float) -> RateLimitError:

@@ -18,7 +18,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import anyio
@@ -39,7 +39,7 @@ from ._exceptions import (
     UnexpectedResponseError,
     ValidationError,
 )
-from ._limiter import RateLimiter
+from ._limiter import CountedSend, RateLimiter
 from ._logging import logger
 from ._retry import Backoff, Failure, parse_retry_after
 from ._text import server_text
@@ -126,6 +126,10 @@ class Pipeline:
         fresh_http: Callable[[], httpx.AsyncClient] | None = None,
     ) -> None:
         self.limiter = limiter
+        #: The limiter's optional ``acquire_send`` (see `CountedSend`), else None.
+        self._acquire_send: Callable[[], Awaitable[CountedSend | None]] | None = getattr(
+            limiter, "acquire_send", None
+        )
         self.max_concurrency = max_concurrency
         self._http = http
         #: Makes the pool of calls unsafe to repeat: no keep-alive (see `_http_for_unsafe`).
@@ -303,7 +307,12 @@ class Pipeline:
         async with self._slots:
             # The pause and the rate windows are checked now, as the request leaves.
             queued = time.perf_counter()
-            await self.limiter.acquire()
+            acquire_send = self._acquire_send
+            sent: CountedSend | None = None
+            if acquire_send is None:
+                await self.limiter.acquire()
+            else:
+                sent = await acquire_send()
             started = time.perf_counter()
             request = http.build_request(
                 "POST",
@@ -314,6 +323,9 @@ class Pipeline:
             )
             request.stream = body
             request.extensions[_tracing.RESEND_COUNT] = attempt - 1
+            if sent is not None:
+                # Told when the request leaves, after connecting if it needs a connection.
+                request.extensions["trace"] = _Departure(sent)
             _tracing.record_rate_limit_wait(started - queued)
             _fence.check()  # a create's holder may have been frozen past its lease
             limit = options.attempt_timeout
@@ -458,6 +470,43 @@ async def _receive(
     finally:
         await response.aclose()
     return Answer(status, response.headers, content or b"")
+
+
+#: A request that left later than this after it was allowed is counted when it left.
+_LATE = 0.001
+
+
+class _Departure:
+    """httpcore's ``trace`` extension: tells the limiter when a request really left.
+
+    httpcore awaits it at each step of a request, in the request's task, on asyncio and
+    trio alike; a request that needs a new connection leaves only once TCP (and TLS) are
+    connected, which the limiter could not know when it allowed the send. Called once
+    the headers start out, it never awaits (so it cannot be cancelled) nor raises, and
+    keeps nothing of what httpcore passes it (the request, the token in its body).
+    A transport that is not httpcore's never calls it: the send stays counted when allowed.
+    """
+
+    __slots__ = ("_sent",)
+
+    def __init__(self, sent: CountedSend) -> None:
+        self._sent: CountedSend | None = sent
+
+    async def __call__(self, event: str, info: object) -> None:
+        sent = self._sent
+        if sent is None or not event.endswith(".send_request_headers.started"):
+            return
+        self._sent = None
+        delay = anyio.current_time() - sent.allowed
+        if delay > _LATE:
+            try:
+                sent.left_late(delay)
+            except Exception as exc:  # a custom limiter's bug must not fail the request
+                # No traceback: these frames' locals hold the request, token included.
+                logger.warning(
+                    "the rate limiter could not count a send that left late (%s)",
+                    type(exc).__name__,
+                )
 
 
 class _RequestBody(httpx.AsyncByteStream):

@@ -253,3 +253,44 @@ async def test_rejects_bad_pause() -> None:
     for seconds in (-1.0, math.nan):
         with pytest.raises(ValueError, match="must"):
             limiter.pause(seconds)
+
+
+async def test_a_send_that_left_late_is_counted_when_it_left() -> None:
+    """A request that left after connecting pushes the next send back by as much."""
+    limiter = SlidingWindowLimiter([RateWindow(1, 0.2)], margin=0.0)
+    sent = await limiter.acquire_send()
+    assert sent is not None
+    sent.left_late(0.3)  # it needed a new connection: left 0.3 s after it was allowed
+    await limiter.acquire()
+    assert anyio.current_time() >= sent.allowed + 0.3 + 0.2
+
+
+async def test_a_send_moved_later_keeps_the_window_in_order() -> None:
+    """Moving an older send past a newer one keeps the oldest first, as pacing reads it."""
+    limiter = SlidingWindowLimiter([RateWindow(2, 10.0)], margin=0.0)
+    first = await limiter.acquire_send()
+    second = await limiter.acquire_send()
+    assert first is not None
+    assert second is not None
+    first.left_late(1.0)
+    first.left_late(1.0)  # told twice: still one send
+    sends = list(limiter._windows[0].sends)
+    assert sends == [second.allowed, first.allowed + 1.0]
+    now = anyio.current_time()
+    assert limiter._earliest(now) == second.allowed + 10.0
+
+
+async def test_a_send_already_out_of_the_window_comes_back_when_it_left_late() -> None:
+    """A late send older than the window's last ``limit`` returns at the time it left."""
+    limiter = SlidingWindowLimiter([RateWindow(1, 0.01)], margin=0.0)
+    first = await limiter.acquire_send()
+    second = await limiter.acquire_send()  # waits 0.01 s: the window now holds only this one
+    assert first is not None
+    assert second is not None
+    first.left_late(5.0)
+    assert list(limiter._windows[0].sends) == [first.allowed + 5.0]
+
+
+async def test_acquire_send_counts_nothing_without_windows() -> None:
+    """Unpaced, there is no send to move: None, and nothing to tell."""
+    assert await SlidingWindowLimiter().acquire_send() is None

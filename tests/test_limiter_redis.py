@@ -454,3 +454,61 @@ async def test_a_killed_waiter_holds_up_the_others_no_longer_than_its_grace(
         if proc.poll() is None:
             proc.kill()
         proc.communicate()
+
+
+def window_key(period: float, account: str = ACCOUNT) -> str:
+    """The sorted set of an account's sends in its window of ``period`` seconds."""
+    return f"sarv:{{{account}}}:window:{round(period * 1_000_000)}"
+
+
+async def until_scored(server: RedisServer, key: str, member: str, score: int) -> None:
+    """Wait until ``member`` holds ``score`` in ``key`` (a move is written in the background)."""
+    with anyio.fail_after(10):
+        while server.query("ZSCORE", key, member) != str(score):  # noqa: ASYNC110
+            await anyio.sleep(0.002)
+
+
+async def test_a_send_that_left_late_holds_back_every_process(redis_server: RedisServer) -> None:
+    """A send that left 0.3 s after its grant counts then, for the other processes too."""
+    async with limiters(redis_server.url, 2, [RateWindow(1, 0.2)], margin=0.0) as (one, other):
+        sent = await one.acquire_send()
+        assert sent is not None
+        sent.left_late(0.3)
+        await until_scored(redis_server, window_key(0.2), sent.token or "", sent.granted + 300_000)
+        await other.acquire()
+        # Not 0.2 s after the grant; Redis granted it a return trip before `allowed`.
+        assert anyio.current_time() >= sent.allowed + 0.5 - 0.01
+
+
+async def test_a_send_moved_later_keeps_the_window_in_order_in_redis(
+    redis_server: RedisServer,
+) -> None:
+    """A send moved past a newer one: the newer is now the oldest, as the script reads it."""
+    async with limiters(redis_server.url, 1, [RateWindow(2, 10.0)], margin=0.0) as (limiter,):
+        first = await limiter.acquire_send()
+        second = await limiter.acquire_send()
+        assert first is not None
+        assert second is not None
+        first.left_late(1.0)
+        first.left_late(0.5)  # earlier than already counted: changes nothing
+        await until_scored(
+            redis_server, window_key(10.0), first.token or "", first.granted + 1_000_000
+        )
+        assert redis_server.query("ZRANGE", window_key(10.0), "0", "-1") == [
+            second.token,
+            first.token,
+        ]
+
+
+async def test_a_send_made_alone_that_left_late_counts_when_it_left(
+    redis_server: RedisServer,
+) -> None:
+    """Pacing alone (Redis gone), a late send pushes this process's next send too."""
+    async with limiters(redis_server.url, 1, [RateWindow(1, 0.2)], margin=0.0) as (limiter,):
+        redis_server.kill()
+        sent = await limiter.acquire_send()
+        assert not shared(limiter)
+        assert sent is not None
+        sent.left_late(0.3)
+        await limiter.acquire()
+        assert anyio.current_time() >= sent.allowed + 0.5
