@@ -10,6 +10,7 @@ covered without being listed here.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -22,38 +23,47 @@ import pytest
 
 from sarv_async import AsyncSarvClient, SarvClient
 from sarv_async.testing import DEMO_OWNER_ID, DEMO_TOKEN, Emulator
+from tests.once import once_per_run
 
 from ._samples import Sample, find_samples, mypy_files, sample_errors
 
-# mypy --strict over every sample, then each sample runs; on one worker, which runs mypy once.
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("docs-samples")]
+# mypy --strict over every sample (once per run), then each sample runs.
+pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = find_samples(ROOT)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def type_errors(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[str]]:
-    """mypy --strict (the project's settings) over every sample at once: errors per sample."""
-    from mypy import api as mypy_api  # the tests group installs mypy
+    """mypy --strict (the project's settings) over every sample at once: errors per sample.
 
-    directory = tmp_path_factory.mktemp("samples")
-    files = mypy_files(SAMPLES, directory)
-    out, err, _ = mypy_api.run(
-        [
-            "--config-file",
-            str(ROOT / "pyproject.toml"),
-            "--cache-dir",
-            str(ROOT / ".mypy_cache"),
-            "--no-error-summary",
-            *map(str, files),
-        ]
-    )
-    assert not err.strip(), err
-    return sample_errors(out, files)
+    Once per run, whichever worker asks first (`once_per_run`).
+    """
+
+    def check(directory: Path) -> None:
+        from mypy import api as mypy_api  # the tests group installs mypy
+
+        files = mypy_files(SAMPLES, directory)
+        out, err, _ = mypy_api.run(
+            [
+                "--config-file",
+                str(ROOT / "pyproject.toml"),
+                "--cache-dir",
+                str(ROOT / ".mypy_cache"),
+                "--no-error-summary",
+                *map(str, files),
+            ]
+        )
+        assert not err.strip(), err
+        (directory / "errors.json").write_text(json.dumps(sample_errors(out, files)))
+
+    directory = once_per_run(tmp_path_factory, "docs-samples-mypy", check)
+    errors: dict[str, list[str]] = json.loads((directory / "errors.json").read_text())
+    return errors
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def shared_emulator() -> Iterator[Emulator]:
     """One emulator (the demo account, no rate limit) for every sample."""
     with Emulator() as emulator:

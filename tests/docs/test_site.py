@@ -1,6 +1,6 @@
 """The documentation site: it builds strict, its code is highlighted, its text has no reST.
 
-The site is built once for the module (`mkdocs build --strict`, a few seconds) into a
+The site is built once per run (`mkdocs build --strict`, a few seconds) into a
 temporary directory, and its HTML is read: samples highlighted by Pygments, no reST marker
 (a ``::`` literal block, double backticks, a ``:class:`` role) left in the text outside
 code, every public name documented once in the reference, the README's sections in the
@@ -24,30 +24,30 @@ import pytest
 import sarv_async
 import sarv_async.testing
 import sarv_async.tracing
+from tests.once import once_per_run
 
 from ._samples import find_samples, parse_samples
-
-# The site is built once, on the one worker that runs this module's tests.
-pytestmark = pytest.mark.xdist_group("docs-site")
 
 ROOT = Path(__file__).resolve().parents[2]
 _INCLUDE = re.compile(r'^\s*-{1,}8<-{1,}\s+"(?P<path>[^":]+)(?::(?P<section>[\w-]+))?"\s*$')
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The site, built strict (any warning fails the build) into a temporary directory."""
-    directory = tmp_path_factory.mktemp("site")
-    built = subprocess.run(  # noqa: S603 - this interpreter, fixed arguments
-        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(directory)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
-        check=False,
-    )
-    assert built.returncode == 0, built.stderr
-    return directory
+    """The site, built strict (any warning fails the build), once per run."""
+
+    def build(directory: Path) -> None:
+        built = subprocess.run(  # noqa: S603 - this interpreter, fixed arguments
+            [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(directory)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
+            check=False,
+        )
+        assert built.returncode == 0, built.stderr
+
+    return once_per_run(tmp_path_factory, "docs-site", build)
 
 
 def page(site: Path, name: str) -> str:
