@@ -23,16 +23,16 @@ os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 
 
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
-    """``-n auto``: two workers per core, as most of the suite's wall time is waiting.
+    """``-n auto``: three workers per core for the whole suite, two for the fast lane.
 
-    On servers, subprocesses, real pacing and leases: a worker that waits leaves its
-    core to another.
+    Most of the slow tests' time is waiting (on other processes, real pacing, leases): a
+    worker that waits leaves its core to another. The fast lane is mostly CPU, where more
+    workers only add their start-up. Measured on two cores: the whole suite in 120 s
+    with six workers, 138 s with four; the fast lane in 31 s with four, 43 s with six.
     """
-    return (
-        2 * len(os.sched_getaffinity(0))
-        if hasattr(os, "sched_getaffinity")
-        else 2 * (os.cpu_count() or 1)
-    )
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    fast_lane = "not slow" in (config.option.markexpr or "")
+    return (2 if fast_lane else 3) * (cores or 1)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
