@@ -29,6 +29,7 @@ from ._exceptions import ValidationError
 from ._limiter import RateLimiter, SlidingWindowLimiter
 from ._pipeline import AnswerReader, CallOptions, Pipeline
 from ._rate_spec import RateWindow, parse_rate_limit
+from ._requests import SarvRequest
 from ._resources import SmtpUsers
 from ._retry import Backoff
 from ._version import __version__
@@ -37,7 +38,6 @@ if TYPE_CHECKING:
     from ._engine import Engine
     from ._ledger import Ledger
     from ._limiter_redis import RedisRateLimiter
-    from ._requests import SarvRequest
 
 __all__ = [
     "DEFAULT_MAX_ANSWER_BYTES",

@@ -20,6 +20,14 @@ request really left, if that was later (`SlidingWindowLimiter.acquire_send`): th
 recorded at that later time, and ``s[i]`` above is the time it left. The margin covers what
 remains: the network between the client and the server, whose clock counts arrivals.
 
+Where this stops: until a request leaves, its send counts at the time it was allowed. A
+connect that takes longer than ``period + margin`` (a lost SYN retransmitted after 1 s,
+with a per-second window) lets that time age out of the window before the request
+leaves, and the sends allowed meanwhile may then reach the server less than a period
+apart from it: the server answers 429, and the client pauses and retries as for any
+429. Windows of a minute or more (the API's own) are not affected by connects within
+the default 5 s connect timeout.
+
 How
 ---
 A task that finds no one waiting and every window open returns at once: no lock, no

@@ -41,6 +41,8 @@ from ._exceptions import (
 )
 from ._limiter import CountedSend, RateLimiter
 from ._logging import logger
+from ._models import SmtpUserList
+from ._requests import SarvRequest
 from ._retry import Backoff, Failure, parse_retry_after
 from ._text import server_text
 
@@ -48,8 +50,6 @@ if TYPE_CHECKING:
     from . import _fence, _tracing
     from ._converters import structure_response, unstructure_request
     from ._fast_decode import list_decoder
-    from ._models import SmtpUserList
-    from ._requests import SarvRequest
 
 __all__ = ["AnswerReader", "CallOptions", "Pipeline"]
 
@@ -60,18 +60,17 @@ _loaded = False
 def _load() -> None:
     """Import what only calls use, with the first call rather than with the client.
 
-    The models and requests (attrs classes), the converter's module, the fast decoder,
-    tracing (which looks for opentelemetry) and the lease fence: a program that only
-    imports or makes a client builds none of them.
+    The converter's module (and cattrs), the fast decoder, tracing (which looks for
+    opentelemetry) and the lease fence: a program that only imports or makes a client
+    loads none of them. (The models and requests load with the client: the public
+    methods' annotations name them, and `typing.get_type_hints` must find them.)
     """
-    global _loaded, _fence, _tracing, list_decoder, SmtpUserList
+    global _loaded, _fence, _tracing, list_decoder
     global structure_response, unstructure_request
-    from . import _fence, _publish, _tracing
+    from . import _fence, _tracing
     from ._converters import structure_response, unstructure_request
     from ._fast_decode import list_decoder
-    from ._models import SmtpUserList
 
-    _publish(())  # the models are named sarv_async.X, as if loaded through the package
     _loaded = True
 
 
@@ -127,9 +126,7 @@ class Pipeline:
     ) -> None:
         self.limiter = limiter
         #: The limiter's optional ``acquire_send`` (see `CountedSend`), else None.
-        self._acquire_send: Callable[[], Awaitable[CountedSend | None]] | None = getattr(
-            limiter, "acquire_send", None
-        )
+        self._acquire_send = _acquire_send_of(limiter)
         self.max_concurrency = max_concurrency
         self._http = http
         #: Makes the pool of calls unsafe to repeat: no keep-alive (see `_http_for_unsafe`).
@@ -472,6 +469,28 @@ async def _receive(
     return Answer(status, response.headers, content or b"")
 
 
+def _acquire_send_of(
+    limiter: RateLimiter,
+) -> Callable[[], Awaitable[CountedSend | None]] | None:
+    """``limiter.acquire_send`` if it stands for the limiter's own ``acquire``, else None.
+
+    A subclass that overrides ``acquire`` alone (to count, to gate) inherits an
+    ``acquire_send`` that would pass it by, as would a wrapper forwarding attributes it
+    does not define: such limiters are called through ``acquire``, as before.
+    """
+    acquire_send = getattr(limiter, "acquire_send", None)
+    if acquire_send is None:
+        return None
+    mro = type(limiter).__mro__
+    defines_send = next((cls for cls in mro if "acquire_send" in vars(cls)), None)
+    defines_acquire = next((cls for cls in mro if "acquire" in vars(cls)), None)
+    if defines_send is None or defines_acquire is None:
+        return None
+    if not issubclass(defines_send, defines_acquire):
+        return None
+    return acquire_send  # type: ignore[no-any-return]
+
+
 #: A request that left later than this after it was allowed is counted when it left.
 _LATE = 0.001
 
@@ -497,16 +516,16 @@ class _Departure:
         if sent is None or not event.endswith(".send_request_headers.started"):
             return
         self._sent = None
-        delay = anyio.current_time() - sent.allowed
-        if delay > _LATE:
-            try:
+        try:
+            delay = anyio.current_time() - sent.allowed
+            if delay > _LATE:
                 sent.left_late(delay)
-            except Exception as exc:  # a custom limiter's bug must not fail the request
-                # No traceback: these frames' locals hold the request, token included.
-                logger.warning(
-                    "the rate limiter could not count a send that left late (%s)",
-                    type(exc).__name__,
-                )
+        except Exception as exc:  # a custom limiter's bug must not fail the request
+            # No traceback: these frames' locals hold the request, token included.
+            logger.warning(
+                "the rate limiter could not count a send that left late (%s)",
+                type(exc).__name__,
+            )
 
 
 class _RequestBody(httpx.AsyncByteStream):

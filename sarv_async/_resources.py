@@ -9,45 +9,22 @@ from typing import TYPE_CHECKING
 from . import _checks
 from ._checks import DEFAULT_MAX_ROUNDS
 from ._exceptions import ValidationError
+from ._models import SmtpCredentials, SmtpUser, SmtpUserStatus, UpdateSmtpUserResponse
+from ._requests import (
+    CreateSmtpUserRequest,
+    ListSmtpUsersRequest,
+    ResetSmtpPasswordRequest,
+    UpdateSmtpUserRequest,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Collection
 
     from ._client import AsyncSarvClient
     from ._list_stream import OnAnswer, OnUsers
-    from ._models import SmtpCredentials, SmtpUser, SmtpUserStatus, UpdateSmtpUserResponse
     from ._provision import ProgressCallback, Provisioning, ProvisionSpec
-    from ._requests import (
-        CreateSmtpUserRequest,
-        ListSmtpUsersRequest,
-        ResetSmtpPasswordRequest,
-        UpdateSmtpUserRequest,
-    )
 
 __all__ = ["ClientAccount", "SmtpUsers"]
-
-#: Whether `_load` has run (the request classes are not loaded with the client).
-_loaded = False
-
-
-def _load() -> None:
-    """Import the request classes (and the models), with a client's first call.
-
-    A client that is only made, or a program that only imports it, never builds these
-    attrs classes; once they are loaded, the package names them ``sarv_async.X``.
-    """
-    global _loaded, CreateSmtpUserRequest, ListSmtpUsersRequest
-    global ResetSmtpPasswordRequest, UpdateSmtpUserRequest
-    from . import _publish
-    from ._requests import (
-        CreateSmtpUserRequest,
-        ListSmtpUsersRequest,
-        ResetSmtpPasswordRequest,
-        UpdateSmtpUserRequest,
-    )
-
-    _publish(())
-    _loaded = True
 
 
 class ClientAccount:
@@ -97,8 +74,6 @@ class SmtpUsers:
         and sends no create. The same key with other limits is a `ValidationError`, as is
         a key without a ledger. Nothing is sent in either case.
         """
-        if not _loaded:
-            _load()
         request = CreateSmtpUserRequest(total_limit=total_limit, hourly_limit=hourly_limit)
         if idempotency_key is not None:
             from ._idempotency import check_key
@@ -126,8 +101,6 @@ class SmtpUsers:
         status: SmtpUserStatus | str | None = None,
     ) -> UpdateSmtpUserResponse:
         """Change an SMTP user's quotas or status; what is not given stays as it is."""
-        if not _loaded:
-            _load()
         request = UpdateSmtpUserRequest(
             smtp_user_name,
             total_limit=total_limit,
@@ -138,14 +111,10 @@ class SmtpUsers:
 
     async def reset_password(self, smtp_user_name: str) -> SmtpCredentials:
         """Give an SMTP user a new password; return it."""
-        if not _loaded:
-            _load()
         return await self._client.send(ResetSmtpPasswordRequest(smtp_user_name))
 
     async def list(self) -> builtins.list[SmtpUser]:
         """Every SMTP user of the account, with its password."""
-        if not _loaded:
-            _load()
         answer = await self._client.send(ListSmtpUsersRequest())
         return answer.smtp_list
 
@@ -160,8 +129,6 @@ class SmtpUsers:
         """
         from ._list_stream import UserStream  # only provisioning's last list needs it
 
-        if not _loaded:
-            _load()
         reader = UserStream(on_users, on_answer)
         answer = await self._client._send_streaming(ListSmtpUsersRequest(), reader)
         if answer is not None:  # not readable in pieces: read whole

@@ -110,3 +110,43 @@ async def test_redis_counts_sends_when_they_left(redis_server: RedisServer) -> N
         stats = emu.stats()
     assert errors == []
     assert stats["responses"] == {"200": 2 * RATE}
+
+
+async def test_a_subclass_that_overrides_acquire_alone_is_still_called_through_it() -> None:
+    """Its inherited acquire_send would pass its own acquire by: the client calls acquire."""
+
+    class Counting(SlidingWindowLimiter):
+        calls = 0
+
+        async def acquire(self) -> None:
+            self.calls += 1
+            await super().acquire()
+
+    limiter = Counting(parse_rate_limit("100/second"))
+    with Emulator() as emu:
+        async with emu.client(limiter=limiter) as client:
+            for _ in range(3):
+                await client.smtp_users.list()
+    assert limiter.calls == 3
+
+
+async def test_a_broken_counted_send_fails_no_request(caplog: pytest.LogCaptureFixture) -> None:
+    """A custom limiter's send without ``allowed``: the call succeeds, one warning says so."""
+
+    class NoAllowed:
+        def left_late(self, delay: float) -> None:
+            raise AssertionError("never reached")
+
+    class Custom(SlidingWindowLimiter):
+        async def acquire_send(self) -> Any:
+            await super().acquire_send()
+            return NoAllowed()
+
+        async def acquire(self) -> None:
+            await self.acquire_send()
+
+    with Emulator() as emu:
+        async with emu.client(limiter=Custom(())) as client:
+            assert await client.smtp_users.list() == []
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings == ["the rate limiter could not count a send that left late (AttributeError)"]
