@@ -26,7 +26,6 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -37,7 +36,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import anyio
-import httpx
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -97,38 +95,6 @@ def _before_tree(ref: str) -> Iterator[Path]:
         subprocess.run([*worktree, "remove", "--force", str(where)], check=False)  # noqa: S603 - our own git
 
 
-@contextmanager
-def _redis() -> Iterator[str | None]:
-    """A ``redis-server`` with AOF on a free loopback port, if one is installed."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        yield None
-        return
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    directory = tempfile.mkdtemp(prefix="sarv-bench-redis-")
-    proc = subprocess.Popen(  # noqa: S603 - the found binary, fixed arguments
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly",
-         "yes", "--appendfsync", "no", "--dir", directory],
-        stdout=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "redis-server did not start"
-                time.sleep(0.05)
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        proc.kill()
-        proc.wait()
-        shutil.rmtree(directory, ignore_errors=True)
-
-
 def _run(tree: Path, shape: str, url: str, count: int, ledger: str | None) -> dict[str, float]:
     env = {**os.environ, "PYTHONPATH": str(tree)}
     args = [sys.executable, str(HERE / "bench_engine.py"), "--worker", shape, "--url", url,
@@ -147,14 +113,6 @@ def _ledger_for(shape: str, directory: str, redis: str | None, tree: str, n: int
     return None
 
 
-def _flush(redis: str | None) -> None:
-    if redis is not None:
-        host, port = redis.removeprefix("redis://").split("/")[0].split(":")
-        with socket.create_connection((host, int(port))) as sock:
-            sock.sendall(b"FLUSHALL\r\n")
-            sock.recv(64)
-
-
 def main() -> None:
     """Parse options, run the interleaved rounds, print the table."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -170,11 +128,17 @@ def main() -> None:
         print(json.dumps(anyio.run(_worker, args.worker, args.url, args.specs, args.ledger)))
         return
 
-    from bench_ledger import emulator  # the emulator in its own process, as a server is
+    # The emulator in its own process, as a server is; a persistent redis-server.
+    from bench_ledger import emulator, flush, redis_server, reset
 
     shapes = args.shapes.split(",")
     results: dict[tuple[str, str], list[dict[str, float]]] = {}
-    with _before_tree(args.before) as before, _redis() as redis, emulator() as url:
+    with (
+        _before_tree(args.before) as before,
+        tempfile.TemporaryDirectory(prefix="sarv-bench-redis-") as redis_dir,
+        redis_server(redis_dir) as redis,
+        emulator() as url,
+    ):
         if redis is None:
             shapes = [shape for shape in shapes if shape != "provision-redis"]
         trees = {"before": before, "after": ROOT}
@@ -185,8 +149,9 @@ def main() -> None:
             for shape in shapes:
                 for name in order:
                     run += 1
-                    httpx.post(url.removesuffix("v1.0/") + "_emulator/reset")
-                    _flush(redis)
+                    reset(url)
+                    if redis is not None:
+                        flush(redis)
                     ledger = _ledger_for(shape, directory, redis, name, run)
                     figures = _run(trees[name], shape, url, args.specs, ledger)
                     results.setdefault((shape, name), []).append(figures)
