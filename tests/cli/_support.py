@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import csv
 import os
 import stat
+import sys
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -15,19 +18,52 @@ from sarv_async.testing import Emulator
 
 __all__ = [
     "ACCOUNTS",
+    "COLUMNS",
     "OWNER_ID",
     "TOKEN",
     "CliRun",
     "assert_no_secret",
+    "cli_command",
     "create_users",
+    "data_rows",
     "file_mode",
     "passwords",
+    "write_specs",
 ]
 
 OWNER_ID = "acme"
 TOKEN = "acme-SECRET-token-0001"
 #: The accounts of the test emulators.
 ACCOUNTS = {OWNER_ID: TOKEN}
+#: The columns of the spec files the provisioning tests write.
+COLUMNS = ["customer", "total_limit", "hourly_limit"]
+
+
+def write_specs(path: Path, count: int, name: str = "cust") -> Path:
+    """A spec file of ``count`` rows (customers ``name-000``...) at ``path``."""
+    with path.open("w", newline="", encoding="utf-8") as file:
+        writer = csv.writer(file)
+        writer.writerow(COLUMNS)
+        for i in range(count):
+            writer.writerow([f"{name}-{i:03}", 100 + i % 3, 10])
+    return path
+
+
+def cli_command(argv: list[str]) -> list[str]:
+    """The command that runs ``main(argv)`` in a process of its own (for signals, locks)."""
+    return [
+        sys.executable,
+        "-c",
+        f"import sys; from sarv_async._cli import main; sys.exit(main({argv!r}))",
+    ]
+
+
+def data_rows(path: Path) -> int:
+    """Data rows in a credentials file so far (0 if there is none)."""
+    try:
+        return max(0, path.read_bytes().count(b"\n") - 1)
+    except FileNotFoundError:
+        return 0
 
 
 @attrs.frozen

@@ -27,7 +27,7 @@ import pytest
 
 from tests.processes import Launch, base_url_of, child_env, read_until
 
-from ._support import OWNER_ID, TOKEN, file_mode
+from ._support import COLUMNS, OWNER_ID, TOKEN, data_rows, file_mode
 
 pytestmark = [
     pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals"),
@@ -35,7 +35,6 @@ pytestmark = [
 ]
 
 ROWS = 40
-COLUMNS = ["customer", "total_limit", "hourly_limit"]
 
 
 def _serve(launch: Launch, seed: int) -> str:
@@ -112,17 +111,9 @@ def _token_file(tmp_path: Path) -> Path:
     return path
 
 
-def _lines(path: Path) -> int:
-    """Data rows in a credentials file so far (0 if there is none)."""
-    try:
-        return max(0, path.read_bytes().count(b"\n") - 1)
-    except FileNotFoundError:
-        return 0
-
-
 def _wait_for_lines(proc: subprocess.Popen[bytes], path: Path, lines: int) -> None:
     deadline = time.monotonic() + 30
-    while proc.poll() is None and _lines(path) < lines and time.monotonic() < deadline:
+    while proc.poll() is None and data_rows(path) < lines and time.monotonic() < deadline:
         time.sleep(0.005)
 
 
@@ -186,7 +177,7 @@ def test_killed_at_random_points_then_rerun_gives_one_user_per_row(
     killed_mid_run = 0
     partial: list[int] = []  # users on the server after each kill
     for _ in range(3):
-        before = _lines(out)
+        before = data_rows(out)
         proc = launch(argv)
         # A random point of the run: once a random number of rows more are in OUT.
         _wait_for_lines(proc, out, before + pick.randint(1, max(1, ROWS - before - 2)))

@@ -6,7 +6,6 @@ on one OUT, SIGTERM while the command still reads what it needs.
 
 from __future__ import annotations
 
-import csv
 import os
 import signal
 import socket
@@ -21,21 +20,10 @@ from sarv_async._requests import MAX_LIMIT
 from sarv_async.testing import Emulator
 from tests.processes import Launch, child_env
 
-from ._support import ACCOUNTS, OWNER_ID, TOKEN
+from ._support import ACCOUNTS, OWNER_ID, TOKEN, cli_command, data_rows, write_specs
 from .conftest import Cli
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX files and signals")
-
-COLUMNS = ["customer", "total_limit", "hourly_limit"]
-
-
-def _specs(path: Path, count: int, name: str = "cust") -> Path:
-    with path.open("w", newline="", encoding="utf-8") as file:
-        writer = csv.writer(file)
-        writer.writerow(COLUMNS)
-        for i in range(count):
-            writer.writerow([f"{name}-{i:03}", 100 + i % 3, 10])
-    return path
 
 
 def _argv(emu: Emulator, specs: Path | str, out: Path, *extra: str) -> list[str]:
@@ -59,21 +47,6 @@ def _env() -> dict[str, str]:
     return {**child_env(), "SARV_TOKEN": TOKEN}
 
 
-def _code(argv: list[str]) -> list[str]:
-    return [
-        sys.executable,
-        "-c",
-        f"import sys; from sarv_async._cli import main; sys.exit(main({argv!r}))",
-    ]
-
-
-def _lines(path: Path) -> int:
-    try:
-        return max(0, path.read_bytes().count(b"\n") - 1)
-    except FileNotFoundError:
-        return 0
-
-
 # -- input the command cannot read twice --------------------------------------------------
 
 
@@ -84,7 +57,7 @@ def test_a_fifo_as_file_is_refused_at_once_and_nothing_is_sent(tmp_path: Path) -
     os.mkfifo(fifo)
     with Emulator(accounts=ACCOUNTS) as emu:
         done = subprocess.run(  # noqa: S603 - this interpreter, fixed arguments
-            _code(_argv(emu, fifo, tmp_path / "creds.csv")),
+            cli_command(_argv(emu, fifo, tmp_path / "creds.csv")),
             capture_output=True,
             env=_env(),
             timeout=30,
@@ -101,14 +74,14 @@ def test_a_fifo_as_file_is_refused_at_once_and_nothing_is_sent(tmp_path: Path) -
 @pytest.mark.slow
 def test_process_substitution_is_refused(tmp_path: Path) -> None:
     """``<(cat specs.csv)`` (a pipe at /dev/fd/N) is refused before reading it."""
-    specs = _specs(tmp_path / "specs.csv", 2)
+    specs = write_specs(tmp_path / "specs.csv", 2)
     read, write = os.pipe()
     try:
         os.write(write, specs.read_bytes())
         os.close(write)
         with Emulator(accounts=ACCOUNTS) as emu:
             done = subprocess.run(  # noqa: S603 - this interpreter, fixed arguments
-                _code(_argv(emu, f"/dev/fd/{read}", tmp_path / "creds.csv")),
+                cli_command(_argv(emu, f"/dev/fd/{read}", tmp_path / "creds.csv")),
                 capture_output=True,
                 env=_env(),
                 timeout=30,
@@ -147,12 +120,12 @@ def test_a_directory_device_or_socket_as_file_is_refused(
 @pytest.mark.slow
 def test_an_out_that_is_a_fifo_is_refused_without_waiting(tmp_path: Path) -> None:
     """OUT is read to resume: a FIFO there is refused, not opened and waited on."""
-    specs = _specs(tmp_path / "specs.csv", 2)
+    specs = write_specs(tmp_path / "specs.csv", 2)
     out = tmp_path / "creds.csv"
     os.mkfifo(out)
     with Emulator(accounts=ACCOUNTS) as emu:
         done = subprocess.run(  # noqa: S603 - this interpreter, fixed arguments
-            _code(_argv(emu, specs, out)), capture_output=True, env=_env(), timeout=30
+            cli_command(_argv(emu, specs, out)), capture_output=True, env=_env(), timeout=30
         )
         assert emu.stats()["requests"] == {}
     assert done.returncode == 2, done.stderr.decode()
@@ -203,7 +176,7 @@ def test_a_second_run_on_the_same_out_exits_2_naming_the_first(
 
     Once the first is killed (SIGKILL: its lock file stays behind), a rerun is not blocked.
     """
-    specs = _specs(tmp_path / "specs.csv", 30)
+    specs = write_specs(tmp_path / "specs.csv", 30)
     out = tmp_path / "creds.csv"
     with (
         Emulator(accounts=ACCOUNTS, latency_ms=30) as emu,
@@ -214,19 +187,19 @@ def test_a_second_run_on_the_same_out_exits_2_naming_the_first(
         # however long the second takes to start.
         rate = "20/second;4/minute"
         first = subprocess.Popen(  # noqa: S603 - this interpreter, fixed arguments
-            _code(_argv(emu, specs, out, "--rate-limit", rate, "--concurrency", "2")),
+            cli_command(_argv(emu, specs, out, "--rate-limit", rate, "--concurrency", "2")),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             env=env,
         )
         try:
             deadline = time.monotonic() + 30
-            while _lines(out) < 2 and first.poll() is None and time.monotonic() < deadline:
+            while data_rows(out) < 2 and first.poll() is None and time.monotonic() < deadline:
                 time.sleep(0.005)
             assert first.poll() is None, first.communicate()[1].decode()
             # The second run talks to another emulator: whatever it sent would show there.
             second = subprocess.run(  # noqa: S603 - this interpreter, fixed arguments
-                _code(_argv(other, specs, out)), capture_output=True, env=env, timeout=30
+                cli_command(_argv(other, specs, out)), capture_output=True, env=env, timeout=30
             )
             assert first.poll() is None, "the first run ended before the second was refused"
             first.kill()
@@ -244,7 +217,7 @@ def test_a_second_run_on_the_same_out_exits_2_naming_the_first(
         assert (tmp_path / "creds.csv.lock").exists()  # left by the killed run
 
         rerun = subprocess.run(  # noqa: S603 - this interpreter, fixed arguments
-            _code(_argv(emu, specs, out, "--rate-limit", "none")),
+            cli_command(_argv(emu, specs, out, "--rate-limit", "none")),
             capture_output=True,
             env=env,
             timeout=60,
@@ -271,11 +244,11 @@ def test_a_signal_while_reading_the_token_stops_the_command(
     tmp_path: Path, stop: signal.Signals, code: int
 ) -> None:
     """Waiting on ``--token-file -`` (stdin), SIGTERM stops the command as Ctrl-C does."""
-    specs = _specs(tmp_path / "specs.csv", 2)
+    specs = write_specs(tmp_path / "specs.csv", 2)
     with Emulator(accounts=ACCOUNTS) as emu:
         argv = _argv(emu, specs, tmp_path / "creds.csv", "--token-file", "-")
         proc = subprocess.Popen(  # noqa: S603 - this interpreter, fixed arguments
-            _code(argv),
+            cli_command(argv),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -308,11 +281,11 @@ def test_another_jobs_input_into_an_out_is_refused(
 ) -> None:
     """An input sharing no row with OUT's rows is another job's: exit 2, nothing sent."""
     out = tmp_path / "creds.csv"
-    first = _specs(tmp_path / "a.csv", 3, "a")
+    first = write_specs(tmp_path / "a.csv", 3, "a")
     assert cli("smtp", "provision", "--settle-delay", "0", str(first), "--out", str(out)).code == 0
     before = out.read_bytes()
     requests = account_env.stats()["requests"]
-    other = _specs(tmp_path / "b.csv", 3, "b")
+    other = write_specs(tmp_path / "b.csv", 3, "b")
     run = cli("smtp", "provision", "--settle-delay", "0", str(other), "--out", str(out))
     assert run.code == 2
     assert run.err.splitlines() == [

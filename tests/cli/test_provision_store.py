@@ -29,21 +29,20 @@ from sarv_async.testing import Emulator
 from tests.processes import child_env
 from tests.redis_server import RedisServer
 
-from ._support import ACCOUNTS, OWNER_ID, TOKEN, create_users, file_mode, passwords
+from ._support import (
+    ACCOUNTS,
+    OWNER_ID,
+    TOKEN,
+    cli_command,
+    create_users,
+    data_rows,
+    file_mode,
+    passwords,
+    write_specs,
+)
 from .conftest import Cli
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX files and signals")
-
-COLUMNS = ["customer", "total_limit", "hourly_limit"]
-
-
-def _specs(path: Path, count: int, name: str = "cust") -> Path:
-    with path.open("w", newline="", encoding="utf-8") as file:
-        writer = csv.writer(file)
-        writer.writerow(COLUMNS)
-        for i in range(count):
-            writer.writerow([f"{name}-{i:03}", 100 + i % 3, 10])
-    return path
 
 
 def _rows(path: Path) -> list[dict[str, str]]:
@@ -85,7 +84,7 @@ def test_a_lost_ledger_creates_nothing_for_the_rows_in_out(
 ) -> None:
     """Ledger gone, emptied or swapped: 0 creates, the first stderr line says so, OUT intact."""
     ledger = tmp_path / "ledger.sqlite3"
-    specs = _specs(tmp_path / "specs.csv", 5)
+    specs = write_specs(tmp_path / "specs.csv", 5)
     out = tmp_path / "creds.csv"
     assert cli(*_provision(specs, out, ledger)).code == 0
     before = out.read_bytes()
@@ -120,12 +119,12 @@ def test_a_ledger_replaced_by_another_jobs_run_takes_the_rows_in_out_as_its_reco
     """Another job ran first on the new ledger (its baseline took this job's users): the
     rows in OUT are not created again, and their users are entered as theirs (exit 0)."""
     ledger = tmp_path / "ledger.sqlite3"
-    specs = _specs(tmp_path / "specs.csv", 3)
+    specs = write_specs(tmp_path / "specs.csv", 3)
     out = tmp_path / "creds.csv"
     assert cli(*_provision(specs, out, ledger)).code == 0
     for path in tmp_path.glob("ledger.sqlite3*"):
         path.unlink()
-    other = _specs(tmp_path / "other.csv", 1, "x")
+    other = write_specs(tmp_path / "other.csv", 1, "x")
     assert cli(*_provision(other, tmp_path / "x.csv", ledger)).code == 0
     creates = len(account_env.users())
     run = cli(*_provision(specs, out, ledger))
@@ -149,7 +148,7 @@ def test_users_neither_out_nor_the_ledger_explains_are_named_not_absorbed(
     """Users there before the job are not named; users made since, outside it, are."""
     [older] = create_users(account_env, 1)
     ledger = tmp_path / "ledger.sqlite3"
-    specs = _specs(tmp_path / "specs.csv", 3)
+    specs = write_specs(tmp_path / "specs.csv", 3)
     out = tmp_path / "creds.csv"
     assert cli(*_provision(specs, out, ledger)).code == 0
     [stray] = create_users(account_env, 1)  # made outside any ledger, after the job began
@@ -170,7 +169,7 @@ def test_a_ledger_lost_after_a_killed_run_names_what_the_killed_run_left(
 ) -> None:
     """Stopped with users made but not in OUT, then the ledger lost: those are named."""
     ledger = tmp_path / "ledger.sqlite3"
-    specs = _specs(tmp_path / "specs.csv", 6)
+    specs = write_specs(tmp_path / "specs.csv", 6)
     out = tmp_path / "creds.csv"
     write_row = CredentialsFile.write_row
 
@@ -211,7 +210,7 @@ def test_the_same_out_with_a_copied_or_moved_input_creates_nothing(
     cli: Cli, account_env: Emulator, tmp_path: Path, how: str
 ) -> None:
     """The job belongs to OUT: its input copied or moved, a rerun into OUT makes 0 users."""
-    specs = _specs(tmp_path / "specs.csv", 5)
+    specs = write_specs(tmp_path / "specs.csv", 5)
     out = tmp_path / "creds.csv"
     argv = ("smtp", "provision", "--settle-delay", "0")
     assert cli(*argv, str(specs), "--out", str(out)).code == 0
@@ -229,7 +228,7 @@ def test_an_out_from_before_job_records_keeps_its_path_based_job(
     cli: Cli, account_env: Emulator, tmp_path: Path
 ) -> None:
     """An OUT without a record (an older version's) resumes by the input's path, then has one."""
-    specs = _specs(tmp_path / "specs.csv", 4)
+    specs = write_specs(tmp_path / "specs.csv", 4)
     out = tmp_path / "creds.csv"
     argv = ("smtp", "provision", "--settle-delay", "0", str(specs), "--out", str(out))
     assert cli(*argv).code == 0
@@ -247,7 +246,7 @@ def test_a_damaged_record_is_refused_naming_it(
     cli: Cli, account_env: Emulator, tmp_path: Path
 ) -> None:
     """A record that is not one stops the run before anything is sent, saying what to do."""
-    specs = _specs(tmp_path / "specs.csv", 2)
+    specs = write_specs(tmp_path / "specs.csv", 2)
     out = tmp_path / "creds.csv"
     argv = ("smtp", "provision", "--settle-delay", "0", str(specs), "--out", str(out))
     assert cli(*argv).code == 0
@@ -276,7 +275,7 @@ def test_a_group_of_ledger_errors_is_one_error_line(
         )
 
     monkeypatch.setattr("sarv_async._cli._provision_cmd.provision_rows", failing)
-    run = cli(*_provision(_specs(tmp_path / "specs.csv", 2), tmp_path / "o.csv", ledger))
+    run = cli(*_provision(write_specs(tmp_path / "specs.csv", 2), tmp_path / "o.csv", ledger))
     assert run.code == 3
     lines = run.err.splitlines()
     assert [line for line in lines if line.startswith("error:")] == [
@@ -284,14 +283,6 @@ def test_a_group_of_ledger_errors_is_one_error_line(
         "once the ledger works: it resumes"
     ]
     assert lines[0].startswith("warning: stopped: 0 of 2 rows done")
-
-
-def _code(argv: list[str]) -> list[str]:
-    return [
-        sys.executable,
-        "-c",
-        f"import sys; from sarv_async._cli import main; sys.exit(main({argv!r}))",
-    ]
 
 
 def _argv(emu: Emulator, specs: Path, out: Path, ledger: str) -> list[str]:
@@ -328,13 +319,13 @@ def test_a_full_disk_under_the_ledger_ends_with_one_error_line_and_a_rerun_resum
 ) -> None:
     """The ledger's file cannot grow mid-run: counts, one line naming it, exit 3; rerun: 0."""
     ledger = tmp_path / "ledger.sqlite3"
-    specs = _specs(tmp_path / "specs.csv", 60)
+    specs = write_specs(tmp_path / "specs.csv", 60)
     out = tmp_path / "creds.csv"
     env = {**child_env(), "SARV_TOKEN": TOKEN}
     with Emulator(accounts=ACCOUNTS) as emu:
         argv = _argv(emu, specs, out, str(ledger))
         full = subprocess.run(  # noqa: S603 - this interpreter, fixed arguments
-            _code(argv),
+            cli_command(argv),
             capture_output=True,
             env=env,
             timeout=120,
@@ -351,17 +342,10 @@ def test_a_full_disk_under_the_ledger_ends_with_one_error_line_and_a_rerun_resum
         assert 0 < len(_rows(out)) < 60
 
         rerun = subprocess.run(  # noqa: S603 - this interpreter, fixed arguments
-            _code(argv), capture_output=True, env=env, timeout=120
+            cli_command(argv), capture_output=True, env=env, timeout=120
         )
         assert rerun.returncode == 0, rerun.stderr.decode()
         assert _one_user_per_row(out, emu, 60) == {u["smtp_user_name"] for u in emu.users()}
-
-
-def _lines(path: Path) -> int:
-    try:
-        return max(0, path.read_bytes().count(b"\n") - 1)
-    except FileNotFoundError:
-        return 0
 
 
 @pytest.mark.slow
@@ -376,17 +360,17 @@ def test_redis_emptied_mid_run_stops_the_run_and_the_rerun_creates_nothing_twice
     redis = volatile_redis_server
     url = f"redis://:{'s3cret-pw'}@127.0.0.1:{redis.port}/0?allow_volatile=1"
     redis.command("CONFIG", "SET", "requirepass", "s3cret-pw")
-    specs = _specs(tmp_path / "specs.csv", 40)
+    specs = write_specs(tmp_path / "specs.csv", 40)
     out = tmp_path / "creds.csv"
     env = {**child_env(), "SARV_TOKEN": TOKEN}
     with Emulator(accounts=ACCOUNTS, latency_ms=20) as emu:
         argv = _argv(emu, specs, out, url)
         proc = subprocess.Popen(  # noqa: S603 - this interpreter, fixed arguments
-            _code(argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
+            cli_command(argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
         )
         try:
             deadline = time.monotonic() + 60
-            while _lines(out) < 5 and proc.poll() is None and time.monotonic() < deadline:
+            while data_rows(out) < 5 and proc.poll() is None and time.monotonic() < deadline:
                 time.sleep(0.005)
             assert proc.poll() is None, proc.communicate()[1].decode()
             flushed = _flush(redis)
@@ -408,7 +392,7 @@ def test_redis_emptied_mid_run_stops_the_run_and_the_rerun_creates_nothing_twice
         assert in_out <= made
 
         rerun = subprocess.run(  # noqa: S603 - this interpreter, fixed arguments
-            _code(argv), capture_output=True, env=env, timeout=120
+            cli_command(argv), capture_output=True, env=env, timeout=120
         )
         err = rerun.stderr.decode()
         assert rerun.returncode == 0, err
@@ -442,7 +426,7 @@ def test_a_ledger_that_cannot_be_opened_is_one_error_line_and_nothing_is_created
     """A ledger path the store cannot use (a directory here): one line naming it, exit 1."""
     ledger = tmp_path / "ledger.d"
     ledger.mkdir()
-    run = cli(*_provision(_specs(tmp_path / "specs.csv", 2), tmp_path / "o.csv", ledger))
+    run = cli(*_provision(write_specs(tmp_path / "specs.csv", 2), tmp_path / "o.csv", ledger))
     assert run.code == 1
     [line] = run.err.splitlines()
     assert line.startswith("error: ")
