@@ -54,7 +54,7 @@ from ._rate_spec import RateWindow, format_rate_limit
 if TYPE_CHECKING:
     from anyio import Event
 
-__all__ = ["CountedSend", "RateLimiter", "SlidingWindowLimiter"]
+__all__ = ["CountedSend", "MovableSend", "RateLimiter", "SlidingWindowLimiter"]
 
 _NO_PAUSE = -math.inf
 
@@ -258,16 +258,17 @@ class SlidingWindowLimiter:
                 self._wakeup = None
 
 
-class _Send:
-    """A send `SlidingWindowLimiter` counted (see `CountedSend`)."""
+class MovableSend:
+    """A counted send that only ever moves later, once per later time: both limiters' rule.
 
-    __slots__ = ("_counted", "_limiter", "allowed")
+    Subclasses say how a move is recorded (`_move`); see `CountedSend`.
+    """
 
-    def __init__(self, limiter: SlidingWindowLimiter, allowed: float) -> None:
-        self._limiter = limiter
-        self.allowed = allowed
-        #: When the windows count it now.
-        self._counted = allowed
+    __slots__ = ("_counted", "allowed")
+
+    def __init__(self, allowed: float) -> None:
+        #: When it was allowed, on the event loop's clock; counted then so far.
+        self.allowed = self._counted = allowed
 
     def __repr__(self) -> str:
         return f"<send allowed at {self.allowed:.6f}>"
@@ -275,8 +276,25 @@ class _Send:
     def left_late(self, delay: float) -> None:
         left = self.allowed + delay
         if left > self._counted:
-            self._limiter._move(self._counted, left)
+            self._move(self._counted, left)
             self._counted = left
+
+    def _move(self, counted: float, left: float) -> None:
+        """Count the send, counted at ``counted`` so far, at ``left`` (later)."""
+        raise NotImplementedError
+
+
+class _Send(MovableSend):
+    """A send `SlidingWindowLimiter` counted (see `CountedSend`)."""
+
+    __slots__ = ("_limiter",)
+
+    def __init__(self, limiter: SlidingWindowLimiter, allowed: float) -> None:
+        super().__init__(allowed)
+        self._limiter = limiter
+
+    def _move(self, counted: float, left: float) -> None:
+        self._limiter._move(counted, left)
 
 
 def move_send(sends: deque[float], sent: float, left: float) -> None:

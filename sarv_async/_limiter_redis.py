@@ -68,7 +68,7 @@ from anyio import CancelScope, Event, current_time
 
 from ._account import account_id
 from ._exceptions import RateLimitError, StoreUnavailableError, ValidationError
-from ._limiter import SlidingWindowLimiter, leave_queue, move_send
+from ._limiter import MovableSend, SlidingWindowLimiter, leave_queue, move_send
 from ._rate_spec import RateWindow, format_rate_limit
 from ._redis import bounded_client, redis_errors, redis_location
 
@@ -626,30 +626,23 @@ class RedisRateLimiter:
                 self._wakeup = None
 
 
-class _RedisSend:
+class _RedisSend(MovableSend):
     """A send `RedisRateLimiter` counted (see `CountedSend`)."""
 
-    __slots__ = ("_counted", "_limiter", "allowed", "granted", "token")
+    __slots__ = ("_limiter", "granted", "token")
 
     def __init__(
         self, limiter: RedisRateLimiter, allowed: float, token: str | None, granted: int
     ) -> None:
+        super().__init__(allowed)
         self._limiter = limiter
-        #: When it was allowed, on this process's clock; counted then so far.
-        self.allowed = self._counted = allowed
         #: Its member in the windows' sorted sets, or None if it was made alone.
         self.token = token
         #: Its score there: Redis's clock (microseconds) when the script granted it.
         self.granted = granted
 
-    def __repr__(self) -> str:
-        return f"<send allowed at {self.allowed:.6f}>"
-
-    def left_late(self, delay: float) -> None:
-        left = self.allowed + delay
-        if left > self._counted:
-            self._limiter._left_late(self, self._counted, left)
-            self._counted = left
+    def _move(self, counted: float, left: float) -> None:
+        self._limiter._left_late(self, counted, left)
 
 
 def _too_long(left: float) -> RateLimitError:
