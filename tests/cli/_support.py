@@ -39,13 +39,13 @@ ACCOUNTS = {OWNER_ID: TOKEN}
 COLUMNS = ["customer", "total_limit", "hourly_limit"]
 
 
-def write_specs(path: Path, count: int, name: str = "cust") -> Path:
+def write_specs(path: Path, count: int, name: str = "cust", *, digits: int = 3) -> Path:
     """A spec file of ``count`` rows (customers ``name-000``...) at ``path``."""
     with path.open("w", newline="", encoding="utf-8") as file:
         writer = csv.writer(file)
         writer.writerow(COLUMNS)
         for i in range(count):
-            writer.writerow([f"{name}-{i:03}", 100 + i % 3, 10])
+            writer.writerow([f"{name}-{i:0{digits}}", 100 + i % 3, 10])
     return path
 
 

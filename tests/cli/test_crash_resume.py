@@ -27,7 +27,7 @@ import pytest
 
 from tests.processes import Launch, base_url_of, child_env, read_until
 
-from ._support import COLUMNS, OWNER_ID, TOKEN, data_rows, file_mode
+from ._support import COLUMNS, OWNER_ID, TOKEN, data_rows, file_mode, write_specs
 
 pytestmark = [
     pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals"),
@@ -74,12 +74,7 @@ def _server_users(url: str) -> dict[str, dict[str, Any]]:
 
 
 def _specs(path: Path, name: str) -> Path:
-    with path.open("w", newline="", encoding="utf-8") as file:
-        writer = csv.writer(file)
-        writer.writerow(COLUMNS)
-        for i in range(ROWS):
-            writer.writerow([f"{name}-{i:02}", 100 + i % 3, 10])
-    return path
+    return write_specs(path, ROWS, name, digits=2)
 
 
 def _argv(url: str, specs: Path, out: Path, token_file: Path) -> list[str]:
