@@ -96,8 +96,8 @@ _POLL_LISTS = 1.0
 
 #: Workers per create in flight when the ledger's steps wait (SQLite, Redis): while some
 #: workers create, the others' steps (begin, claim) are on their way to disk or Redis.
-#: (Four measure faster with SQLite, but expose a race in the command line's job record:
-#: see bench/README.md.)
+#: (Four measure faster with SQLite; they showed a race in the command line's job record,
+#: since fixed, and are to be measured again: see bench/README.md.)
 _WORKERS_PER_SLOT = 2
 
 

@@ -344,6 +344,12 @@ class ProvisionRun:
             self.finished = True
         finally:
             with anyio.CancelScope(shield=True), anyio.move_on_after(5):
+                if fresh and self.record.baseline is None:
+                    # Stopped before _baseline_later recorded it (as by a Ctrl-C soon
+                    # after the first result): record it now, or a rerun on a lost
+                    # ledger would have to guess it, and could not name what this run made.
+                    with contextlib.suppress(CliError):
+                        await self._record_job_baseline(client, ledger, account)
                 await self._update_record(ledger, account)
         return summary
 
@@ -366,7 +372,15 @@ class ProvisionRun:
     ) -> None:
         """Once the first result is in (the ledger has its baseline), record the job's."""
         await first.wait()
+        await self._record_job_baseline(client, ledger, account)
+
+    async def _record_job_baseline(
+        self, client: AsyncSarvClient, ledger: Ledger, account: str
+    ) -> None:
+        """Record the users before the job, read back from the ledger's baseline."""
         try:
+            if await ledger.identity(account) is None:
+                return  # no baseline yet, so no create was sent: the next run lists
             baseline = await self._job_baseline(client, ledger, account, frozenset())
         except (SarvError, CliError):
             # The next run reads it (or guesses it, if the ledger is lost by then); a

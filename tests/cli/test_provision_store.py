@@ -21,10 +21,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
 from sarv_async import LedgerError
 from sarv_async._cli._files import CredentialsFile
+from sarv_async._cli._provision_cmd import ProvisionRun
 from sarv_async.testing import Emulator
 from tests.processes import child_env
 from tests.redis_server import RedisServer
@@ -164,28 +166,38 @@ def test_users_neither_out_nor_the_ledger_explains_are_named_not_absorbed(
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("written", [1, 3], ids=["after-one-row", "after-three-rows"])
 def test_a_ledger_lost_after_a_killed_run_names_what_the_killed_run_left(
-    cli: Cli, account_env: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    cli: Cli, account_env: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, written: int
 ) -> None:
-    """Stopped with users made but not in OUT, then the ledger lost: those are named."""
+    """Stopped with users made but not in OUT, then the ledger lost: those are named.
+
+    Stopped right after its first row, here before it read the users from before the
+    job back from the ledger (held back, as by a slow list): it records them as it stops.
+    """
     ledger = tmp_path / "ledger.sqlite3"
     specs = write_specs(tmp_path / "specs.csv", 6)
     out = tmp_path / "creds.csv"
     write_row = CredentialsFile.write_row
 
-    def killed_after_three(self: Any, row: list[str]) -> None:
-        if self.rows_written == 3:
-            raise KeyboardInterrupt  # as if killed: the 4th user is made, not written
+    def stopped_at_a_row(self: Any, row: list[str]) -> None:
+        if self.rows_written == written:
+            raise KeyboardInterrupt  # as if killed: the next user is made, not written
         write_row(self, row)
+
+    async def held_back(*args: Any) -> None:
+        await anyio.sleep_forever()
 
     argv = (*_provision(specs, out, ledger), "--concurrency", "1")
     with monkeypatch.context() as patch:
-        patch.setattr(CredentialsFile, "write_row", killed_after_three)
+        patch.setattr(CredentialsFile, "write_row", stopped_at_a_row)
+        if written == 1:
+            patch.setattr(ProvisionRun, "_baseline_later", held_back)
         assert cli(*argv).code == 130
     made = {user["smtp_user_name"] for user in account_env.users()}
     in_out = {row["smtp_user_name"] for row in _rows(out)}
-    assert len(in_out) == 3
-    left = made - in_out  # made, not in OUT: the 4th (and a 5th, if it was sent)
+    assert len(in_out) == written
+    left = made - in_out  # made, not in OUT: the next (and more, if they were sent)
     assert left
     for path in tmp_path.glob("ledger.sqlite3*"):
         path.unlink()
