@@ -1,10 +1,11 @@
-"""uvicorn's server, made to stop at once when told to.
+"""uvicorn's server, made to notice a stop at once.
 
-`uvicorn.Server` notices ``should_exit`` on a tick every 0.1 s and then waits a fixed
-0.1 s for open connections to wind down, so every stop costs up to 0.2 s of nothing: in a
-test suite that starts an emulator per test, minutes. `PromptServer` wakes its main loop
-as soon as `request_exit` is called (from any thread), and skips the fixed wait when no
-connection and no request is left; with any left, uvicorn's own graceful shutdown runs.
+`uvicorn.Server` notices ``should_exit`` on a tick every 0.1 s, so every stop costs up
+to 0.1 s of nothing before uvicorn's own graceful shutdown: in a test suite that starts an
+emulator per test, minutes. `PromptServer` wakes its main loop as soon as `request_exit`
+is called (from any thread). The shutdown itself is uvicorn's, with its fixed 0.1 s for
+connections to wind down: skipping it when none was open left, on Python 3.13, sockets
+the stopped loop never closed.
 Imported with uvicorn, when an emulator first serves.
 """
 
@@ -12,8 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
-import socket
 
 import uvicorn
 
@@ -49,18 +48,3 @@ class PromptServer(uvicorn.Server):
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), TICK)
             should_exit = await self.on_tick(counter)
-
-    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        """Close at once when nothing is open; otherwise uvicorn's graceful shutdown."""
-        if self.server_state.connections or self.server_state.tasks:
-            await super().shutdown(sockets)
-            return
-        logging.getLogger("uvicorn.error").info("Shutting down")
-        for server in self.servers:
-            server.close()
-        for sock in sockets or []:
-            sock.close()
-        for server in self.servers:
-            await server.wait_closed()
-        if not self.force_exit:
-            await self.lifespan.shutdown()
