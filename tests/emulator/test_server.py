@@ -14,7 +14,7 @@ import pytest
 
 import sarv_async.testing
 from sarv_async import AsyncSarvClient
-from sarv_async.testing import DEMO_OWNER_ID, DEMO_TOKEN, Emulator, _prompt_server
+from sarv_async.testing import DEMO_OWNER_ID, DEMO_TOKEN, Emulator
 
 from ._support import ACCOUNTS, loopback_client, post
 
@@ -85,15 +85,6 @@ def test_an_emulator_runs_only_once() -> None:
     emu.stop()
     with pytest.raises(RuntimeError, match="only once"):
         emu.start()
-
-
-def test_stop_ends_the_server_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    """stop() wakes the server rather than waiting for its next tick (uvicorn's is 0.1 s)."""
-    monkeypatch.setattr(_prompt_server, "TICK", 60.0)  # a stop that waits a tick: a minute
-    with Emulator() as emu:
-        assert httpx.post(emu.base_url + "settings/listSmtp", json={}).status_code == 200
-        stopping = time.monotonic()
-    assert time.monotonic() - stopping < 10
 
 
 @pytest.mark.slow
