@@ -20,7 +20,7 @@ the client process's CPU time per create (all its threads), and the ratios of th
 (issue 17's targets: provisioning without a ledger at least 0.95x of plain creates, with
 a SQLite ledger at least 0.85x, with a Redis ledger at least 0.8x) with the spread of the
 per-round ratios. With Redis, a sixth shape is the Redis ledger's floor: plain creates,
-each between two no-op Lua calls on the same kind of client.
+each between two no-op Lua calls made as the ledger makes them.
 
 Size: the ledger file after ``--size`` creates recorded through the ledger's own
 operations (one begin and one claim per create, keys like the CLI's), per 100,000.
@@ -182,10 +182,12 @@ async def creates(url: str, count: int) -> float:
 
 async def creates_with_redis_calls(url: str, count: int, redis_url: str) -> float:
     """The Redis ledger's floor: plain creates, each between two calls of a Lua script
-    that does nothing, on the kind of client the ledger keeps (one pool, scripts called by
-    digest): the least a ledger costs that records each create in Redis before sending
-    it and after its answer, one call per step."""
+    that does nothing, made the way the ledger makes its calls (one kept connection,
+    scripts called by digest: ``_redis_scripts.KeptScripts``): the least a ledger costs
+    that records each create in Redis before sending it and after its answer, one call
+    per step."""
     from sarv_async._redis import bounded_client
+    from sarv_async._redis_scripts import KeptScripts
 
     specs = iter(_specs(count))
     redis = bounded_client(redis_url, 10.0)
@@ -195,15 +197,15 @@ async def creates_with_redis_calls(url: str, count: int, redis_url: str) -> floa
             DEMO_OWNER_ID, DEMO_TOKEN, base_url=url, rate_limit=None, max_concurrency=CONCURRENCY
         ) as client,
     ):
-        script = redis.register_script("return 1")
+        scripts = KeptScripts(redis, {"nothing": "return 1"})
 
         async def worker() -> None:
             for spec in specs:
-                await script(keys=["bench:{floor}:a"], args=["{}"])
+                await scripts.call("nothing", ["bench:{floor}:a"], ["{}"])
                 await client.smtp_users.create(
                     total_limit=spec["total_limit"], hourly_limit=spec["hourly_limit"]
                 )
-                await script(keys=["bench:{floor}:a"], args=["{}"])
+                await scripts.call("nothing", ["bench:{floor}:a"], ["{}"])
 
         started = time.perf_counter()
         async with anyio.create_task_group() as tg:

@@ -16,8 +16,8 @@ No key expires: it is a ledger. It holds no password and no token.
 There is no fallback: an operation Redis does not answer within ``timeout`` raises
 `LedgerError` (before a create: nothing is sent), because guessing would break "exactly
 once". Opened (``async with``, as a client opens a ledger it made from a URL), a ledger
-keeps one connection pool for the event loop that opened it, its scripts loaded once and
-called by digest; otherwise, or from another event loop or thread, each operation opens
+keeps one connection for the event loop that opened it, its scripts called by digest on
+it (``_redis_scripts.py``); otherwise, or from another event loop or thread, each operation opens
 a connection of its own and loads its script (well under a millisecond on loopback, but
 2.2x slower provisioning: ``bench/bench_engine.py``). The identity, the baseline taker
 and the persistence check are explained in ``_ledger.py`` and docs/idempotency.md.
@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Collection
+from collections.abc import Awaitable, Callable, Collection
 from contextlib import AsyncExitStack
 from typing import Any
 
@@ -38,6 +38,7 @@ import attrs
 from ._exceptions import LedgerError
 from ._ledger import Begin, Claim, Decision, EntryState, LedgerEntry
 from ._redis import ALLOW_VOLATILE, bounded_client, redis_location, sdk_options
+from ._redis_scripts import KeptScripts
 
 __all__ = ["RedisLedger"]
 
@@ -278,7 +279,7 @@ class RedisLedger:
         redis = bounded_client(self.url, self._timeout)
         stack = AsyncExitStack()
         await stack.enter_async_context(redis)
-        scripts = {name: redis.register_script(_PRELUDE + body) for name, body in _SCRIPTS.items()}
+        scripts = KeptScripts(redis, {name: _PRELUDE + body for name, body in _SCRIPTS.items()})
         self._kept = _Kept(anyio.lowlevel.current_token(), stack, redis, scripts)
         return self
 
@@ -395,7 +396,9 @@ class RedisLedger:
                 async with redis:
                     try:
                         script = redis.register_script(_PRELUDE + _SCRIPTS[operation])
-                        result, volatile = await self._script(redis, script, keys, args)
+                        result, volatile = await self._script(
+                            redis, lambda: script(keys=keys, args=args)
+                        )
                         if volatile is None:
                             return result
                     except (OSError, RedisError) as exc:
@@ -415,8 +418,9 @@ class RedisLedger:
         volatile: str | None = None
         with anyio.move_on_after(self._timeout * 2) as scope:
             try:
-                script = kept.scripts[operation]
-                result, volatile = await self._script(kept.redis, script, keys, args)
+                result, volatile = await self._script(
+                    kept.redis, lambda: kept.scripts.call(operation, keys, args)
+                )
                 if volatile is None:
                     return result
             except (OSError, RedisError) as exc:
@@ -426,16 +430,16 @@ class RedisLedger:
         raise self._failed(failure, volatile) from None
 
     async def _script(
-        self, redis: Any, script: Any, keys: list[str], args: list[str]
+        self, redis: Any, call: Callable[[], Awaitable[Any]]
     ) -> tuple[Any, str | None]:
-        """Run ``script`` once the server is seen to persist (or that need not be seen);
-        else None and why the server would lose the ledger."""
+        """``call`` the script once the server is seen to persist (or that need not be
+        seen); else None and why the server would lose the ledger."""
         if not self._durable:
             volatile = await _volatility(redis)
             if volatile is not None:
                 return None, volatile
             self._durable = True
-        return await script(keys=keys, args=args), None
+        return await call(), None
 
     def _failed(self, failure: str | None, volatile: str | None) -> LedgerError:
         where = redis_location(self.url)
@@ -455,7 +459,7 @@ class _Kept:
     token: object
     stack: AsyncExitStack
     redis: Any
-    scripts: dict[str, Any]
+    scripts: KeptScripts
 
 
 async def _volatility(redis: Any) -> str | None:

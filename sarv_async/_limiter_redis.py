@@ -71,6 +71,7 @@ from ._exceptions import RateLimitError, StoreUnavailableError, ValidationError
 from ._limiter import MovableSend, SlidingWindowLimiter, leave_queue, move_send
 from ._rate_spec import RateWindow, format_rate_limit
 from ._redis import bounded_client, redis_errors, redis_location
+from ._redis_scripts import KeptScripts
 
 if TYPE_CHECKING:
     import coredis
@@ -306,7 +307,7 @@ class RedisRateLimiter:
         self._tickets = itertools.count()
 
         self._redis: coredis.Redis[bytes] | None = None
-        self._scripts: dict[str, Any] = {}
+        self._scripts: KeptScripts | None = None
         self._exit_stack: AsyncExitStack | None = None
         self._task_group: TaskGroup | None = None
 
@@ -362,12 +363,9 @@ class RedisRateLimiter:
             self._task_group.start_soon(self._write_pauses)
             self._task_group.start_soon(self._write_moves)
             self._redis = redis
-            self._scripts = {
-                "acquire": redis.register_script(_ACQUIRE),
-                "pause": redis.register_script(_PAUSE),
-                "leave": redis.register_script(_LEAVE),
-                "move": redis.register_script(_MOVE),
-            }
+            self._scripts = KeptScripts(
+                redis, {"acquire": _ACQUIRE, "pause": _PAUSE, "leave": _LEAVE, "move": _MOVE}
+            )
             self._exit_stack = stack.pop_all()
         return self
 
@@ -389,6 +387,7 @@ class RedisRateLimiter:
         self._task_group = None
         self._redis = None
         await stack.aclose()
+        self._scripts = None
 
     # -- the RateLimiter protocol ----------------------------------------------------
 
@@ -501,11 +500,14 @@ class RedisRateLimiter:
 
     async def _call(self, name: str, keys: list[str], args: list[Any]) -> list[int]:
         """Run a script within ``timeout``; on failure fall back (or raise), once per outage."""
+        scripts = self._scripts
+        if scripts is None:
+            raise RuntimeError("this RedisRateLimiter is closed")
         error: BaseException | None = None
         result: Any = None
         with anyio.move_on_after(self._timeout * 2) as scope:
             try:
-                result = await self._scripts[name](keys=keys, args=args)
+                result = await scripts.call(name, keys, args)
             except (OSError, redis_errors()) as exc:
                 error = exc
         if scope.cancelled_caught:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import anyio
 import pytest
 
@@ -45,3 +47,65 @@ async def test_an_unreachable_redis_is_a_ledger_error_at_once() -> None:
         await ledger.get(ACCOUNT, "k")
     assert "hunter2" not in str(info.value)
     assert "hunter2" not in repr(ledger)
+
+
+def _clients(server: RedisServer) -> list[str]:
+    """The ``CLIENT LIST`` lines of every connection but the one asking."""
+    lines = server.query("CLIENT", "LIST").splitlines()
+    return [line for line in lines if " cmd=client|list " not in line]
+
+
+async def _begin_many(ledger: RedisLedger, prefix: str, count: int) -> list[str]:
+    decisions: list[str] = []
+
+    async def begin(i: int) -> None:
+        found = await ledger.begin(
+            ACCOUNT, f"{prefix}{i}", total_limit=1, hourly_limit=1, holder=f"h{i}", lease=60
+        )
+        decisions.append(found.decision.value)
+
+    async with anyio.create_task_group() as tg:
+        for i in range(count):
+            tg.start_soon(begin, i)
+    return decisions
+
+
+async def test_an_open_ledger_sends_every_operation_on_one_connection(
+    redis_server: RedisServer,
+) -> None:
+    """Fifty operations at once share the open ledger's one connection (pipelined)."""
+    async with RedisLedger(redis_server.url) as ledger:
+        await ledger.record_baseline(ACCOUNT, [])
+        assert await _begin_many(ledger, "k", 50) == ["send"] * 50
+        assert len(_clients(redis_server)) == 1
+
+
+async def test_scripts_the_server_lost_are_loaded_again_and_run_once(
+    redis_server: RedisServer,
+) -> None:
+    """SCRIPT FLUSH under an open ledger: the next operation runs (once), not an error."""
+    async with RedisLedger(redis_server.url) as ledger:
+        await ledger.record_baseline(ACCOUNT, [])
+        assert redis_server.query("SCRIPT", "FLUSH") == "OK"
+        first = await ledger.begin(
+            ACCOUNT, "k", total_limit=1, hourly_limit=1, holder="a", lease=60
+        )
+        assert first.decision.value == "send"
+        entry = await ledger.get(ACCOUNT, "k")
+        assert entry is not None
+        assert entry.attempts == 1
+
+
+async def test_a_lost_connection_is_replaced_however_often(redis_server: RedisServer) -> None:
+    """The open ledger's connection killed 80 times (more than coredis's pool holds,
+    64): an operation sent before the ledger saw the loss fails, the next one works."""
+    async with RedisLedger(redis_server.url) as ledger:
+        await ledger.record_baseline(ACCOUNT, [])
+        for i in range(80):
+            assert redis_server.query("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes") == 1
+            with contextlib.suppress(LedgerError):  # sent on the dead connection, or not
+                await ledger.get(ACCOUNT, f"k{i}")
+            begun = await ledger.begin(
+                ACCOUNT, f"k{i}", total_limit=1, hourly_limit=1, holder="a", lease=60
+            )
+            assert begun.decision.value == "send"
