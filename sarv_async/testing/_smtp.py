@@ -37,6 +37,7 @@ import threading
 import weakref
 from typing import Any
 
+from ._accepting import stop_accepting
 from ._faults import FaultPlan
 from ._state import EmulatorState, SmtpMessage, SmtpRefusal
 
@@ -181,14 +182,18 @@ class SmtpServer:
             self.stop()
             raise RuntimeError("the emulator's SMTP server failed to start") from self._error
 
-    def stop(self) -> None:
-        """Close the server and every connection; wait for the thread; idempotent."""
-        loop, stop, thread = self._loop, self._stop, self._thread
+    def request_stop(self) -> None:
+        """Ask the server to close it and every connection, without waiting; idempotent."""
+        loop, stop = self._loop, self._stop
         if loop is not None and stop is not None:
             with contextlib.suppress(RuntimeError):  # the loop is closed already
                 loop.call_soon_threadsafe(stop.set)
-        if thread is not None:
-            thread.join(_STOP_TIMEOUT)
+
+    def stop(self) -> None:
+        """Close the server and every connection; wait for the thread; idempotent."""
+        self.request_stop()
+        if self._thread is not None:
+            self._thread.join(_STOP_TIMEOUT)
 
     def _run(self, smtp: Any, tls: ssl.SSLContext, sock: socket.socket) -> None:
         try:
@@ -243,10 +248,12 @@ class SmtpServer:
         try:
             await self._stop.wait()
         finally:
+            await stop_accepting([server])  # every accepted connection has its session now
             server.close()
             for session in list(sessions):
                 if session.transport is not None:
                     session.transport.abort()
+            await asyncio.sleep(0)  # the aborted transports close their sockets
             await server.wait_closed()
 
 
