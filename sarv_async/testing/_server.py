@@ -32,10 +32,9 @@ from ._state import DEMO_OWNER_ID, DEMO_TOKEN, EmulatorState, SmtpMessage
 if TYPE_CHECKING:
     import ssl
 
-    import uvicorn
-
     from .._client import AsyncSarvClient
     from .._sync import SarvClient
+    from ._prompt_server import PromptServer
     from ._smtp import SmtpServer
 
 __all__ = ["Emulator"]
@@ -168,7 +167,7 @@ class Emulator:
             errors=errors,
         )
         self._phase = _Phase.NEW
-        self._server: uvicorn.Server | None = None
+        self._server: PromptServer | None = None
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
         self._url: str | None = None
@@ -244,7 +243,7 @@ class Emulator:
 
     def _launch(
         self, *, in_thread: bool, log_level: str | None = None
-    ) -> tuple[uvicorn.Server, socket.socket]:
+    ) -> tuple[PromptServer, socket.socket]:
         if self._phase is not _Phase.NEW:
             raise RuntimeError(f"an emulator runs only once; this one is {self._phase.value}")
         uv = _require_uvicorn()
@@ -270,7 +269,9 @@ class Emulator:
             timeout_graceful_shutdown=_GRACEFUL_SHUTDOWN,
             **options,
         )
-        server: uvicorn.Server = uv.Server(config)
+        from ._prompt_server import PromptServer  # imports uvicorn: with it, when first served
+
+        server = PromptServer(config)
         self._server = server
         self._phase = _Phase.RUNNING
         if in_thread:
@@ -281,7 +282,7 @@ class Emulator:
             self._thread.start()
         return server, sock
 
-    def _serve(self, server: uvicorn.Server, sock: socket.socket) -> None:
+    def _serve(self, server: PromptServer, sock: socket.socket) -> None:
         try:
             server.run(sockets=[sock])
         except BaseException as exc:  # uvicorn exits with SystemExit on start-up failure
@@ -323,7 +324,7 @@ class Emulator:
             return
         self._phase = _Phase.STOPPED
         assert self._server is not None
-        self._server.should_exit = True
+        self._server.request_exit()
         if self._smtp is not None:
             self._smtp.stop()
         if self._thread is not None:
@@ -387,7 +388,7 @@ class Emulator:
             raise
 
         def on_signal(signum: int, frame: FrameType | None) -> None:
-            server.should_exit = True
+            server.request_exit()
 
         previous: dict[signal.Signals, Any] = {}
         if threading.current_thread() is threading.main_thread():
