@@ -19,8 +19,9 @@ installed). Prints the median and the spread of creates a second,
 the client process's CPU time per create (all its threads), and the ratios of the medians
 (issue 17's targets: provisioning without a ledger at least 0.95x of plain creates, with
 a SQLite ledger at least 0.85x, with a Redis ledger at least 0.8x) with the spread of the
-per-round ratios. With Redis, a sixth shape is the Redis ledger's floor: plain creates,
-each between two no-op Lua calls made as the ledger makes them.
+per-round ratios. Each ledger has a floor shape beside it: plain creates, each between
+two one-row writes made as the SQLite ledger makes its writes, or two no-op Lua calls
+made as the Redis ledger makes them.
 
 Size: the ledger file after ``--size`` creates recorded through the ledger's own
 operations (one begin and one claim per create, keys like the CLI's), per 100,000.
@@ -29,11 +30,13 @@ operations (one begin and one claim per create, keys like the CLI's), per 100,00
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import re
 import shutil
 import socket
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -214,6 +217,48 @@ async def creates_with_redis_calls(url: str, count: int, redis_url: str) -> floa
         return time.perf_counter() - started
 
 
+INSERT_ROW = "INSERT INTO floor (at, k) VALUES (?, ?)"
+UPDATE_ROW = "UPDATE floor SET at = ? WHERE k = ?"
+
+
+def _floor_write(statement: str, row: int, db: sqlite3.Connection, now: float) -> None:
+    db.execute(statement, (now, row))
+
+
+async def creates_with_sqlite_writes(url: str, count: int, path: str) -> float:
+    """The SQLite ledger's floor: plain creates, each between two one-row writes made as
+    the ledger makes its writes (a worker thread, writes queued meanwhile committed
+    together, WAL, synced commits: ``SqliteLedger._write``): the least a ledger costs
+    that durably records each create on this host before sending it and after its
+    answer."""
+    ledger = SqliteLedger(path)
+
+    def table(db: sqlite3.Connection, now: float) -> None:
+        db.execute("CREATE TABLE IF NOT EXISTS floor (k INTEGER PRIMARY KEY, at REAL)")
+
+    await ledger._write(table)
+    specs = iter(enumerate(_specs(count)))
+    async with AsyncSarvClient(
+        DEMO_OWNER_ID, DEMO_TOKEN, base_url=url, rate_limit=None, max_concurrency=CONCURRENCY
+    ) as client:
+
+        async def worker() -> None:
+            for i, spec in specs:
+                await ledger._write(functools.partial(_floor_write, INSERT_ROW, i))
+                await client.smtp_users.create(
+                    total_limit=spec["total_limit"], hourly_limit=spec["hourly_limit"]
+                )
+                await ledger._write(functools.partial(_floor_write, UPDATE_ROW, i))
+
+        started = time.perf_counter()
+        async with anyio.create_task_group() as tg:
+            for _ in range(CONCURRENCY):
+                tg.start_soon(worker)
+        elapsed = time.perf_counter() - started
+    await ledger.aclose()
+    return elapsed
+
+
 async def provision(url: str, count: int, ledger: str | None) -> float:
     """``provision()`` of ``count`` specs, with the ledger at ``ledger`` (a path or a Redis
     URL) or none."""
@@ -235,7 +280,15 @@ async def provision(url: str, count: int, ledger: str | None) -> float:
 
 
 async def throughput(count: int, rounds: int) -> None:
-    shapes = ["floor", "creates", "no ledger", "sqlite ledger", "redis ledger", "creates+2 redis"]
+    shapes = [
+        "floor",
+        "creates",
+        "no ledger",
+        "sqlite ledger",
+        "creates+2 sqlite",
+        "redis ledger",
+        "creates+2 redis",
+    ]
     with tempfile.TemporaryDirectory() as tmp, emulator() as url, redis_server(tmp) as redis:
         if redis is None:
             print("(no redis-server on the PATH or no sarv-async[redis]: no Redis shape)")
@@ -260,6 +313,9 @@ async def throughput(count: int, rounds: int) -> None:
                 elif shape == "sqlite ledger":
                     path = os.path.join(tmp, f"ledger-{round_}.sqlite3")
                     elapsed = await provision(url, count, path)
+                elif shape == "creates+2 sqlite":
+                    path = os.path.join(tmp, f"floor-{round_}.sqlite3")
+                    elapsed = await creates_with_sqlite_writes(url, count, path)
                 elif shape == "redis ledger":
                     assert redis is not None
                     elapsed = await provision(url, count, redis)
@@ -283,6 +339,8 @@ async def throughput(count: int, rounds: int) -> None:
 
     print(f"  no ledger / creates:       {ratio('no ledger', 'creates')} (target >= 0.95x)")
     print(f"  sqlite ledger / creates:   {ratio('sqlite ledger', 'creates')} (target >= 0.85x)")
+    print(f"  its floor / creates:       {ratio('creates+2 sqlite', 'creates')}")
+    print(f"  sqlite ledger / its floor: {ratio('sqlite ledger', 'creates+2 sqlite')}")
     if "redis ledger" in rates:
         print(f"  redis ledger / creates:    {ratio('redis ledger', 'creates')} (target >= 0.8x)")
         print(f"  its floor / creates:       {ratio('creates+2 redis', 'creates')}")
