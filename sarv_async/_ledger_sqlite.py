@@ -173,8 +173,7 @@ class SqliteLedger:
         fingerprint: str | None = None,
     ) -> Begin:
         def op(db: sqlite3.Connection, now: float) -> Begin:
-            row = _select(db, account, key)
-            identity = _identity(db, account)
+            row, identity = _select_with_identity(db, account, key)
             if row is None or row[4] == EntryState.FAILED:
                 if identity is None:
                     return Begin(Decision.NEED_BASELINE, _entry(row, now))
@@ -283,18 +282,23 @@ class SqliteLedger:
 
     async def claim(self, account: str, key: str, user_name: str, *, known: bool = False) -> Claim:
         def op(db: sqlite3.Connection, now: float) -> Claim:
-            row = _select(db, account, key)
+            # The key's state and user, and whether the user is taken (owned by a key, or
+            # in the baseline unless ``known``), in one statement.
+            row = db.execute(
+                "SELECT state, user_name, "
+                "EXISTS (SELECT 1 FROM entries WHERE account = ?1 AND user_name = ?3) "
+                "OR (NOT ?4 AND EXISTS "
+                "(SELECT 1 FROM baseline WHERE account = ?1 AND user_name = ?3)) "
+                "FROM entries WHERE account = ?1 AND key = ?2",
+                (account, key, user_name, known),
+            ).fetchone()
             if row is None:
                 return Claim.NO_ENTRY
-            if row[4] == EntryState.CREATED:
-                return Claim.CLAIMED if row[5] == user_name else Claim.SETTLED
-            taken = db.execute(
-                "SELECT 1 FROM entries WHERE account = ? AND user_name = ? "
-                "UNION ALL SELECT 1 FROM baseline WHERE account = ? AND user_name = ? AND NOT ?",
-                (account, user_name, account, user_name, known),
-            ).fetchone()
+            state, owner, taken = row
+            if state == EntryState.CREATED:
+                return Claim.CLAIMED if owner == user_name else Claim.SETTLED
             if taken:
-                if row[4] == EntryState.PENDING:
+                if state == EntryState.PENDING:
                     db.execute(
                         "UPDATE entries SET state = ?, holder = NULL, lease_until = NULL, "
                         "ended_at = ?, updated_at = ? WHERE account = ? AND key = ?",
@@ -606,6 +610,20 @@ def _migrate(db: sqlite3.Connection) -> None:
 def _identity(db: sqlite3.Connection, account: str) -> str | None:
     row = db.execute("SELECT identity FROM accounts WHERE account = ?", (account,)).fetchone()
     return None if row is None else str(row[0])
+
+
+def _select_with_identity(
+    db: sqlite3.Connection, account: str, key: str
+) -> tuple[_Row | None, str | None]:
+    """The entry for ``key`` (if any) and the account's identity, in one statement."""
+    found = db.execute(
+        f"SELECT (SELECT identity FROM accounts WHERE account = ?1), {_COLUMNS} "  # noqa: S608
+        "FROM (SELECT 1) LEFT JOIN entries ON account = ?1 AND key = ?2",
+        (account, key),
+    ).fetchone()
+    identity = None if found[0] is None else str(found[0])
+    row: _Row | None = None if found[1] is None else found[1:]
+    return row, identity
 
 
 def _select(db: sqlite3.Connection, account: str, key: str) -> _Row | None:

@@ -94,12 +94,6 @@ _LIST_TRIES = 3
 #: costs a list call, so at the slowest pace from the start.
 _POLL_LISTS = 1.0
 
-#: Workers per create in flight when the ledger's steps wait (SQLite, Redis): while some
-#: workers create, the others' steps (begin, claim) are on their way to disk or Redis.
-#: (Four measure faster with SQLite; they showed a race in the command line's job record,
-#: since fixed, and are to be measured again: see bench/README.md.)
-_WORKERS_PER_SLOT = 2
-
 
 class ProvisionOutcome(enum.StrEnum):
     """How a spec ended."""
@@ -413,10 +407,11 @@ class Provisioning:
             index += 1
 
     async def _create_all(self) -> None:
-        # More workers than creates in flight let the ledger's steps (begin, claim) of
-        # some overlap with the calls of others; steps of an instant ledger never wait,
-        # so there the extra workers would only queue for the semaphore.
-        workers = self._workers if self._ledger.instant else _WORKERS_PER_SLOT * self._workers
+        # One worker per create in flight, whatever the ledger. Twice as many, so that
+        # some workers' ledger steps overlap the others' calls, cost more CPU (the ledger's
+        # thread and the event loop contend) than the overlap saves: SQLite 0.76-0.79x of
+        # plain creates against 0.79-0.87x with one (bench/README.md, issue 17).
+        workers = self._workers
         if not isinstance(self._specs, AsyncIterable):
             # A plain iterable is read without a lock: ``next`` runs to completion
             # between two awaits, so each spec goes to exactly one worker, numbered in order.
