@@ -263,6 +263,8 @@ class Provisioning:
         self._task_group: TaskGroup | None = None
         self._receive: MemoryObjectReceiveStream[AnyProvisionResult] | None = None
         self._send_stream: MemoryObjectSendStream[AnyProvisionResult] | None = None
+        #: Set by `complete`: results are counted, not handed over (nobody reads them).
+        self._dropping = False
 
     @property
     def run_id(self) -> str:
@@ -321,7 +323,12 @@ class Provisioning:
         return _Results(self._receive)
 
     async def complete(self) -> ProvisionSummary:
-        """Read every result, dropping them, and return the summary."""
+        """Read every result, dropping them, and return the summary.
+
+        Results from now on are counted without being handed over, so the reader is not
+        woken once per result; those already handed over are read and dropped.
+        """
+        self._dropping = True
         async for _ in self:
             pass
         return self.summary
@@ -739,6 +746,10 @@ class Provisioning:
             done = sum(self._counts.values())
             self._progress(done, self._counts[ProvisionOutcome.FAILED], self._total)
         assert self._send_stream is not None
+        if self._dropping:
+            if wait:  # as `send` would: no worker runs through many specs without one
+                await anyio.lowlevel.checkpoint()
+            return
         result: AnyProvisionResult
         if credentials is not None:
             result = Provisioned(index, spec, outcome, credentials, None, key)

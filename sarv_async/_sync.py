@@ -490,10 +490,14 @@ class SyncProvisioning:
             yield from self._results()
 
     def complete(self) -> ProvisionSummary:
-        """Read every result, dropping them, and return the summary."""
-        for _ in self:
-            pass
-        return self.summary
+        """Read every result, dropping them, and return the summary (`Provisioning.complete`,
+        in one trip to the client's loop)."""
+        if self._ended:
+            raise RuntimeError("this provisioning run is over: start another with provision()")
+        if self._opened is None:
+            with self:
+                return self._runner.call(self._run.complete)
+        return self._runner.call(self._run.complete)
 
     def _results(self) -> Iterator[AnyProvisionResult]:
         results = aiter(self._run)

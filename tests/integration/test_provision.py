@@ -330,6 +330,29 @@ async def _complete(client: AsyncSarvClient) -> None:
         await run.complete()
 
 
+async def test_complete_after_some_results_were_read_counts_every_spec() -> None:
+    """Read two results, then complete(): the summary and the progress count all of them,
+    invalid specs too, and the emulator holds exactly the users created."""
+    specs: list[Any] = [*_specs(30), {"total_limit": -1, "hourly_limit": 1}]
+    seen: list[int] = []
+    async with Emulator() as emu, emu.client(rate_limit=None) as client:
+
+        def progress(done: int, failed: int, total: int | None) -> None:
+            seen.append(done)
+
+        async with client.smtp_users.provision(specs, concurrency=4, progress=progress) as run:
+            read: list[Any] = []
+            async for result in run:
+                read.append(result)
+                if len(read) == 2:
+                    break
+            summary = await run.complete()
+        assert len(read) == 2
+        assert (summary.total, summary.created, summary.failed) == (31, 30, 1)
+        assert seen[-1] == 31
+        assert len(emu.users()) == 30
+
+
 async def test_a_failed_snapshot_raises_its_error_unwrapped() -> None:
     """When the first list fails, complete() and the block raise that SarvError itself."""
     async with Emulator() as emu:
