@@ -8,9 +8,11 @@ ledger), which was most of what a ledger step cost the client.
 
 A server that has lost its scripts (restarted, or ``SCRIPT FLUSH``) answers
 ``NOSCRIPT``, which means nothing ran: the script is loaded and the call made once
-more. A connection that failed or timed out is dropped (its other calls fail with
-it) and the next call takes a new one from the client's pool. Errors are coredis's,
-for the caller to translate.
+more. A connection that failed is dropped and the next call takes a new one from the
+client's pool. A call that timed out leaves its connection in use: coredis still
+matches the late answer to it, and dropping the connection would fail every other call
+on it too (on a starved machine one slow answer then became an outage of its own).
+Errors are coredis's, for the caller to translate.
 
 The connection is taken from the pool and given back at once, as coredis's own
 multiplexing does (``ConnectionPool.acquire``): it stays in the pool, so a connection
@@ -64,7 +66,9 @@ class KeptScripts:
             except NoScriptError:
                 await connection.create_request(b"SCRIPT", b"LOAD", self._sources[name])
                 return await connection.create_request(*request)
-        except (ConnectionError, TimeoutError, OSError):
+        except TimeoutError:
+            raise  # the connection stays: see the module's docstring
+        except (ConnectionError, OSError):
             self._drop(connection)
             raise
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
 
 import anyio
 import pytest
@@ -109,3 +111,43 @@ async def test_a_lost_connection_is_replaced_however_often(redis_server: RedisSe
                 ACCOUNT, f"k{i}", total_limit=1, hourly_limit=1, holder="a", lease=60
             )
             assert begun.decision.value == "send"
+
+
+@pytest.mark.slow
+async def test_a_call_that_timed_out_leaves_the_others_on_its_connection_alone(
+    redis_server: RedisServer,
+) -> None:
+    """Redis stalled past one call's timeout, then back: a call sent later, still within
+    its own time, gets its answer on the same connection (it is not dropped with the
+    first)."""
+    from sarv_async._redis import bounded_client
+    from sarv_async._redis_scripts import KeptScripts
+
+    redis = bounded_client(redis_server.url, 2.0)
+    async with redis:
+        scripts = KeptScripts(redis, {"echo": "return ARGV[1]"})
+        assert await scripts.call("echo", ["k"], ["warm"]) == b"warm"
+        assert redis_server.proc is not None
+        os.kill(redis_server.proc.pid, signal.SIGSTOP)
+        first_failed = anyio.Event()
+        answers: list[object] = []
+
+        async def first() -> None:
+            with pytest.raises(TimeoutError):
+                await scripts.call("echo", ["k"], ["first"])
+            first_failed.set()
+
+        async def second() -> None:
+            answers.append(await scripts.call("echo", ["k"], ["second"]))
+
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(first)
+                await anyio.sleep(1.0)  # the second call has a second more than the first
+                tg.start_soon(second)
+                await first_failed.wait()
+                os.kill(redis_server.proc.pid, signal.SIGCONT)
+        finally:
+            os.kill(redis_server.proc.pid, signal.SIGCONT)
+        assert answers == [b"second"]
+        assert len(_clients(redis_server)) == 1
