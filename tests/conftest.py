@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from collections.abc import Iterator
 from typing import Any
@@ -20,6 +21,15 @@ __all__ = ["anyio_backend", "launch", "list_decoding", "redis_server", "volatile
 # asserts from source again. The caches go to the usual, git-ignored __pycache__.
 sys.dont_write_bytecode = False
 os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+
+
+# A shell without job control starts a background command (`pytest &`, a CI step's
+# helper) with SIGINT ignored, and every process it starts inherits that: the tests that
+# interrupt a command line would find it deaf to Ctrl-C. A handled signal is reset to
+# its default across exec, so with a handler here the processes the tests start hear
+# SIGINT again.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
