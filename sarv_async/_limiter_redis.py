@@ -325,6 +325,8 @@ class RedisRateLimiter:
         #: Whether Redis is in use; if not, when to try it again.
         self._shared = True
         self._retry_at = -math.inf
+        #: Failed calls so far: an answer to a call begun before the last one is stale.
+        self._outages = 0
         self._peers = 1
         #: Per window, this process's share of the limit while it paces alone.
         self._shares = [w.limit for w in self._windows]
@@ -505,6 +507,7 @@ class RedisRateLimiter:
             raise RuntimeError("this RedisRateLimiter is closed")
         error: BaseException | None = None
         result: Any = None
+        outages = self._outages
         with anyio.move_on_after(self._timeout * 2) as scope:
             try:
                 result = await scripts.call(name, keys, args)
@@ -513,7 +516,10 @@ class RedisRateLimiter:
         if scope.cancelled_caught:
             error = TimeoutError(f"no answer within {self._timeout * 2:g} s")
         if error is None:
-            self._redis_is_back()
+            if self._outages == outages:
+                # An answer to a call that began before a failure this process met since
+                # may have left before Redis went: no sign that it is back.
+                self._redis_is_back()
             return [int(x) for x in result]
         if self._on_unavailable == "fallback":
             self._fall_back(error)
@@ -523,6 +529,7 @@ class RedisRateLimiter:
         ) from None
 
     def _fall_back(self, error: BaseException) -> None:
+        self._outages += 1
         self._retry_at = current_time() + self._retry_interval
         if not self._shared:
             return

@@ -274,6 +274,44 @@ async def test_unreachable_redis_falls_back_with_one_warning(
     assert "pacing this process alone" in warnings[0].getMessage()
 
 
+async def test_an_answer_sent_before_an_outage_does_not_end_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A call answered before Redis went, but read after another call failed, is no sign
+    that Redis is back: one outage, one warning, and still pacing alone."""
+    asked, answered, failed = anyio.Event(), anyio.Event(), anyio.Event()
+
+    class Scripts:
+        async def call(self, name: str, keys: Any, args: Any) -> list[int]:
+            if name == "acquire":  # in flight when Redis went; its answer is read late
+                asked.set()
+                await failed.wait()
+                return [1, 0, 1]
+            raise coredis.exceptions.ConnectionError("Connection lost while receiving response")
+
+    async with limiters("redis://127.0.0.1:9/0", 1) as (limiter,):
+        limiter._scripts = Scripts()  # type: ignore[assignment]
+
+        async def in_flight() -> None:
+            await limiter._call("acquire", [], [])
+            answered.set()
+
+        with caplog.at_level(logging.INFO, logger="sarv_async"), anyio.fail_after(3):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(in_flight)
+                await asked.wait()
+                with pytest.raises(StoreUnavailableError):
+                    await limiter._call("leave", [], [])  # the outage, met by another call
+                failed.set()
+                await answered.wait()
+            assert not limiter.shared
+            with pytest.raises(StoreUnavailableError):
+                await limiter._call("leave", [], [])  # the same outage, met again
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1, [r.getMessage() for r in caplog.records]
+    assert not any("answers again" in r.getMessage() for r in caplog.records)
+
+
 async def test_unreachable_redis_can_be_an_error() -> None:
     """With on_unavailable='raise', acquire raises StoreUnavailableError, quickly."""
     async with limiters("redis://:hunter2@127.0.0.1:9/0", 1, on_unavailable="raise") as (limiter,):
