@@ -286,11 +286,11 @@ class SqliteLedger:
             # in the baseline unless ``known``), in one statement.
             row = db.execute(
                 "SELECT state, user_name, "
-                "EXISTS (SELECT 1 FROM entries WHERE account = ?1 AND user_name = ?3) "
-                "OR (NOT ?4 AND EXISTS "
-                "(SELECT 1 FROM baseline WHERE account = ?1 AND user_name = ?3)) "
-                "FROM entries WHERE account = ?1 AND key = ?2",
-                (account, key, user_name, known),
+                "EXISTS (SELECT 1 FROM entries WHERE account = ? AND user_name = ?) "
+                "OR (NOT ? AND EXISTS "
+                "(SELECT 1 FROM baseline WHERE account = ? AND user_name = ?)) "
+                "FROM entries WHERE account = ? AND key = ?",
+                (account, user_name, known, account, user_name, account, key),
             ).fetchone()
             if row is None:
                 return Claim.NO_ENTRY
@@ -617,9 +617,9 @@ def _select_with_identity(
 ) -> tuple[_Row | None, str | None]:
     """The entry for ``key`` (if any) and the account's identity, in one statement."""
     found = db.execute(
-        f"SELECT (SELECT identity FROM accounts WHERE account = ?1), {_COLUMNS} "  # noqa: S608
-        "FROM (SELECT 1) LEFT JOIN entries ON account = ?1 AND key = ?2",
-        (account, key),
+        f"SELECT (SELECT identity FROM accounts WHERE account = ?), {_COLUMNS} "  # noqa: S608
+        "FROM (SELECT 1) LEFT JOIN entries ON account = ? AND key = ?",
+        (account, account, key),
     ).fetchone()
     identity = None if found[0] is None else str(found[0])
     row: _Row | None = None if found[1] is None else found[1:]
