@@ -191,7 +191,10 @@ def test_connections_made_while_stopping_are_all_closed(leaks: Callable[[], list
                 try:
                     client = socket.create_connection(address, timeout=5)
                 except OSError:
-                    continue  # refused: the server has stopped listening
+                    # Refused: the server has stopped listening. Wait a little, or this
+                    # loop holds the GIL the stopping server's thread needs.
+                    stop.wait(0.001)
+                    continue
                 made.append(n)
                 with client:
                     try:
