@@ -416,7 +416,7 @@ class Provisioning:
     async def _create_all(self) -> None:
         # One worker per create in flight, whatever the ledger. Twice as many, so that
         # some workers' ledger steps overlap the others' calls, cost more CPU (the ledger's
-        # thread and the event loop contend) than the overlap saves: SQLite 0.76-0.79x of
+        # thread and the event loop contend) than the overlap saves: SQLite 0.74-0.79x of
         # plain creates against 0.79-0.87x with one (bench/README.md, issue 17).
         workers = self._workers
         if not isinstance(self._specs, AsyncIterable):
