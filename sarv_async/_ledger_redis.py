@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Collection
 from contextlib import AsyncExitStack
 from typing import Any
 
@@ -395,10 +395,8 @@ class RedisLedger:
             try:
                 async with redis:
                     try:
-                        script = redis.register_script(_PRELUDE + _SCRIPTS[operation])
-                        result, volatile = await self._script(
-                            redis, lambda: script(keys=keys, args=args)
-                        )
+                        scripts = KeptScripts(redis, {operation: _PRELUDE + _SCRIPTS[operation]})
+                        result, volatile = await self._script(redis, scripts, operation, keys, args)
                         if volatile is None:
                             return result
                     except (OSError, RedisError) as exc:
@@ -419,7 +417,7 @@ class RedisLedger:
         with anyio.move_on_after(self._timeout * 2) as scope:
             try:
                 result, volatile = await self._script(
-                    kept.redis, lambda: kept.scripts.call(operation, keys, args)
+                    kept.redis, kept.scripts, operation, keys, args
                 )
                 if volatile is None:
                     return result
@@ -430,16 +428,16 @@ class RedisLedger:
         raise self._failed(failure, volatile) from None
 
     async def _script(
-        self, redis: Any, call: Callable[[], Awaitable[Any]]
+        self, redis: Any, scripts: KeptScripts, operation: str, keys: list[str], args: list[str]
     ) -> tuple[Any, str | None]:
-        """``call`` the script once the server is seen to persist (or that need not be
-        seen); else None and why the server would lose the ledger."""
+        """Run the operation's script once the server is seen to persist (or that need not
+        be seen); else None and why the server would lose the ledger."""
         if not self._durable:
             volatile = await _volatility(redis)
             if volatile is not None:
                 return None, volatile
             self._durable = True
-        return await call(), None
+        return await scripts.call(operation, keys, args), None
 
     def _failed(self, failure: str | None, volatile: str | None) -> LedgerError:
         where = redis_location(self.url)
