@@ -23,6 +23,7 @@ import os
 import sqlite3
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Collection
 from typing import Any, Generic, TypeVar
 
@@ -514,6 +515,9 @@ class SqliteLedger:
                 raise RuntimeError("this SqliteLedger is closed")
             connection = self._connections.get(ident)
         if connection is None:
+            # A thread new to the ledger: look before connecting, which would make a deleted
+            # file anew (and it would then read as replaced).
+            self._check_file()
             connection = self._connect()
             with self._lock:
                 self._connections[ident] = connection
@@ -540,15 +544,26 @@ class SqliteLedger:
         )
 
     def _connect(self) -> sqlite3.Connection:
-        if not os.path.exists(self.path):
+        seen = self._file_id is not None
+        if not seen and not os.path.exists(self.path):
             try:
                 fd = os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600)
             except OSError as exc:
                 raise LedgerError(f"cannot create the ledger {self.path}: {exc.strerror}") from None
             os.close(fd)
-        connection = sqlite3.connect(
-            self.path, timeout=self._busy_timeout, isolation_level=None, check_same_thread=False
-        )
+        # Once the file was seen, it is opened, never created: one deleted meanwhile is lost.
+        target = f"file:{urllib.parse.quote(self.path)}?mode=rw" if seen else self.path
+        try:
+            connection = sqlite3.connect(
+                target,
+                timeout=self._busy_timeout,
+                isolation_level=None,
+                check_same_thread=False,
+                uri=seen,
+            )
+        except sqlite3.OperationalError:
+            self._check_file()  # gone: LedgerLostError
+            raise
         try:
             connection.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
             self._when_not_busy(lambda: connection.execute("PRAGMA journal_mode = WAL"))

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
+import anyio
 import pytest
 
 from sarv_async import LedgerError, LedgerLostError, SqliteLedger
@@ -37,6 +40,41 @@ async def test_a_file_deleted_while_in_use_is_lost_not_started_afresh(tmp_path: 
     finally:
         await ledger.aclose()
     assert not path.exists()  # nothing was recreated in its place
+
+
+async def test_a_deleted_file_is_not_recreated_by_a_thread_new_to_it(tmp_path: Path) -> None:
+    """A thread that never had a connection (a new worker thread) finds it deleted too.
+
+    Each thread connects on first use: connecting must not make a new, empty file where
+    the deleted one was (it would read as "replaced", and a rerun would start afresh).
+    """
+    path = tmp_path / "ledger.sqlite3"
+    ledger = SqliteLedger(path)
+    try:
+        await ledger.record_baseline(ACCOUNT, [])
+        for name in ("ledger.sqlite3", "ledger.sqlite3-wal", "ledger.sqlite3-shm"):
+            (tmp_path / name).unlink(missing_ok=True)
+        errors: list[BaseException] = []
+
+        def in_a_new_thread() -> None:
+            try:
+                ledger._connection()
+            except BaseException as exc:
+                errors.append(exc)
+
+        await anyio.to_thread.run_sync(_run_in_new_thread, in_a_new_thread)
+        assert len(errors) == 1
+        assert isinstance(errors[0], LedgerLostError)
+        assert f"{path} was deleted" in str(errors[0])
+    finally:
+        await ledger.aclose()
+    assert not path.exists()
+
+
+def _run_in_new_thread(target: Callable[[], None]) -> None:
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join()
 
 
 async def test_a_file_replaced_while_in_use_is_lost(tmp_path: Path) -> None:
