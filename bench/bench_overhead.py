@@ -2,7 +2,7 @@
 
 ::
 
-    python bench/bench_overhead.py [--rounds 24] [--transport mock|http|both]
+    python bench/bench_overhead.py [--rounds 20] [--transport mock|http|both]
                                    [--sizes 1,100,5000] [--backend asyncio|trio]
                                    [--no-gc | --gc-freeze] [--gc-stats]
 
@@ -10,7 +10,7 @@ Calls: list with 1, 100 and 5,000 users (``--sizes``), and edit. Transports: an
 ``httpx.MockTransport`` (no network: what is left is the two sides' own cost), and a real
 HTTP server on loopback, in its own process, answering precomputed bodies (uvicorn, h11).
 
-Four sides. The raw side encodes the body with ``json.dumps``, POSTs it with
+Five sides. The raw side encodes the body with ``json.dumps``, POSTs it with
 ``httpx.AsyncClient.post`` and decodes the answer with ``json.loads``: the floor of any
 httpx-based client. The typed side does the same and then builds the answer the SDK returns,
 an `SmtpUserList` of `SmtpUser`s, with the classes' own constructors and no checks at all:
@@ -18,16 +18,20 @@ the floor of any client that returns objects rather than dicts. The SDK side als
 the request, paces it (with a limiter that never has to wait), bounds concurrency, bounds
 each attempt with a deadline, checks the envelope and reads each user tolerantly, as
 installed without ``sarv-async[fast]``. The fast side is the same client with the extra:
-list answers decoded by msgspec straight into the SDK's classes (needs msgspec; without
-it the side is left out).
+list answers decoded by msgspec straight into the SDK's classes (needs msgspec). The
+msgspec side is the floor of that: the raw side's call, its answer handed to the same
+msgspec decoder with nothing around it (no client, no checks), the least work that turns
+the bytes into `SmtpUser` instances with msgspec. Run with and without ``--no-gc``, it
+shows what the cyclic collector adds to any client that returns these objects.
 
 Each round times a batch of calls of every case on every side, interleaved: the order of
-the sides runs through all 24 in turn, so drift and the load of other processes fall on
-all sides alike, and each side runs before and after each other equally often. Printed:
-the median time per call of each side, the medians of the per-round ratios (SDK / raw,
-fast / raw, typed / raw, SDK / typed) with their spread (min-max over rounds), and for
-lists the cost per user. Twice: by the wall clock, and by this process's CPU time, which the load of
-other processes on a shared machine disturbs far less (over HTTP it leaves out the
+the sides runs through the ten orders of a Williams design in turn, so drift and the load
+of other processes fall on all sides alike: each side takes each place, and runs right
+after each other side, equally often. Printed: the median time per call of each side,
+the medians of the per-round ratios (SDK / raw, fast / raw, typed / raw, SDK / typed,
+msgspec / raw, fast / msgspec) with their spread (min-max over rounds), and for lists the
+cost per user. Twice: by the wall clock, and by this process's CPU time, which the load
+of other processes on a shared machine disturbs far less (over HTTP it leaves out the
 server's work). The figures go to bench/results.json, one entry per transport, backend and
 collector setting (the site charts the cost per user).
 """
@@ -36,7 +40,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import itertools
 import json
 import socket
 import statistics
@@ -152,13 +155,29 @@ async def batch(calls: int, call: Call) -> tuple[float, float]:
     return (time.perf_counter() - wall) / calls, (time.process_time() - cpu) / calls
 
 
-SIDES = ("raw", "typed", "sdk", "fast")
+SIDES = ("raw", "typed", "sdk", "fast", "msgspec")
+
+
+def balanced_orders(sides: int) -> list[tuple[int, ...]]:
+    """Orders of the sides in which each side takes each place, and runs right after each
+    other side, equally often (a Williams design: ``sides`` orders, twice as many if odd)."""
+    first, low, high = [0], 1, sides - 1
+    while len(first) < sides:
+        first.append(low)
+        low += 1
+        if len(first) < sides:
+            first.append(high)
+            high -= 1
+    orders = [tuple((side + shift) % sides for side in first) for shift in range(sides)]
+    if sides % 2:
+        orders += [order[::-1] for order in orders]
+    return orders
 
 
 async def cases(
     stack: AsyncExitStack, root: str, sizes: list[int], mock: bool
 ) -> dict[str, tuple[Call, ...]]:
-    """``name -> (raw, typed, SDK, SDK with [fast]) calls`` for every list size and for edit."""
+    """``name -> (raw, typed, SDK, SDK with [fast], msgspec) calls`` per list size, and edit."""
     transport = httpx.MockTransport(_mock_handler(bodies(sizes))) if mock else None
     raw = await stack.enter_async_context(httpx.AsyncClient(transport=transport))
     result: dict[str, tuple[Call, ...]] = {}
@@ -179,13 +198,20 @@ async def cases(
             _typed_list(raw, base),
             _without_fast(sdk.smtp_users.list),
             sdk.smtp_users.list,
+            _msgspec_list(raw, base),
         )
         if size == sizes[0]:
 
             async def sdk_edit(sdk: AsyncSarvClient = sdk) -> object:
                 return await sdk.smtp_users.update("smtp0000001", hourly_limit=5)
 
-            edit = (_raw_edit(raw, base), _typed_edit(raw, base), _without_fast(sdk_edit), sdk_edit)
+            edit = (
+                _raw_edit(raw, base),
+                _typed_edit(raw, base),
+                _without_fast(sdk_edit),
+                sdk_edit,
+                _raw_edit(raw, base),  # an edit's answer is no list: the raw call
+            )
             result["edit"] = edit
     return result
 
@@ -261,6 +287,20 @@ def _typed_list(raw: httpx.AsyncClient, base: str) -> Call:
     return typed
 
 
+def _msgspec_list(raw: httpx.AsyncClient, base: str) -> Call:
+    """Raw, but the answer decoded by the ``[fast]`` decoder alone: msgspec, no client."""
+    url = f"{base}settings/listSmtp"
+    decode = _fast_decode.list_decoder()
+    assert decode is not None, "the msgspec side needs msgspec"
+
+    async def call() -> object:
+        body = json.dumps({"owner_id": OWNER, "token": TOKEN})
+        response = await raw.post(url, content=body, headers=JSON)
+        return decode(response.content)
+
+    return call
+
+
 def _typed_edit(raw: httpx.AsyncClient, base: str) -> Call:
     call = _raw_edit(raw, base)
 
@@ -271,7 +311,7 @@ def _typed_edit(raw: httpx.AsyncClient, base: str) -> Call:
     return typed
 
 
-Sample = tuple[tuple[float, float], ...]  # per side (raw, typed, SDK): (wall, CPU)
+Sample = tuple[tuple[float, float], ...]  # per side (as `SIDES`): (wall, CPU)
 
 
 class CollectorClock:
@@ -336,9 +376,9 @@ async def measure(
         if args.gc_freeze:
             gc.freeze()
         results: dict[str, list[Sample]] = {name: [] for name in triples}
-        # Every order of the sides in turn: each side runs before and after each other
-        # equally often (over a multiple of 24 rounds), so no ratio leans on position.
-        orders = list(itertools.permutations(range(len(SIDES))))
+        # Balanced orders in turn (over a multiple of 10 rounds): no ratio leans on
+        # position, nor on which side ran just before.
+        orders = balanced_orders(len(SIDES))
         for round_ in range(rounds):
             for name, calls in triples.items():
                 timed: dict[int, tuple[float, float]] = {}
@@ -350,7 +390,14 @@ async def measure(
     return results
 
 
-RATIOS = (("sdk/raw", 2, 0), ("fast/raw", 3, 0), ("typed/raw", 1, 0), ("sdk/typed", 2, 1))
+RATIOS = (
+    ("sdk/raw", 2, 0),
+    ("fast/raw", 3, 0),
+    ("typed/raw", 1, 0),
+    ("sdk/typed", 2, 1),
+    ("msgspec/raw", 4, 0),
+    ("fast/msgspec", 3, 4),
+)
 
 
 def report(title: str, results: dict[str, list[Sample]], case: dict[str, object]) -> None:
@@ -366,7 +413,8 @@ def report(title: str, results: dict[str, list[Sample]], case: dict[str, object]
         print(f"\n{title}, {rounds} interleaved rounds, {clock_name}")
         header = f"{'call':10s}" + "".join(f"{side:>10s}" for side in SIDES)
         header += "".join(f"  {name + ' (min-max)':>21s}" for name, _, _ in RATIOS)
-        print(header + f"  {'per user: raw':>14s} {'typed':>7s} {'sdk':>7s} {'fast':>7s}")
+        per_user = "".join(f" {side:>7s}" for side in SIDES[1:])
+        print(header + f"  {'per user: raw':>14s}{per_user}")
         for name, samples in results.items():
             times = [[sample[side][clock] for sample in samples] for side in range(len(SIDES))]
             medians = [statistics.median(side) for side in times]
@@ -402,7 +450,7 @@ def main() -> None:
     """Parse options, run each transport, print the tables."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--rounds", type=int, default=24, help="a multiple of 24 (default: %(default)s)"
+        "--rounds", type=int, default=20, help="a multiple of 10 (default: %(default)s)"
     )
     parser.add_argument(
         "--seconds", type=float, default=0.1, help="per batch of one side (default: %(default)s)"
