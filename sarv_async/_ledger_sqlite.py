@@ -20,10 +20,10 @@ from __future__ import annotations
 import functools
 import json
 import os
+import pathlib
 import sqlite3
 import threading
 import time
-import urllib.parse
 from collections.abc import Callable, Collection
 from typing import Any, Generic, TypeVar
 
@@ -552,7 +552,7 @@ class SqliteLedger:
                 raise LedgerError(f"cannot create the ledger {self.path}: {exc.strerror}") from None
             os.close(fd)
         # Once the file was seen, it is opened, never created: one deleted meanwhile is lost.
-        target = f"file:{urllib.parse.quote(self.path)}?mode=rw" if seen else self.path
+        target = f"{pathlib.Path(self.path).as_uri()}?mode=rw" if seen else self.path
         try:
             connection = sqlite3.connect(
                 target,
