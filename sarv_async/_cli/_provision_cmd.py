@@ -277,13 +277,12 @@ class ProvisionRun:
             identity is None and bool(in_out)
         )
         baseline = record.baseline if record is not None else None
-        # A new job on a new ledger: the run's own first list is the ledger's baseline,
-        # and the job's is read back from the ledger once the first result is in.
-        fresh = baseline is None and identity is None and not self.lost
-        if baseline is None and not fresh:
+        if baseline is None:
             if self.lost or not in_out:
-                # Not begun (exact), or begun and lost with no baseline (a guess: users
-                # made by creates in flight when the ledger was lost count as before).
+                # Not begun: exact, and in the record before the first create is sent, so
+                # a run killed at any point leaves it (a new ledger takes it as its own).
+                # Or begun and lost with no baseline: a guess (users made by creates in
+                # flight when the ledger was lost count as before).
                 before = {user.smtp_user_name for user in await client.smtp_users.list()}
                 baseline = tuple(sorted(before - in_out))
             else:
@@ -319,37 +318,21 @@ class ProvisionRun:
         self.began = True
         try:
             with progress_display("provisioning", self.specs.count) as show:
-                first = anyio.Event()
-
-                def progress(done: int, failed: int, total: int | None) -> None:
-                    show(done, failed, total)
-                    first.set()
-
-                async with anyio.create_task_group() as tg:
-                    if fresh:
-                        tg.start_soon(self._baseline_later, first, client, ledger, account)
-                    summary = await provision_rows(
-                        client,
-                        self.specs,
-                        self.out,
-                        concurrency=self.concurrency,
-                        progress=progress,
-                        failures=self.failures,
-                        settle_delay=self.settle_delay,
-                        in_out=in_out,
-                        known=known,
-                        **options,
-                    )
-                    first.set()
+                summary = await provision_rows(
+                    client,
+                    self.specs,
+                    self.out,
+                    concurrency=self.concurrency,
+                    progress=show,
+                    failures=self.failures,
+                    settle_delay=self.settle_delay,
+                    in_out=in_out,
+                    known=known,
+                    **options,
+                )
             self.finished = True
         finally:
             with anyio.CancelScope(shield=True), anyio.move_on_after(5):
-                if fresh and self.record.baseline is None:
-                    # Stopped before _baseline_later recorded it (as by a Ctrl-C soon
-                    # after the first result): record it now, or a rerun on a lost
-                    # ledger would have to guess it, and could not name what this run made.
-                    with contextlib.suppress(CliError):
-                        await self._record_job_baseline(client, ledger, account)
                 await self._update_record(ledger, account)
         return summary
 
@@ -366,29 +349,6 @@ class ProvisionRun:
             if entry is not None and entry.user_name is not None:
                 ours.add(entry.user_name)
         return tuple(sorted(explained - ours))
-
-    async def _baseline_later(
-        self, first: anyio.Event, client: AsyncSarvClient, ledger: Ledger, account: str
-    ) -> None:
-        """Once the first result is in (the ledger has its baseline), record the job's."""
-        await first.wait()
-        await self._record_job_baseline(client, ledger, account)
-
-    async def _record_job_baseline(
-        self, client: AsyncSarvClient, ledger: Ledger, account: str
-    ) -> None:
-        """Record the users before the job, read back from the ledger's baseline."""
-        try:
-            if await ledger.identity(account) is None:
-                return  # no baseline yet, so no create was sent: the next run lists
-            baseline = await self._job_baseline(client, ledger, account, frozenset())
-        except (SarvError, CliError):
-            # The next run reads it (or guesses it, if the ledger is lost by then); a
-            # changed input stops the run where provisioning reads it.
-            return
-        assert self.record is not None
-        self.record = attrs.evolve(self.record, baseline=baseline)
-        write_record(self.out_path, self.record)
 
     async def _update_record(self, ledger: Ledger, account: str) -> None:
         """Record the ledger's identity, once this job has one that it used all through."""

@@ -37,7 +37,7 @@ pytestmark = [
 ROWS = 40
 
 
-def _serve(launch: Launch, seed: int) -> str:
+def _serve(launch: Launch, seed: int, *, fault_rate: float = 0.2, latency_ms: int = 20) -> str:
     """Start the emulator in its own process with 20% faults; return its base URL."""
     proc = launch(
         [
@@ -47,11 +47,11 @@ def _serve(launch: Launch, seed: int) -> str:
             "--account",
             f"{OWNER_ID}:{TOKEN}",
             "--fault-rate",
-            "0.2",
+            str(fault_rate),
             "--seed",
             str(seed),
             "--latency-ms",
-            "20",
+            str(latency_ms),
             "--log-level",
             "warning",
         ]
@@ -288,7 +288,9 @@ print(status, signal.getsignal(signal.SIGINT) is signal.default_int_handler)
 def test_a_stop_at_once_on_a_terminal_gives_the_cursor_back(launch: Launch, tmp_path: Path) -> None:
     """The progress bar hides the cursor; a second Ctrl-C ends the bar before the process."""
     pytest.importorskip("rich")
-    url = _serve(launch, 7)
+    # No faults (a run they end early never asks for a second Ctrl-C); answers slow enough
+    # that the run is still going when the first one comes.
+    url = _serve(launch, 7, fault_rate=0, latency_ms=200)
     specs = _specs(tmp_path / "specs.csv", "cust")
     out = tmp_path / "creds.csv"
     main, terminal = pty.openpty()

@@ -21,14 +21,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-import anyio
 import pytest
 
 from sarv_async import LedgerError
 from sarv_async._cli._files import CredentialsFile
-from sarv_async._cli._provision_cmd import ProvisionRun
 from sarv_async.testing import Emulator
-from tests.processes import child_env
+from tests.processes import Launch, child_env
 from tests.redis_server import RedisServer
 
 from ._support import (
@@ -170,11 +168,7 @@ def test_users_neither_out_nor_the_ledger_explains_are_named_not_absorbed(
 def test_a_ledger_lost_after_a_killed_run_names_what_the_killed_run_left(
     cli: Cli, account_env: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, written: int
 ) -> None:
-    """Stopped with users made but not in OUT, then the ledger lost: those are named.
-
-    Stopped right after its first row, here before it read the users from before the
-    job back from the ledger (held back, as by a slow list): it records them as it stops.
-    """
+    """Stopped with users made but not in OUT, then the ledger lost: those are named."""
     ledger = tmp_path / "ledger.sqlite3"
     specs = write_specs(tmp_path / "specs.csv", 6)
     out = tmp_path / "creds.csv"
@@ -185,14 +179,9 @@ def test_a_ledger_lost_after_a_killed_run_names_what_the_killed_run_left(
             raise KeyboardInterrupt  # as if killed: the next user is made, not written
         write_row(self, row)
 
-    async def held_back(*args: Any) -> None:
-        await anyio.sleep_forever()
-
     argv = (*_provision(specs, out, ledger), "--concurrency", "1")
     with monkeypatch.context() as patch:
         patch.setattr(CredentialsFile, "write_row", stopped_at_a_row)
-        if written == 1:
-            patch.setattr(ProvisionRun, "_baseline_later", held_back)
         assert cli(*argv).code == 130
     made = {user["smtp_user_name"] for user in account_env.users()}
     in_out = {row["smtp_user_name"] for row in _rows(out)}
@@ -212,6 +201,60 @@ def test_a_ledger_lost_after_a_killed_run_names_what_the_killed_run_left(
     assert f"{6 - len(in_out)} created" in run.out
     assert _one_user_per_row(out, account_env, 6).isdisjoint(left)
     assert len(account_env.users()) == 6 + len(left)  # those left at the loss, no other
+
+
+@pytest.mark.slow
+def test_a_run_killed_before_its_first_result_then_a_lost_ledger_names_what_it_made(
+    cli: Cli, account_env: Emulator, launch: Launch, tmp_path: Path
+) -> None:
+    """SIGKILL before any result (every answer lost, the run waiting to settle), then the
+    ledger lost: the record already names the users from before the job, so the killed
+    run's users are named on the rerun, never taken for users that were there before."""
+    emu = account_env
+    before = {user.smtp_user_name for user in create_users(emu, 2)}
+    ledger = tmp_path / "ledger.sqlite3"
+    specs = write_specs(tmp_path / "specs.csv", 3)
+    out = tmp_path / "creds.csv"
+    token = tmp_path / "token"
+    token.write_text(TOKEN + "\n")
+    token.chmod(0o600)
+    emu.inject_fault("drop_after_apply", "addSmtp", count=3)
+    proc = launch(
+        [
+            *_provision(specs, out, ledger),
+            "--owner-id",
+            OWNER_ID,
+            "--base-url",
+            emu.base_url,
+            "--token-file",
+            str(token),
+            "--rate-limit",
+            "none",
+            "--concurrency",
+            "1",
+            "--settle-delay",
+            "60",  # after the last: the run waits to settle, no result yet
+        ]
+    )
+    deadline = time.monotonic() + 30
+    while len(emu.users()) < len(before) + 3:  # every create applied, its answer lost
+        assert proc.poll() is None, proc.communicate()[1].decode()
+        assert time.monotonic() < deadline, "the creates never reached the emulator"
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert data_rows(out) == 0
+    made = {user["smtp_user_name"] for user in account_env.users()} - before
+    for path in tmp_path.glob("ledger.sqlite3*"):
+        path.unlink()
+
+    run = cli(*_provision(specs, out, ledger))
+    assert run.code == 0, run.err
+    named_lines = [line for line in run.err.splitlines() if "nor the ledger explains" in line]
+    assert len(named_lines) == 1, run.err + run.out
+    assert named_lines[0].endswith(": " + ", ".join(sorted(made)))
+    assert _one_user_per_row(out, emu, 3).isdisjoint(made | before)
+    assert len(emu.users()) == len(before) + 3 + 3  # what the killed run left, no other
 
 
 # -- the same OUT is the same job --------------------------------------------------------
