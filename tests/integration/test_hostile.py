@@ -111,9 +111,15 @@ async def test_a_hostile_answer_ends_within_the_attempt_timeout(kind: str, read:
         assert [index for index, _ in server.requests] == [0, 1]
 
 
+def _drip_body_often(conn: Conn) -> None:
+    """A byte every 0.05 s: a wide margin under a 0.5 s read timeout on a loaded machine."""
+    conn.send(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 5000\r\n\r\n")
+    conn.drip(b'{"status":"success","smtp_list":[' + b" " * 5000, every=0.05)
+
+
 async def test_the_default_attempt_timeout_derives_from_the_timeout() -> None:
     """``timeout=0.5`` alone bounds an attempt at connect + write + read = 1.5 s."""
-    with _serve(_drip_body) as server:
+    with _serve(_drip_body_often) as server:
         async with _client(server, timeout=0.5, max_retries=0) as client:
             started = time.monotonic()
             with anyio.fail_after(1.5 + SLACK), pytest.raises(APITimeoutError):
