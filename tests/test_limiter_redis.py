@@ -28,6 +28,7 @@ from sarv_async import (
     StoreUnavailableError,
 )
 from sarv_async._ledger_redis import RedisLedger
+from sarv_async._limiter_redis import _RedisSend
 from sarv_async._rate_spec import RateWindow, parse_rate_limit
 from sarv_async._redis import redis_location
 from sarv_async.testing import DEMO_OWNER_ID, DEMO_TOKEN, Emulator
@@ -62,6 +63,27 @@ async def acquire_times(
         await anyio.sleep(delay)
         await limiter.acquire()
         times.append(anyio.current_time())
+
+    async with anyio.create_task_group() as tg:
+        for i in range(per_pacer):
+            for limiter in pacers:
+                tg.start_soon(one, limiter, i * stagger)
+    return times
+
+
+async def grant_times(
+    pacers: Sequence[RedisRateLimiter], per_pacer: int, stagger: float = 0.0
+) -> list[float]:
+    """When Redis granted the sends of ``per_pacer`` concurrent tasks on each limiter, on
+    Redis's clock: what the windows count, whenever the granted tasks get to run."""
+    times: list[float] = []
+
+    async def one(limiter: RedisRateLimiter, delay: float) -> None:
+        await anyio.sleep(delay)
+        send = await limiter.acquire_send()
+        assert isinstance(send, _RedisSend)
+        assert send.token is not None, "granted alone, not by Redis"
+        times.append(send.granted / 1e6)
 
     async with anyio.create_task_group() as tg:
         for i in range(per_pacer):
@@ -110,7 +132,9 @@ async def test_processes_share_every_window(redis_server: RedisServer) -> None:
     windows = parse_rate_limit("4/0.2s;6/0.5s")
     async with limiters(redis_server.url, 3, windows, margin=0.03) as pacers:
         start = anyio.current_time()
-        times = await acquire_times(pacers, 4, stagger=0.01)
+        # Redis's grants: a task a loaded event loop resumes late would record its send
+        # late, and bunch it up with the next ones on paper.
+        times = await grant_times(pacers, 4, stagger=0.01)
     assert len(times) == 12
     assert most_in_any_window(times, 0.2) <= 4
     assert most_in_any_window(times, 0.5) <= 6
