@@ -92,6 +92,26 @@ async def test_a_file_replaced_while_in_use_is_lost(tmp_path: Path) -> None:
         await ledger.aclose()
 
 
+async def test_a_directory_replaced_by_a_file_is_lost_not_a_raw_os_error(tmp_path: Path) -> None:
+    """The ledger's directory moved away and a file put at its name: the path now fails
+    with ENOTDIR, which says the ledger is gone from it (LedgerLostError), for writes and
+    reads alike, never a raw NotADirectoryError."""
+    directory = tmp_path / "state"
+    directory.mkdir()
+    path = directory / "ledger.sqlite3"
+    ledger = SqliteLedger(path)
+    try:
+        await ledger.record_baseline(ACCOUNT, [])
+        directory.rename(tmp_path / "moved")
+        directory.write_bytes(b"")
+        with pytest.raises(LedgerLostError, match=f"{path} was deleted"):
+            await _begin(ledger)
+        with pytest.raises(LedgerLostError, match=f"{path} was deleted"):
+            await ledger.identity(ACCOUNT)
+    finally:
+        await ledger.aclose()
+
+
 async def test_a_damaged_file_is_a_ledger_error_naming_it(tmp_path: Path) -> None:
     """A file that is not a SQLite database is refused with its path, and left as it is."""
     path = tmp_path / "ledger.sqlite3"
