@@ -528,8 +528,10 @@ class SqliteLedger:
         """Raise `LedgerLostError` if the file is no longer the one first opened."""
         try:
             info = os.stat(self.path)
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):  # a directory on the way is gone too
             info = None
+        except OSError as exc:
+            raise LedgerError(f"cannot check the ledger {self.path}: {exc.strerror}") from None
         found = None if info is None else (info.st_dev, info.st_ino)
         with self._lock:
             if self._file_id is None and found is not None:
