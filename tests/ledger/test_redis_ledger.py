@@ -7,6 +7,7 @@ import os
 import signal
 
 import anyio
+import anyio.abc
 import pytest
 
 from sarv_async import LedgerError
@@ -151,3 +152,68 @@ async def test_a_call_that_timed_out_leaves_the_others_on_its_connection_alone(
             os.kill(redis_server.proc.pid, signal.SIGCONT)
         assert answers == [b"second"]
         assert len(_clients(redis_server)) == 1
+
+
+class _SilencingRelay:
+    """A TCP relay to Redis whose connections can be silenced: from then on a connection
+    passes nothing either way yet stays open, as one whose peer vanished without a word
+    (a host gone, a NAT or firewall entry dropped) does. New connections pass as usual."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.port = 0
+        self._open: list[anyio.Event] = []
+
+    def silence(self) -> None:
+        """Silence every connection open now."""
+        for silenced in self._open:
+            silenced.set()
+
+    async def serve(self, *, task_status: anyio.abc.TaskStatus[None]) -> None:
+        async with await anyio.create_tcp_listener(local_host="127.0.0.1") as listener:
+            self.port = listener.extra(anyio.abc.SocketAttribute.local_port)  # noqa: S610
+            task_status.started()
+            await listener.serve(self._relay)
+
+    async def _relay(self, client: anyio.abc.SocketStream) -> None:
+        silenced = anyio.Event()
+        self._open.append(silenced)
+
+        async def copy(source: anyio.abc.SocketStream, sink: anyio.abc.SocketStream) -> None:
+            async for data in source:
+                if silenced.is_set():
+                    await anyio.sleep_forever()
+                await sink.send(data)
+
+        async with (
+            client,
+            await anyio.connect_tcp("127.0.0.1", self.target_port) as server,
+            anyio.create_task_group() as tg,
+        ):
+            tg.start_soon(copy, client, server)
+            tg.start_soon(copy, server, client)
+
+
+@pytest.mark.slow
+async def test_a_connection_gone_silent_is_replaced(redis_server: RedisServer) -> None:
+    """The kept connection stops answering for good, without being closed: a call times
+    out, and so does one sent after that; the connection is then dropped and the next
+    call is answered on a new one (it timed out for good before)."""
+    from sarv_async._redis import bounded_client
+    from sarv_async._redis_scripts import KeptScripts
+
+    relay = _SilencingRelay(redis_server.port)
+    async with anyio.create_task_group() as tg:
+        await tg.start(relay.serve)
+        redis = bounded_client(f"redis://127.0.0.1:{relay.port}/0", 0.5)
+        async with redis:
+            scripts = KeptScripts(redis, {"echo": "return ARGV[1]"})
+            assert await scripts.call("echo", ["k"], ["warm"]) == b"warm"
+            relay.silence()
+            with pytest.raises(TimeoutError):
+                await scripts.call("echo", ["k"], ["first"])
+            with pytest.raises(TimeoutError):
+                await scripts.call("echo", ["k"], ["second"])
+            with anyio.fail_after(5):
+                assert await scripts.call("echo", ["k"], ["third"]) == b"third"
+        tg.cancel_scope.cancel()
