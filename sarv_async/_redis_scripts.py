@@ -12,6 +12,10 @@ more. A connection that failed is dropped and the next call takes a new one from
 client's pool. A call that timed out leaves its connection in use: coredis still
 matches the late answer to it, and dropping the connection would fail every other call
 on it too (on a starved machine one slow answer then became an outage of its own).
+But a connection on which nothing at all was read since an earlier call timed out,
+through the whole time of a call sent after that, is taken for dead and dropped: one
+whose peer vanished without closing it (a host gone, a NAT or firewall entry dropped)
+would otherwise time every call out for good.
 Errors are coredis's, for the caller to translate.
 
 The connection is taken from the pool and given back at once, as coredis's own
@@ -51,6 +55,9 @@ class KeptScripts:
         }
         self._connection: Any = None
         self._connecting = anyio.Lock()
+        #: After a call timed out: the connection, when (anyio clock) and the bytes it had
+        #: read then; cleared with the connection.
+        self._silent: tuple[Any, float, int] | None = None
 
     async def call(
         self, name: str, keys: Sequence[str], args: Sequence[str | bytes | int | float]
@@ -59,6 +66,7 @@ class KeptScripts:
         from coredis.exceptions import ConnectionError, NoScriptError
 
         connection = await self._connected()
+        sent = anyio.current_time()
         request = (b"EVALSHA", self._digests[name], len(keys), *keys, *args)
         try:
             try:
@@ -67,7 +75,8 @@ class KeptScripts:
                 await connection.create_request(b"SCRIPT", b"LOAD", self._sources[name])
                 return await connection.create_request(*request)
         except TimeoutError:
-            raise  # the connection stays: see the module's docstring
+            self._timed_out(connection, sent)  # it stays, unless silent: see the docstring
+            raise
         except (ConnectionError, OSError):
             self._drop(connection)
             raise
@@ -85,8 +94,20 @@ class KeptScripts:
                 pool.release(self._connection)  # back at once: see the module's docstring
             return self._connection
 
+    def _timed_out(self, connection: Any, sent: float) -> None:
+        """A call sent at ``sent`` on ``connection`` timed out: drop it if it is silent."""
+        read = connection.statistics.bytes_read
+        silent = self._silent
+        if silent is not None and silent[0] is connection and silent[2] == read:
+            if silent[1] <= sent:  # nothing read since a time-out before this call was sent
+                self._drop(connection)
+            return
+        self._silent = (connection, anyio.current_time(), read)
+
     def _drop(self, connection: Any) -> None:
         """Stop using ``connection``: its state can no longer be trusted."""
         if connection is self._connection:
             self._connection = None
+        if self._silent is not None and self._silent[0] is connection:
+            self._silent = None
         connection.invalidate()
