@@ -8,6 +8,7 @@ import signal
 
 import anyio
 import anyio.abc
+import anyio.lowlevel
 import pytest
 
 from sarv_async import LedgerError
@@ -217,3 +218,36 @@ async def test_a_connection_gone_silent_is_replaced(redis_server: RedisServer) -
             with anyio.fail_after(5):
                 assert await scripts.call("echo", ["k"], ["third"]) == b"third"
         tg.cancel_scope.cancel()
+
+
+async def test_operations_shielded_from_a_cancelled_run_fail_as_ledger_errors(
+    redis_server: RedisServer,
+) -> None:
+    """The scope around an open ledger cancelled (a run left early) while shielded
+    operations go on (as an engine records what became of a create): its connection ends
+    under them, and each fails as a LedgerError, never with the connection's own
+    closed-buffer error (anyio.ClosedResourceError, met at some loop turns of the end)."""
+    errors: dict[int, BaseException | None] = {}
+    with anyio.CancelScope() as scope:
+        async with RedisLedger(redis_server.url) as ledger:
+            await ledger.record_baseline(ACCOUNT, [])
+
+            async def shielded(turns: int) -> None:
+                with anyio.CancelScope(shield=True):
+                    for _ in range(turns):
+                        await anyio.lowlevel.checkpoint()
+                    try:
+                        await ledger.get(ACCOUNT, "k")
+                    except Exception as exc:
+                        errors[turns] = exc
+                    else:
+                        errors[turns] = None
+
+            async with anyio.create_task_group() as tg:
+                for turns in range(12):
+                    tg.start_soon(shielded, turns)
+                scope.cancel()
+    assert len(errors) == 12
+    raw = {turns: error for turns, error in errors.items() if error is not None}
+    assert raw  # the connection did end under them
+    assert all(isinstance(error, LedgerError) for error in raw.values()), raw
