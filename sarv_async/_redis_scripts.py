@@ -9,9 +9,11 @@ ledger), which was most of what a ledger step cost the client.
 A server that has lost its scripts (restarted, or ``SCRIPT FLUSH``) answers
 ``NOSCRIPT``, which means nothing ran: the script is loaded and the call made once
 more. A connection that failed is dropped and the next call takes a new one from the
-client's pool. A call that timed out leaves its connection in use: coredis still
-matches the late answer to it, and dropping the connection would fail every other call
-on it too (on a starved machine one slow answer then became an outage of its own).
+client's pool (one whose tasks were cancelled from outside may fail for a moment with
+anyio's closed-stream errors: that too is a lost connection). A call that timed out
+leaves its connection in use: coredis still matches the late answer to it, and dropping
+the connection would fail every other call on it too (on a starved machine one slow
+answer then became an outage of its own).
 But a connection on which nothing at all was read since an earlier call timed out,
 through the whole time of a call sent after that, is taken for dead and dropped: one
 whose peer vanished without closing it (a host gone, a NAT or firewall entry dropped)
@@ -80,6 +82,11 @@ class KeptScripts:
         except (ConnectionError, OSError):
             self._drop(connection)
             raise
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError) as exc:
+            # The connection's tasks ended (cancelled from outside) before it read as
+            # unusable: its buffers are closed. A lost connection, as coredis says it.
+            self._drop(connection)
+            raise ConnectionError("Connection lost") from exc
 
     async def _connected(self) -> Any:
         connection = self._connection
