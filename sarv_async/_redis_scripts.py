@@ -103,7 +103,9 @@ class KeptScripts:
 
     def _timed_out(self, connection: Any, sent: float) -> None:
         """A call sent at ``sent`` on ``connection`` timed out: drop it if it is silent."""
-        read = connection.statistics.bytes_read
+        read = getattr(getattr(connection, "statistics", None), "bytes_read", None)
+        if read is None:  # a coredis that does not count what it read: keep it, as before
+            return
         silent = self._silent
         if silent is not None and silent[0] is connection and silent[2] == read:
             if silent[1] <= sent:  # nothing read since a time-out before this call was sent
