@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import gc
 import inspect
+import os
+import subprocess
+import sys
 import threading
 import time
 import traceback
@@ -31,6 +34,7 @@ from sarv_async import (
 )
 from sarv_async._account import account_id
 from sarv_async.testing import DEMO_OWNER_ID, DEMO_TOKEN, Emulator
+from tests.processes import child_env
 
 pytestmark = pytest.mark.integration
 
@@ -387,3 +391,50 @@ def test_a_finished_run_is_not_iterated_again(client: SarvClient) -> None:
     assert len(list(run)) == 1
     with pytest.raises(RuntimeError, match="over"):
         list(run)
+
+
+_FORKED = """
+import os, signal, sys
+from sarv_async import SarvClient
+from sarv_async.testing import DEMO_OWNER_ID, DEMO_TOKEN
+
+client = SarvClient(DEMO_OWNER_ID, DEMO_TOKEN, base_url=sys.argv[1], rate_limit=None)
+client.smtp_users.list()
+pid = os.fork()
+if pid == 0:
+    signal.alarm(20)  # a child that hangs ends here, reported as killed by SIGALRM
+    try:
+        client.smtp_users.list()
+    except RuntimeError as exc:
+        print("child refused:", exc, flush=True)
+    client.close()
+    print("child closed", flush=True)
+    client = SarvClient(DEMO_OWNER_ID, DEMO_TOKEN, base_url=sys.argv[1], rate_limit=None)
+    print("child listed", len(client.smtp_users.list()), flush=True)
+    sys.exit(0)  # the new client is left unclosed: its finalizer runs at exit
+_, status = os.waitpid(pid, 0)
+print("child status", os.waitstatus_to_exitcode(status), flush=True)  # -14: it hung
+client.smtp_users.list()
+client.close()
+print("parent closed", flush=True)
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_is_refused_the_parents_client_and_exits(emu: Emulator) -> None:
+    """After a fork, the child's copy of a used client refuses calls instead of hanging on
+    a loop thread the child does not have; closing it, and exiting, do not hang either.
+    The parent's client goes on as before, and the child can make its own."""
+    proc = subprocess.run(  # noqa: S603 - this interpreter, fixed arguments
+        [sys.executable, "-W", "ignore::DeprecationWarning", "-c", _FORKED, emu.base_url],
+        capture_output=True,
+        text=True,
+        env=child_env(),
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    refused, *lines = proc.stdout.splitlines()
+    assert refused.startswith("child refused:"), proc.stdout
+    assert "fork" in refused
+    assert lines == ["child closed", "child listed 0", "child status 0", "parent closed"]
