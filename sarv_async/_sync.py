@@ -81,7 +81,12 @@ class _Runner:
                 self.idle.notify_all()
 
     def check(self) -> None:
-        """Refuse a call from a running event loop, or on a closed client."""
+        """Refuse a call from a running event loop, on a closed client, or after a fork."""
+        if self.loop.forked:
+            raise RuntimeError(
+                f"this {self.description} was made before this process was forked, and its "
+                "event loop thread is in the parent: make a new client in this process"
+            )
         library = running_loop()
         if library is not None:
             raise RuntimeError(
@@ -95,8 +100,12 @@ class _Runner:
     def close(self) -> None:
         """Refuse new calls, let those in flight end, close the async client, stop the loop.
 
-        Idempotent and thread-safe.
+        Idempotent and thread-safe. In a forked child it only refuses new calls: the
+        loop, the pool and what else the client opened are the parent's.
         """
+        if self.loop.forked:
+            self.closed = True  # not under `idle`: the fork may have copied it held
+            return
         with self.idle:
             if self.closed:
                 return
@@ -111,7 +120,7 @@ class _Runner:
 
 def _close_unclosed(runner: _Runner) -> None:
     """A client collected (or left at exit) unclosed: warn, and close it if we can."""
-    if runner.closed or runner.loop.in_this_thread:
+    if runner.closed or runner.loop.in_this_thread or runner.loop.forked:
         return
     warnings.warn(
         f"unclosed {runner.description}: use 'with' or call close()",

@@ -9,6 +9,7 @@ it is safe to call from many threads at once.
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import threading
 from collections.abc import Awaitable, Callable
@@ -46,12 +47,14 @@ class LoopThread:
     """An asyncio event loop running in a daemon thread until `stop`.
 
     A daemon thread, so that a client never closed does not keep the interpreter from
-    exiting (a closed one stops its thread).
+    exiting (a closed one stops its thread). A child forked from the process has no
+    such thread: `forked` says so, and nothing may then be sent to the loop.
     """
 
-    __slots__ = ("_portal", "_thread")
+    __slots__ = ("_pid", "_portal", "_thread")
 
     def __init__(self, name: str) -> None:
+        self._pid = os.getpid()
         started: Future[BlockingPortal] = Future()
         self._thread = threading.Thread(target=self._run, args=(started,), name=name, daemon=True)
         self._thread.start()
@@ -73,6 +76,11 @@ class LoopThread:
             if not started.done():
                 started.set_exception(exc)
             raise
+
+    @property
+    def forked(self) -> bool:
+        """Whether this is a child forked from the process the loop runs in (not there)."""
+        return os.getpid() != self._pid
 
     @property
     def in_this_thread(self) -> bool:
