@@ -11,7 +11,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import anyio
@@ -311,6 +311,41 @@ def test_provision_summary_by_complete(client: SarvClient) -> None:
     """complete() reads every result and returns the summary."""
     summary = client.smtp_users.provision([{"total_limit": 1, "hourly_limit": 1}]).complete()
     assert (summary.total, summary.created) == (1, 1)
+
+
+@pytest.mark.parametrize(("how", "made"), [("iterated", 3), ("with", 2)])
+def test_closing_the_client_under_an_unread_run_ends_the_run(
+    emu: Emulator, how: str, made: int
+) -> None:
+    """A run left open with results unread (a partly read iterator, a ``with run:``)
+    when its client closes is ended with it, as leaving its block early does: close()
+    does not wait for it forever, and the run then says the client is closed."""
+    waiting = threading.Event()
+
+    def progress(done: int, failed: int, total: int | None) -> None:
+        if done == made:  # its result finds the buffer (of one) full: the run waits
+            waiting.set()
+
+    client = emu.sync_client(rate_limit=None)
+    spec = {"total_limit": 1, "hourly_limit": 1}
+    run = client.smtp_users.provision([spec] * 5, concurrency=1, progress=progress)
+    results = iter(run)
+    if how == "iterated":
+        assert next(results).outcome is ProvisionOutcome.CREATED
+    else:
+        run.__enter__()
+    assert waiting.wait(10)
+    closer = threading.Thread(target=client.close, daemon=True)
+    closer.start()
+    closer.join(10)
+    assert not closer.is_alive(), "close() hangs on the run left open"
+    assert client.state is ClientState.CLOSED
+    end: Callable[[], object] = (
+        (lambda: next(results)) if how == "iterated" else (lambda: run.__exit__(None, None, None))
+    )
+    with pytest.raises(RuntimeError, match="is closed"):
+        end()
+    assert len(emu.users()) == made  # nothing created is lost from the account
 
 
 def test_the_sync_client_takes_what_the_async_one_takes() -> None:
