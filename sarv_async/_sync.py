@@ -10,6 +10,7 @@ does; it only carries calls to the loop and their results back.
 from __future__ import annotations
 
 import builtins
+import contextlib
 import os
 import threading
 import warnings
@@ -58,7 +59,16 @@ Self = TypeVar("Self", bound="SarvClient")
 class _Runner:
     """The loop a client and its `with_options` copies share, and the open async client."""
 
-    __slots__ = ("__weakref__", "closed", "description", "idle", "in_flight", "loop", "opened")
+    __slots__ = (
+        "__weakref__",
+        "closed",
+        "description",
+        "idle",
+        "in_flight",
+        "loop",
+        "opened",
+        "runs",
+    )
 
     def __init__(self, loop: LoopThread, description: str) -> None:
         self.loop = loop
@@ -68,13 +78,60 @@ class _Runner:
         self.in_flight = 0
         self.closed = False
         self.opened: AbstractContextManager[Any] | None = None
+        #: Provisioning runs open on the loop: `close` ends those left open.
+        self.runs: set[AbstractContextManager[Any]] = set()
 
-    def call(self, func: Callable[[], Awaitable[T]]) -> T:
+    @contextlib.contextmanager
+    def in_flight_call(self) -> Iterator[None]:
+        """A call that `close` waits for; refused if the client cannot take it (`check`)."""
         with self.idle:
             self.check()
             self.in_flight += 1
         try:
+            yield
+        finally:
+            with self.idle:
+                self.in_flight -= 1
+                self.idle.notify_all()
+
+    def call(self, func: Callable[[], Awaitable[T]]) -> T:
+        with self.in_flight_call():
             return self.loop.call(func)
+
+    def call_sync(self, func: Callable[[], T]) -> T:
+        """Run the plain function ``func`` in the loop's thread, as a call in flight."""
+        with self.in_flight_call():
+            return self.loop.call_sync(func)
+
+    def open_run(self, run: Provisioning) -> AbstractContextManager[Any]:
+        """Open ``run`` on the loop (as a call in flight); `close_run` or `close` ends it."""
+        with self.in_flight_call():
+            opened = self.loop.enter(run)
+            opened.__enter__()
+            with self.idle:
+                self.runs.add(opened)
+        return opened
+
+    def close_run(
+        self,
+        opened: AbstractContextManager[Any],
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        """End a run `open_run` opened, unless closing the client ended it already."""
+        with self.idle:
+            # Once the client is closing, the run is left to `close` to end.
+            ours = opened in self.runs and not self.closed
+            if ours:
+                self.runs.discard(opened)
+                self.in_flight += 1
+        if not ours:
+            if exc is None:
+                self.check()  # raises: the client is closed, and the run ended with it
+            return None
+        try:
+            return opened.__exit__(exc_type, exc, tb)
         finally:
             with self.idle:
                 self.in_flight -= 1
@@ -111,7 +168,14 @@ class _Runner:
                 return
             self.closed = True
             self.idle.wait_for(lambda: self.in_flight == 0)
+            runs, self.runs = self.runs, set()
         try:
+            for run in runs:
+                # Left open with results unread: ended as leaving its block early ends it
+                # (its loop task would otherwise wait for that forever). Its errors are
+                # the run's, and nobody reads them any more.
+                with contextlib.suppress(Exception):
+                    run.__exit__(None, None, None)
             if self.opened is not None:
                 self.opened.__exit__(None, None, None)
         finally:
@@ -429,8 +493,7 @@ class SyncSmtpUsers:
         ```
         """
         client = self._client._client
-        self._client._runner.check()
-        run = self._client._runner.loop.call_sync(
+        run = self._client._runner.call_sync(
             lambda: client.smtp_users.provision(
                 specs,
                 concurrency=concurrency,
@@ -473,10 +536,7 @@ class SyncProvisioning:
     def __enter__(self) -> SyncProvisioning:
         if self._opened is not None:
             raise RuntimeError("this provisioning run was started already")
-        self._runner.check()
-        opened = self._runner.loop.enter(self._run)
-        opened.__enter__()
-        self._opened = opened
+        self._opened = self._runner.open_run(self._run)
         return self
 
     def __exit__(
@@ -487,7 +547,7 @@ class SyncProvisioning:
     ) -> bool | None:
         assert self._opened is not None
         self._ended = True
-        return self._opened.__exit__(exc_type, exc, tb)
+        return self._runner.close_run(self._opened, exc_type, exc, tb)
 
     def __iter__(self) -> Iterator[AnyProvisionResult]:
         if self._ended:
