@@ -15,6 +15,7 @@ import pytest
 from sarv_async import Backoff
 from sarv_async._cli._files import CredentialsFile, create_private_file
 from sarv_async._cli._output import CliError
+from sarv_async._cli._provision_cmd import ProvisionRun
 from sarv_async._cli._provision_csv import RESULT_COLUMNS, provision_rows, read_specs
 from sarv_async.testing import Emulator, _calls
 
@@ -467,6 +468,28 @@ def test_an_interrupted_run_keeps_the_rows_it_wrote(
     assert len(rows) == 3
     server = passwords(account_env)
     assert all(server[row["smtp_user_name"]] == row["smtp_password"] for row in rows)
+
+
+@posix_only
+def test_an_interrupt_as_the_run_reports_still_says_where_it_stands(
+    cli: Cli, account_env: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C once every row is done, as the counts are printed: 130, with the same note
+    as an interrupt mid-run, not a bare "interrupted"."""
+    specs = _write_specs(tmp_path / "specs.csv", 4)
+    out = tmp_path / "creds.csv"
+
+    def interrupted_report(self: ProvisionRun, summary: object) -> int:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ProvisionRun, "_report", interrupted_report)
+    run = cli("smtp", "provision", "--settle-delay", "0", str(specs), "--out", str(out))
+    assert run.code == 130
+    assert run.err.splitlines() == [
+        f"warning: stopped: 4 of 4 rows done (in {out}); run the same command again to resume",
+        "error: interrupted",
+    ]
+    assert len(_read(out)[1]) == 4
 
 
 def test_a_write_failure_names_the_user_it_could_not_save(
