@@ -198,27 +198,35 @@ class ProvisionRun:
     def run(self) -> int:
         """Read OUT and its record, resume OUT and provision the rows (OUT locked)."""
         previous = signal.getsignal(signal.SIGINT)
+        reporting = False
         try:
-            self._read_out()
-            self.out, in_out = resume_credentials_file(
-                self.out_path, self.specs.output_columns, _USER_COLUMN, kept=self.kept
-            )
             try:
-                with self.out:
-                    self.summary = anyio.run(self._main, frozenset(in_out))
+                self._read_out()
+                self.out, in_out = resume_credentials_file(
+                    self.out_path, self.specs.output_columns, _USER_COLUMN, kept=self.kept
+                )
+                try:
+                    with self.out:
+                        self.summary = anyio.run(self._main, frozenset(in_out))
+                finally:
+                    if not os.path.lexists(self.out_path):  # removed: it got no row
+                        with contextlib.suppress(OSError):
+                            os.unlink(record_path(self.out_path))
             finally:
-                if not os.path.lexists(self.out_path):  # removed: it got no row
-                    with contextlib.suppress(OSError):
-                        os.unlink(record_path(self.out_path))
-        except BaseException as exc:
+                if previous is not None:  # None: set outside Python, so not ours to touch
+                    signal.signal(signal.SIGINT, previous)  # a stop set SIG_DFL for a while
+            reporting = True
+            if self.stopped is not None or self.summary is None:
+                self._stopped_note()
+                return EXIT_TERMINATED if self.stopped == signal.SIGTERM else EXIT_INTERRUPTED
+            return self._report(self.summary)
+        except KeyboardInterrupt as exc:
+            # Also once the rows are done (Ctrl-C as the counts are printed): say so.
             return self._ended_by(exc)
-        finally:
-            if previous is not None:  # None: set outside Python, so not ours to touch
-                signal.signal(signal.SIGINT, previous)  # a stop set SIG_DFL for a while
-        if self.stopped is not None or self.summary is None:
-            self._stopped_note()
-            return EXIT_TERMINATED if self.stopped == signal.SIGTERM else EXIT_INTERRUPTED
-        return self._report(self.summary)
+        except BaseException as exc:
+            if reporting:
+                raise  # the run ended; reporting it failed (a closed standard output)
+            return self._ended_by(exc)
 
     # -- before anything is sent -----------------------------------------------------
 
