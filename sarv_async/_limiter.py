@@ -18,7 +18,8 @@ can take longer than the margin; a later request on a reused connection leaves a
 would reach the server less than a period after it. So the client tells the limiter when a
 request really left, if that was later (`SlidingWindowLimiter.acquire_send`): the send is
 recorded at that later time, and ``s[i]`` above is the time it left. The margin covers what
-remains: the network between the client and the server, whose clock counts arrivals.
+remains: the network between the client and the server, whose clock counts arrivals, and
+how late a busy server counts a request it has received.
 
 Where this stops: until a request leaves, its send counts at the time it was allowed. A
 connect that takes longer than ``period + margin`` (a lost SYN retransmitted after 1 s,
