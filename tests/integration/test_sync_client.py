@@ -6,6 +6,7 @@ import asyncio
 import gc
 import inspect
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -310,6 +311,36 @@ def _until_every_create_received_is_done(emu: Emulator) -> None:
             return
         assert time.monotonic() < deadline, stats
         time.sleep(0.001)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(sys.platform == "win32", reason="signals to a thread")
+def test_a_close_interrupted_while_it_waits_can_be_done_again() -> None:
+    """Ctrl-C while close() waits for a call in flight: a later close() still closes."""
+    with Emulator(latency_ms=500) as slow:
+        client = SarvClient(DEMO_OWNER_ID, DEMO_TOKEN, base_url=slow.base_url, rate_limit=None)
+        client.smtp_users.list()  # opened
+        in_flight = threading.Thread(target=client.smtp_users.list)
+        in_flight.start()
+        while not client._runner.in_flight:
+            time.sleep(0.001)
+        main = threading.main_thread().ident
+        assert main is not None
+
+        def interrupt_once_waiting() -> None:
+            while not client._runner.closed:
+                time.sleep(0.001)
+            signal.pthread_kill(main, signal.SIGINT)
+
+        interrupter = threading.Thread(target=interrupt_once_waiting)
+        interrupter.start()
+        with pytest.raises(KeyboardInterrupt):
+            client.close()
+        interrupter.join()
+        in_flight.join()
+        client.close()
+        assert client.state is ClientState.CLOSED
+        assert not client._runner.loop._thread.is_alive()
 
 
 def test_provision_summary_by_complete(client: SarvClient) -> None:
