@@ -62,7 +62,9 @@ class _Runner:
     __slots__ = (
         "__weakref__",
         "closed",
+        "closing",
         "description",
+        "done",
         "idle",
         "in_flight",
         "loop",
@@ -76,7 +78,12 @@ class _Runner:
         #: Notified when the last call in flight ends (`close` waits for it).
         self.idle = threading.Condition()
         self.in_flight = 0
+        #: New calls are refused (`close` began).
         self.closed = False
+        #: `close` finished: the async client is closed and the loop stopped.
+        self.done = False
+        #: One `close` at a time; another waits for it, one interrupted leaves it to the next.
+        self.closing = threading.Lock()
         self.opened: AbstractContextManager[Any] | None = None
         #: Provisioning runs open on the loop: `close` ends those left open.
         self.runs: set[AbstractContextManager[Any]] = set()
@@ -163,28 +170,31 @@ class _Runner:
         if self.loop.forked:
             self.closed = True  # not under `idle`: the fork may have copied it held
             return
-        with self.idle:
-            if self.closed:
+        with self.closing:
+            if self.done:
                 return
-            self.closed = True
-            self.idle.wait_for(lambda: self.in_flight == 0)
-            runs, self.runs = self.runs, set()
-        try:
-            for run in runs:
-                # Left open with results unread: ended as leaving its block early ends it
-                # (its loop task would otherwise wait for that forever). Its errors are
-                # the run's, and nobody reads them any more.
-                with contextlib.suppress(Exception):
-                    run.__exit__(None, None, None)
-            if self.opened is not None:
-                self.opened.__exit__(None, None, None)
-        finally:
-            self.loop.stop()
+            with self.idle:
+                self.closed = True
+                # A Ctrl-C here leaves the rest to the next close().
+                self.idle.wait_for(lambda: self.in_flight == 0)
+                runs, self.runs = self.runs, set()
+            try:
+                for run in runs:
+                    # Left open with results unread: ended as leaving its block early ends
+                    # it (its loop task would otherwise wait for that forever). Its errors
+                    # are the run's, and nobody reads them any more.
+                    with contextlib.suppress(Exception):
+                        run.__exit__(None, None, None)
+                if self.opened is not None:
+                    self.opened.__exit__(None, None, None)
+            finally:
+                self.loop.stop()
+                self.done = True
 
 
 def _close_unclosed(runner: _Runner) -> None:
     """A client collected (or left at exit) unclosed: warn, and close it if we can."""
-    if runner.closed or runner.loop.in_this_thread or runner.loop.forked:
+    if runner.done or runner.loop.in_this_thread or runner.loop.forked:
         return
     warnings.warn(
         f"unclosed {runner.description}: use 'with' or call close()",
