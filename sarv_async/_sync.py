@@ -97,9 +97,13 @@ class _Runner:
         try:
             yield
         finally:
-            with self.idle:
-                self.in_flight -= 1
-                self.idle.notify_all()
+            self._ended()
+
+    def _ended(self) -> None:
+        """A call in flight ended: `close` may go on once none is left."""
+        with self.idle:
+            self.in_flight -= 1
+            self.idle.notify_all()
 
     def call(self, func: Callable[[], Awaitable[T]]) -> T:
         with self.in_flight_call():
@@ -140,9 +144,7 @@ class _Runner:
         try:
             return opened.__exit__(exc_type, exc, tb)
         finally:
-            with self.idle:
-                self.in_flight -= 1
-                self.idle.notify_all()
+            self._ended()
 
     def check(self) -> None:
         """Refuse a call from a running event loop, on a closed client, or after a fork."""
@@ -560,8 +562,7 @@ class SyncProvisioning:
         return self._runner.close_run(self._opened, exc_type, exc, tb)
 
     def __iter__(self) -> Iterator[AnyProvisionResult]:
-        if self._ended:
-            raise RuntimeError("this provisioning run is over: start another with provision()")
+        self._check_not_ended()
         if self._opened is None:
             with self:
                 yield from self._results()
@@ -571,12 +572,15 @@ class SyncProvisioning:
     def complete(self) -> ProvisionSummary:
         """Read every result, dropping them, and return the summary (`Provisioning.complete`,
         in one trip to the client's loop)."""
-        if self._ended:
-            raise RuntimeError("this provisioning run is over: start another with provision()")
+        self._check_not_ended()
         if self._opened is None:
             with self:
                 return self._runner.call(self._run.complete)
         return self._runner.call(self._run.complete)
+
+    def _check_not_ended(self) -> None:
+        if self._ended:
+            raise RuntimeError("this provisioning run is over: start another with provision()")
 
     def _results(self) -> Iterator[AnyProvisionResult]:
         results = aiter(self._run)
