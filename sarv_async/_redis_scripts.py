@@ -57,9 +57,11 @@ class KeptScripts:
         }
         self._connection: Any = None
         self._connecting = anyio.Lock()
-        #: After a call timed out: the connection, when (anyio clock) and the bytes it had
-        #: read then; cleared with the connection.
-        self._silent: tuple[Any, float, int] | None = None
+        #: Calls sent so far (numbered, so that no clock is read per call).
+        self._sent = 0
+        #: After a call timed out: the connection, the calls sent by then and the bytes it
+        #: had read then; cleared with the connection.
+        self._silent: tuple[Any, int, int] | None = None
 
     async def call(
         self, name: str, keys: Sequence[str], args: Sequence[str | bytes | int | float]
@@ -68,7 +70,8 @@ class KeptScripts:
         from coredis.exceptions import ConnectionError, NoScriptError
 
         connection = await self._connected()
-        sent = anyio.current_time()
+        self._sent += 1
+        number = self._sent
         request = (b"EVALSHA", self._digests[name], len(keys), *keys, *args)
         try:
             try:
@@ -77,7 +80,7 @@ class KeptScripts:
                 await connection.create_request(b"SCRIPT", b"LOAD", self._sources[name])
                 return await connection.create_request(*request)
         except TimeoutError:
-            self._timed_out(connection, sent)  # it stays, unless silent: see the docstring
+            self._timed_out(connection, number)  # it stays, unless silent: see the docstring
             raise
         except (ConnectionError, OSError):
             self._drop(connection)
@@ -101,17 +104,17 @@ class KeptScripts:
                 pool.release(self._connection)  # back at once: see the module's docstring
             return self._connection
 
-    def _timed_out(self, connection: Any, sent: float) -> None:
-        """A call sent at ``sent`` on ``connection`` timed out: drop it if it is silent."""
+    def _timed_out(self, connection: Any, number: int) -> None:
+        """Call ``number`` on ``connection`` timed out: drop the connection if it is silent."""
         read = getattr(getattr(connection, "statistics", None), "bytes_read", None)
         if read is None:  # a coredis that does not count what it read: keep it, as before
             return
         silent = self._silent
         if silent is not None and silent[0] is connection and silent[2] == read:
-            if silent[1] <= sent:  # nothing read since a time-out before this call was sent
+            if number > silent[1]:  # nothing read since a time-out before this call was sent
                 self._drop(connection)
             return
-        self._silent = (connection, anyio.current_time(), read)
+        self._silent = (connection, self._sent, read)
 
     def _drop(self, connection: Any) -> None:
         """Stop using ``connection``: its state can no longer be trusted."""
