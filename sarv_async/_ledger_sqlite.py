@@ -3,9 +3,10 @@
 Each write runs in a ``BEGIN IMMEDIATE`` transaction (the write lock is taken up front,
 so two processes never deadlock upgrading a read), in a worker thread so the event loop
 never blocks on the disk or on another process's lock. Writes that arrive while one
-batch is in the thread are committed together (group commit: one thread trip and one
-sync for the batch; should one operation fail, the batch is rolled back and each runs in
-a transaction of its own, so each stays atomic and one failing spoils no other).
+batch is in the thread, or from tasks woken together, are committed together (group
+commit: one thread trip and one sync for the batch; should one operation fail, the batch
+is rolled back and each runs in a transaction of its own, so each stays atomic and one
+failing spoils no other).
 The file is in WAL mode (readers never wait for the writer) with a busy timeout, created
 with mode 0600, and commits are synced to disk (``synchronous=FULL``) so an intent
 recorded before a create survives a power cut, not only a crash. Each thread has its
@@ -39,6 +40,8 @@ T = TypeVar("T")
 
 #: Seconds an operation waits for another process's write to finish before failing.
 DEFAULT_BUSY_TIMEOUT = 30.0
+#: Turns of the event loop a batch waits for more writes, while each turn brings some.
+_GATHER_STEPS = 3
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS accounts (
@@ -397,10 +400,11 @@ class SqliteLedger:
         """Run ``op`` in a write transaction, committed with the writes queued meanwhile.
 
         Writes of one event loop queue up while a batch is in the worker thread; the task
-        that finds no batch running carries every queued write to the thread in one
-        transaction (group commit: one trip to the thread and one sync to disk for the
-        batch), then wakes their tasks. Like a plain thread call, no caller returns (nor
-        is cancelled) before its write is committed or has failed.
+        that finds no batch running lets the tasks ready to run queue theirs (`_gather`),
+        then carries every queued write to the thread in one transaction (group commit:
+        one trip to the thread and one sync to disk for the batch), then wakes their
+        tasks. Like a plain thread call, no caller returns (nor is cancelled) before its
+        write is committed or has failed.
         """
         slot: _Slot[T] = _Slot(op)
         loop = anyio.lowlevel.current_token().native_token
@@ -415,6 +419,7 @@ class SqliteLedger:
                 queue.flushing = True
                 try:
                     while queue.slots:
+                        await _gather(queue)
                         batch, queue.slots = queue.slots, []
                         await anyio.to_thread.run_sync(self._run_batch, batch)
                         for done in batch:
@@ -576,6 +581,20 @@ class SqliteLedger:
             connection.close()
             raise
         return connection
+
+
+async def _gather(queue: _LoopQueue) -> None:
+    """Let the tasks ready to run queue their writes before a batch leaves.
+
+    Tasks woken together (by the batch before, or by answers that came in together) write
+    one after another: without this, the first would commit alone and the rest after it,
+    two trips to the disk where one does. A turn that brings no write ends the wait.
+    """
+    for _ in range(_GATHER_STEPS):
+        queued = len(queue.slots)
+        await anyio.lowlevel.cancel_shielded_checkpoint()
+        if len(queue.slots) == queued:
+            return
 
 
 class _Slot(Generic[T]):

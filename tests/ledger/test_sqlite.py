@@ -6,6 +6,7 @@ import stat
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -105,5 +106,36 @@ async def test_a_failing_write_spoils_no_other_in_its_batch(tmp_path: Path) -> N
         assert decisions == [Decision.SEND] * 20
         # The failing write's own change was undone: that account has no baseline.
         assert await ledger.record_baseline("half-done", [])
+    finally:
+        await ledger.aclose()
+
+
+@pytest.mark.anyio
+async def test_writes_ready_together_are_committed_together(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Tasks that become ready together share one commit (one trip to the disk), whoever
+    of them writes first: ten creates begun at once, then claimed at once, cost two."""
+    ledger = SqliteLedger(tmp_path / "ledger.sqlite3")
+    await ledger.record_baseline(ACCOUNT, [])
+    batches: list[int] = []
+    run_batch = ledger._run_batch
+
+    def counted(batch: list[Any]) -> None:
+        batches.append(len(batch))
+        run_batch(batch)
+
+    monkeypatch.setattr(ledger, "_run_batch", counted)
+
+    async def create(i: int) -> None:
+        await ledger.begin(ACCOUNT, f"k{i}", total_limit=1, hourly_limit=1, holder="h", lease=60)
+        await ledger.claim(ACCOUNT, f"k{i}", f"user{i}")
+
+    try:
+        async with anyio.create_task_group() as tg:
+            for i in range(10):
+                tg.start_soon(create, i)
+        assert batches == [10, 10]
+        assert (await ledger.get(ACCOUNT, "k9")).user_name == "user9"  # type: ignore[union-attr]
     finally:
         await ledger.aclose()
