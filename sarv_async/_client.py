@@ -36,8 +36,11 @@ from ._version import __version__
 
 if TYPE_CHECKING:
     from ._engine import Engine
+    from ._fence import Fence
     from ._ledger import Ledger
     from ._limiter_redis import RedisRateLimiter
+    from ._models import SmtpCredentials
+    from ._requests import CreateSmtpUserRequest
 
 __all__ = [
     "DEFAULT_MAX_ANSWER_BYTES",
@@ -397,6 +400,12 @@ class AsyncSarvClient:
     async def send(self, request: SarvRequest[T]) -> T:
         """Send a request object (e.g. `CreateSmtpUserRequest`) and return its typed answer."""
         return await self._pipeline().send(request, self._options)
+
+    async def _send_fenced(
+        self, request: CreateSmtpUserRequest, fence: Fence | None
+    ) -> SmtpCredentials:
+        """`send` for the exactly-once engine: no attempt leaves once ``fence`` has lapsed."""
+        return await self._pipeline().send(request, self._options, fence)
 
     async def _send_streaming(self, request: SarvRequest[T], reader: AnswerReader) -> T | None:
         """`send`, with the answer read in pieces by ``reader`` (`Pipeline.send_streaming`)."""

@@ -44,7 +44,7 @@ from ._exceptions import (
     SarvError,
     ValidationError,
 )
-from ._fence import Fence, LeaseLost, fenced
+from ._fence import Fence, LeaseLost
 from ._holders import holder_is_dead, new_holder
 from ._ledger import Begin, Claim, Decision, Ledger, LedgerEntry
 from ._models import SmtpCredentials, SmtpUser
@@ -73,8 +73,13 @@ _POLL_MAX = 1.0
 class AccountPort(Protocol):
     """What the engine needs of the account: send one create, and list its users."""
 
-    async def create(self, request: CreateSmtpUserRequest) -> SmtpCredentials:
-        """Send one create; `OutcomeUnknownError` if it may have taken effect unanswered."""
+    async def create(
+        self, request: CreateSmtpUserRequest, fence: Fence | None = None
+    ) -> SmtpCredentials:
+        """Send one create; `OutcomeUnknownError` if it may have taken effect unanswered.
+
+        No attempt leaves once ``fence`` has lapsed (`LeaseLost`; see ``_fence.py``).
+        """
         ...
 
     async def list(self) -> list[SmtpUser]:
@@ -321,12 +326,11 @@ class Engine:
         ledger, account, key, holder = self.ledger, self.account, state.key, state.holder
         leases.add(state)  # its lease renewed (and fence extended) while in flight
         try:
-            with fenced(state.fence):
-                if slots is None:
-                    creds = await port.create(state.request)
-                else:
-                    async with slots:
-                        creds = await port.create(state.request)
+            if slots is None:
+                creds = await port.create(state.request, state.fence)
+            else:
+                async with slots:
+                    creds = await port.create(state.request, state.fence)
         except LeaseLost:
             # Frozen past the lease before the create left: nothing was sent. The key is
             # settled like a lost answer (someone may have made its user meanwhile).

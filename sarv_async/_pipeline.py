@@ -47,9 +47,10 @@ from ._retry import Backoff, Failure, parse_retry_after
 from ._text import server_text
 
 if TYPE_CHECKING:
-    from . import _fence, _tracing
+    from . import _tracing
     from ._converters import structure_response, unstructure_request
     from ._fast_decode import list_decoder
+    from ._fence import Fence
 
 __all__ = ["AnswerReader", "CallOptions", "Pipeline"]
 
@@ -60,14 +61,14 @@ _loaded = False
 def _load() -> None:
     """Import what only calls use, with the first call rather than with the client.
 
-    The converter's module (and cattrs), the fast decoder, tracing (which looks for
-    opentelemetry) and the lease fence: a program that only imports or makes a client
-    loads none of them. (The models and requests load with the client: the public
-    methods' annotations name them, and `typing.get_type_hints` must find them.)
+    The converter's module (and cattrs), the fast decoder and tracing (which looks for
+    opentelemetry): a program that only imports or makes a client loads none of them.
+    (The models and requests load with the client: the public methods' annotations name
+    them, and `typing.get_type_hints` must find them.)
     """
-    global _loaded, _fence, _tracing, list_decoder
+    global _loaded, _tracing, list_decoder
     global structure_response, unstructure_request
-    from . import _fence, _tracing
+    from . import _tracing
     from ._converters import structure_response, unstructure_request
     from ._fast_decode import list_decoder
 
@@ -146,14 +147,20 @@ class Pipeline:
         )
         self._fixed_bodies: dict[type[SarvRequest[Any]], _RequestBody] = {}
 
-    async def send(self, request: SarvRequest[T], options: CallOptions) -> T:
-        """Send ``request``, repeating only what is safe to repeat; return its typed answer."""
+    async def send(
+        self, request: SarvRequest[T], options: CallOptions, fence: Fence | None = None
+    ) -> T:
+        """Send ``request``, repeating only what is safe to repeat; return its typed answer.
+
+        With a ``fence`` (a create of the exactly-once engine), no attempt leaves once the
+        holder's lease may have run out (`LeaseLost`; see ``_fence.py``).
+        """
         if not _loaded:
             _load()
         if not _tracing.active():
-            return await self._send(request, options, None)  # type: ignore[return-value]
+            return await self._send(request, options, None, fence)  # type: ignore[return-value]
         with _tracing.call_span(request.path, self._base_url):
-            return await self._send(request, options, None)  # type: ignore[return-value]
+            return await self._send(request, options, None, fence)  # type: ignore[return-value]
 
     async def send_streaming(
         self, request: SarvRequest[T], options: CallOptions, reader: AnswerReader
@@ -167,12 +174,16 @@ class Pipeline:
         if not _loaded:
             _load()
         if not _tracing.active():
-            return await self._send(request, options, reader)
+            return await self._send(request, options, reader, None)
         with _tracing.call_span(request.path, self._base_url):
-            return await self._send(request, options, reader)
+            return await self._send(request, options, reader, None)
 
     async def _send(
-        self, request: SarvRequest[T], options: CallOptions, reader: AnswerReader | None
+        self,
+        request: SarvRequest[T],
+        options: CallOptions,
+        reader: AnswerReader | None,
+        fence: Fence | None,
     ) -> T | None:
         path = request.path
         url = self._urls.get(path)
@@ -184,7 +195,7 @@ class Pipeline:
         while True:
             attempt += 1
             try:
-                response = await self._post(http, url, body, options, path, attempt, reader)
+                response = await self._post(http, url, body, options, path, attempt, reader, fence)
             except httpx.HTTPError as exc:
                 # Not chained: the httpx error and its frames hold the request, token included.
                 error, failure = _translate_transport_error(exc, path)
@@ -299,6 +310,7 @@ class Pipeline:
         path: str,
         attempt: int,
         reader: AnswerReader | None = None,
+        fence: Fence | None = None,
     ) -> Answer | None:
         """POST ``body``; the answer, or None if the attempt overran ``attempt_timeout``."""
         async with self._slots:
@@ -324,7 +336,8 @@ class Pipeline:
                 # Told when the request leaves, after connecting if it needs a connection.
                 request.extensions["trace"] = _Departure(sent)
             _tracing.record_rate_limit_wait(started - queued)
-            _fence.check()  # a create's holder may have been frozen past its lease
+            if fence is not None:
+                fence.check()  # a create's holder may have been frozen past its lease
             limit = options.attempt_timeout
             if limit is None:
                 response = await _receive(http, request, reader, options.max_answer_bytes, path)

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from collections.abc import Collection
 
     from ._client import AsyncSarvClient
+    from ._fence import Fence
     from ._list_stream import OnAnswer, OnUsers
     from ._provision import ProgressCallback, Provisioning, ProvisionSpec
 
@@ -35,8 +36,10 @@ class ClientAccount:
     def __init__(self, client: AsyncSarvClient) -> None:
         self._client = client
 
-    async def create(self, request: CreateSmtpUserRequest) -> SmtpCredentials:
-        return await self._client.send(request)
+    async def create(
+        self, request: CreateSmtpUserRequest, fence: Fence | None = None
+    ) -> SmtpCredentials:
+        return await self._client._send_fenced(request, fence)
 
     async def list(self) -> builtins.list[SmtpUser]:
         return await self._client.smtp_users.list()
