@@ -592,7 +592,7 @@ async def _gather(queue: _LoopQueue) -> None:
     """
     for _ in range(_GATHER_STEPS):
         queued = len(queue.slots)
-        await anyio.lowlevel.cancel_shielded_checkpoint()
+        await anyio.lowlevel.checkpoint()  # called shielded: never raises
         if len(queue.slots) == queued:
             return
 
