@@ -8,9 +8,13 @@ commit: one thread trip and one sync for the batch; should one operation fail, t
 is rolled back and each runs in a transaction of its own, so each stays atomic and one
 failing spoils no other).
 The file is in WAL mode (readers never wait for the writer) with a busy timeout, created
-with mode 0600, and commits are synced to disk (``synchronous=FULL``) so an intent
-recorded before a create survives a power cut, not only a crash. Each thread has its
-own connection.
+with mode 0600. Every commit survives a crash of the process. A commit that records an
+intent to send (`begin`, `resend`) or a baseline is also synced to disk
+(``synchronous=FULL``) before the create may leave, so it survives a power cut too; what
+is recorded after a create (a claim, a failure, a lease) rides on the next synced commit
+(``NORMAL``): a power cut that loses it leaves a key whose outcome is unknown, which the
+next run settles from a list, as after a crash between a create and its claim. Each
+thread has its own connection.
 
 User names are unique per account across entries (a partial unique index) and are checked
 against the baseline in the same transaction, which is what makes `claim` exclusive.
@@ -42,6 +46,9 @@ T = TypeVar("T")
 DEFAULT_BUSY_TIMEOUT = 30.0
 #: Turns of the event loop a batch waits for more writes, while each turn brings some.
 _GATHER_STEPS = 3
+#: A commit synced to disk (an intent to send), or one that rides on the next synced one.
+_SYNC_FULL = "PRAGMA synchronous = FULL"
+_SYNC_NORMAL = "PRAGMA synchronous = NORMAL"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS accounts (
@@ -100,6 +107,10 @@ class SqliteLedger:
     does not exist; its directory must exist. It holds idempotency keys, limits and user
     names, never a password or a token. Not for network file systems (SQLite's locks do
     not hold there): use the Redis ledger to share one between hosts.
+
+    An intent to send is synced to disk before its create leaves (see the module);
+    ``synchronous=False`` never waits for the disk, and a power cut may then lose an
+    intent whose create was sent (a crash of the process loses nothing either way).
     """
 
     def __init__(
@@ -111,7 +122,8 @@ class SqliteLedger:
     ) -> None:
         self.path = os.path.abspath(os.path.expanduser(os.fspath(path)))
         self._busy_timeout = busy_timeout
-        self._synchronous = "FULL" if synchronous else "NORMAL"
+        #: Whether intents are synced to disk before their creates leave.
+        self._synchronous = synchronous
         self._lock = threading.Lock()
         self._connections: dict[tuple[int, int], sqlite3.Connection] = {}
         self._closed = False
@@ -146,7 +158,8 @@ class SqliteLedger:
             )
             return True
 
-        return await self._write(op)
+        # Synced: the account's identity may be handed on (a job record names it).
+        return await self._write(op, durable=True)
 
     async def take_baseline(self, account: str, *, holder: str, lease: float) -> float | None:
         def op(db: sqlite3.Connection, now: float) -> float | None:
@@ -240,7 +253,7 @@ class SqliteLedger:
             )
             return Begin(Decision.RECONCILE, _entry(_select(db, account, key), now), identity)
 
-        return await self._write(op)
+        return await self._write(op, durable=True)
 
     async def renew(self, account: str, key: str, *, holder: str, lease: float) -> bool:
         def op(db: sqlite3.Connection, now: float) -> bool:
@@ -358,7 +371,7 @@ class SqliteLedger:
             )
             return cursor.rowcount > 0
 
-        return await self._write(op)
+        return await self._write(op, durable=True)
 
     async def owned(self, account: str, user_names: Collection[str]) -> set[str]:
         names = json.dumps(sorted(set(user_names)))
@@ -396,8 +409,13 @@ class SqliteLedger:
 
     # -- plumbing ------------------------------------------------------------------
 
-    async def _write(self, op: Callable[[sqlite3.Connection, float], T]) -> T:
+    async def _write(
+        self, op: Callable[[sqlite3.Connection, float], T], *, durable: bool = False
+    ) -> T:
         """Run ``op`` in a write transaction, committed with the writes queued meanwhile.
+
+        ``durable``: the write records an intent to send, and its commit is synced to disk
+        before this returns (see the module docstring).
 
         Writes of one event loop queue up while a batch is in the worker thread; the task
         that finds no batch running lets the tasks ready to run queue theirs (`_gather`),
@@ -406,7 +424,7 @@ class SqliteLedger:
         tasks. Like a plain thread call, no caller returns (nor is cancelled) before its
         write is committed or has failed.
         """
-        slot: _Slot[T] = _Slot(op)
+        slot: _Slot[T] = _Slot(op, durable)
         loop = anyio.lowlevel.current_token().native_token
         queue = self._queues.get(id(loop))
         if queue is None or queue.loop is not loop:
@@ -472,6 +490,8 @@ class SqliteLedger:
 
     def _run_together(self, batch: list[_Slot[Any]]) -> None:
         db = self._connection()
+        durable = self._synchronous and any(slot.durable for slot in batch)
+        db.execute(_SYNC_FULL if durable else _SYNC_NORMAL)  # for the next commit
         self._when_not_busy(lambda: db.execute("BEGIN IMMEDIATE"))
         try:
             for slot in batch:
@@ -574,7 +594,6 @@ class SqliteLedger:
         try:
             connection.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
             self._when_not_busy(lambda: connection.execute("PRAGMA journal_mode = WAL"))
-            connection.execute(f"PRAGMA synchronous = {self._synchronous}")
             self._when_not_busy(lambda: connection.executescript(_SCHEMA))
             self._when_not_busy(lambda: _migrate(connection))
         except BaseException:
@@ -600,10 +619,12 @@ async def _gather(queue: _LoopQueue) -> None:
 class _Slot(Generic[T]):
     """One write operation waiting for, or done by, a group commit."""
 
-    __slots__ = ("done", "error", "event", "op", "value")
+    __slots__ = ("done", "durable", "error", "event", "op", "value")
 
-    def __init__(self, op: Callable[[sqlite3.Connection, float], T]) -> None:
+    def __init__(self, op: Callable[[sqlite3.Connection, float], T], durable: bool) -> None:
         self.op = op
+        #: Whether its commit must be synced to disk (an intent to send).
+        self.durable = durable
         self.done = False
         self.value: T | None = None
         self.error: BaseException | None = None

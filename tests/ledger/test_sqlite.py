@@ -139,3 +139,49 @@ async def test_writes_ready_together_are_committed_together(
         assert (await ledger.get(ACCOUNT, "k9")).user_name == "user9"  # type: ignore[union-attr]
     finally:
         await ledger.aclose()
+
+
+@pytest.mark.anyio
+async def test_only_a_commit_that_records_an_intent_waits_for_the_disk(tmp_path: Path) -> None:
+    """An intent to send (``begin``, ``resend``) is synced before its create may leave;
+    what is recorded after a create (a claim, a failure) rides on the next synced
+    commit: a power cut that loses it leaves a key the next run settles from a list."""
+    import sqlite3
+
+    ledger = SqliteLedger(tmp_path / "ledger.sqlite3")
+    await ledger.record_baseline(ACCOUNT, [])
+
+    def mode(db: sqlite3.Connection, now: float) -> int:
+        return int(db.execute("PRAGMA synchronous").fetchone()[0])  # 2 FULL, 1 NORMAL
+
+    async def batched_with(step: Any) -> int:
+        """The sync mode of the commit that carries ``step``."""
+        found: list[int] = []
+
+        async def probe() -> None:
+            found.append(await ledger._write(mode))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(step)
+            tg.start_soon(probe)
+        return found[0]
+
+    async def begin() -> None:
+        await ledger.begin(ACCOUNT, "k", total_limit=1, hourly_limit=1, holder="h", lease=60)
+
+    async def claim() -> None:
+        await ledger.claim(ACCOUNT, "k", "user")
+
+    try:
+        assert await batched_with(begin) == 2
+        assert await batched_with(claim) == 1
+        assert await ledger._write(mode) == 1
+    finally:
+        await ledger.aclose()
+    relaxed = SqliteLedger(tmp_path / "relaxed.sqlite3", synchronous=False)
+    try:
+        await relaxed.record_baseline(ACCOUNT, [])
+        ledger = relaxed
+        assert await batched_with(begin) == 1  # synchronous=False: never waits
+    finally:
+        await relaxed.aclose()
