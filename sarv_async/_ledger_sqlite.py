@@ -44,8 +44,8 @@ T = TypeVar("T")
 
 #: Seconds an operation waits for another process's write to finish before failing.
 DEFAULT_BUSY_TIMEOUT = 30.0
-#: Turns of the event loop a batch waits for more writes, while each turn brings some.
-_GATHER_STEPS = 3
+#: Turns of the event loop a batch waits at most for more writes (see `_gather`).
+_GATHER_TURNS = 4
 #: A commit synced to disk (an intent to send), or one that rides on the next synced one.
 _SYNC_FULL = "PRAGMA synchronous = FULL"
 _SYNC_NORMAL = "PRAGMA synchronous = NORMAL"
@@ -607,13 +607,15 @@ async def _gather(queue: _LoopQueue) -> None:
 
     Tasks woken together (by the batch before, or by answers that came in together) write
     one after another: without this, the first would commit alone and the rest after it,
-    two trips to the disk where one does. A turn that brings no write ends the wait.
+    two trips to the disk where one does. It waits two turns of the event loop (trio may
+    run this task before the others it woke with it), and more while each brings writes.
     """
-    for _ in range(_GATHER_STEPS):
-        queued = len(queue.slots)
+    queued = -1
+    for turn in range(_GATHER_TURNS):
         await anyio.lowlevel.checkpoint()  # called shielded: never raises
-        if len(queue.slots) == queued:
+        if turn and len(queue.slots) == queued:
             return
+        queued = len(queue.slots)
 
 
 class _Slot(Generic[T]):
