@@ -10,8 +10,8 @@ rate limit, no faults),
 with 10 calls in flight, in interleaved rounds of four shapes: the floor (raw httpx
 posting ``addSmtp`` and ``json.loads``-ing the answers), plain concurrent ``create()``
 calls of a client without a ledger, ``provision()`` without a ledger
-(a `MemoryLedger` for the run), ``provision()`` with a `SqliteLedger` file (synced
-commits; a fresh file per round) and ``provision()`` with a `RedisLedger` on a
+(a `MemoryLedger` for the run), ``provision()`` with a `SqliteLedger` file (intents
+synced to disk; a fresh file per round) and ``provision()`` with a `RedisLedger` on a
 ``redis-server`` the bench starts on a free loopback port (append-only file, fsync every
 second: the persistence the ledger insists on; emptied before each round; left out,
 with a note, when no ``redis-server`` is on the PATH or ``sarv-async[redis]`` is not
@@ -21,7 +21,8 @@ the client process's CPU time per create (all its threads), and the ratios of th
 a SQLite ledger at least 0.85x, with a Redis ledger at least 0.8x) with the spread of the
 per-round ratios, and the same ratios by CPU time per create. Each ledger has a floor
 shape beside it: plain creates, each between two one-row writes made as the SQLite
-ledger makes its writes, or two no-op Lua calls made as the Redis ledger makes them.
+ledger makes its writes (the first synced, as an intent is), or two no-op Lua calls made
+as the Redis ledger makes them.
 
 Size: the ledger file after ``--size`` creates recorded through the ledger's own
 operations (one begin and one claim per create, keys like the CLI's), per 100,000.
@@ -228,9 +229,9 @@ def _floor_write(statement: str, row: int, db: sqlite3.Connection, now: float) -
 async def creates_with_sqlite_writes(url: str, count: int, path: str) -> float:
     """The SQLite ledger's floor: plain creates, each between two one-row writes made as
     the ledger makes its writes (a worker thread, writes queued meanwhile committed
-    together, WAL, synced commits: ``SqliteLedger._write``): the least a ledger costs
-    that durably records each create on this host before sending it and after its
-    answer."""
+    together, WAL: ``SqliteLedger._write``), the first synced to disk before the create
+    leaves, as an intent is: the least a ledger costs that durably records each create
+    on this host before sending it, and its outcome after its answer."""
     ledger = SqliteLedger(path)
 
     def table(db: sqlite3.Connection, now: float) -> None:
@@ -244,7 +245,7 @@ async def creates_with_sqlite_writes(url: str, count: int, path: str) -> float:
 
         async def worker() -> None:
             for i, spec in specs:
-                await ledger._write(functools.partial(_floor_write, INSERT_ROW, i))
+                await ledger._write(functools.partial(_floor_write, INSERT_ROW, i), durable=True)
                 await client.smtp_users.create(
                     total_limit=spec["total_limit"], hourly_limit=spec["hourly_limit"]
                 )
