@@ -430,10 +430,10 @@ class SqliteLedger:
         if queue is None or queue.loop is not loop:
             queue = self._queues[id(loop)] = _LoopQueue(loop)
         queue.slots.append(slot)
-        with anyio.CancelScope(shield=True):
-            if queue.flushing:
-                await slot.event.wait()
-            else:
+        if queue.flushing:
+            await _committed(slot)
+        else:
+            with anyio.CancelScope(shield=True):
                 queue.flushing = True
                 try:
                     while queue.slots:
@@ -600,6 +600,19 @@ class SqliteLedger:
             connection.close()
             raise
         return connection
+
+
+async def _committed(slot: _Slot[Any]) -> None:
+    """Wait for ``slot``'s batch to be done; a cancellation meanwhile is raised after it.
+
+    (Cheaper than a shielded scope around every wait: that costs each write a few µs.)
+    """
+    try:
+        await slot.event.wait()
+    except anyio.get_cancelled_exc_class():
+        with anyio.CancelScope(shield=True):
+            await slot.event.wait()
+        raise
 
 
 async def _gather(queue: _LoopQueue) -> None:

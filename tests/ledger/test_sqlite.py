@@ -185,3 +185,47 @@ async def test_only_a_commit_that_records_an_intent_waits_for_the_disk(tmp_path:
         assert await batched_with(begin) == 1  # synchronous=False: never waits
     finally:
         await relaxed.aclose()
+
+
+@pytest.mark.anyio
+async def test_a_cancelled_writer_leaves_only_once_its_write_is_committed(
+    tmp_path: Path,
+) -> None:
+    """Cancelling callers whose writes are queued behind a batch in the thread lets them
+    leave (returning or cancelled) only once their writes are committed: a caller never
+    leaves a write of its own behind it, still to run."""
+    import sqlite3
+
+    ledger = SqliteLedger(tmp_path / "ledger.sqlite3")
+    await ledger.record_baseline(ACCOUNT, [])
+    in_thread = threading.Event()
+    release = threading.Event()
+    committed: list[int] = []
+    seen_on_leaving: list[int] = []
+
+    def slow(db: sqlite3.Connection, now: float) -> None:
+        in_thread.set()
+        release.wait(10)
+
+    def counted(db: sqlite3.Connection, now: float) -> None:
+        committed.append(1)
+
+    async def writer() -> None:
+        try:
+            await ledger._write(counted)
+        finally:
+            seen_on_leaving.append(len(committed))
+
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(ledger._write, slow)  # its batch holds the thread
+            await anyio.to_thread.run_sync(in_thread.wait, 10)
+            for _ in range(5):
+                tg.start_soon(writer)  # queued behind it
+            await anyio.wait_all_tasks_blocked()
+            tg.cancel_scope.cancel()
+            release.set()
+        assert seen_on_leaving == [5] * 5
+    finally:
+        release.set()
+        await ledger.aclose()
