@@ -469,18 +469,28 @@ class SqliteLedger:
         return result
 
     def _run_batch(self, batch: list[_Slot[Any]]) -> None:
-        """Run ``batch`` in one transaction; if any operation fails, each in its own."""
+        """Run ``batch`` in one transaction; if an operation fails, each in its own.
+
+        A failure of the transaction itself (the file locked past the busy timeout, say)
+        is every operation's: each run alone would meet it again, after a wait of its
+        own, and the last caller would wait the timeout once per write of the batch.
+        """
         try:
             try:
                 self._run_together(batch)
-            except Exception:
+            except _OpFailed as failed:
                 if len(batch) == 1:
-                    raise
-                for slot in batch:  # the batch was rolled back: isolate the failure
+                    batch[0].error = failed.error
+                    return
+                for i, slot in enumerate(batch):  # rolled back: isolate the failure
                     try:
                         self._run_together([slot])
-                    except Exception as exc:
-                        slot.error = exc
+                    except _OpFailed as exc:
+                        slot.error = exc.error
+                    except Exception as exc:  # the transaction's: the rest's too
+                        for rest in batch[i:]:
+                            rest.error = exc
+                        break
         except BaseException as exc:
             for slot in batch:
                 slot.error = exc
@@ -489,13 +499,17 @@ class SqliteLedger:
                 slot.done = True
 
     def _run_together(self, batch: list[_Slot[Any]]) -> None:
+        """Run ``batch`` in one transaction: `_OpFailed` if an operation raised."""
         db = self._connection()
         durable = self._synchronous and any(slot.durable for slot in batch)
         db.execute(_SYNC_FULL if durable else _SYNC_NORMAL)  # for the next commit
         self._when_not_busy(lambda: db.execute("BEGIN IMMEDIATE"))
         try:
             for slot in batch:
-                slot.value = slot.op(db, time.time())
+                try:
+                    slot.value = slot.op(db, time.time())
+                except Exception as exc:
+                    raise _OpFailed(exc) from None
         except BaseException:
             db.execute("ROLLBACK")
             raise
@@ -629,6 +643,14 @@ async def _gather(queue: _LoopQueue) -> None:
         if turn and len(queue.slots) == queued:
             return
         queued = len(queue.slots)
+
+
+class _OpFailed(Exception):
+    """An operation of a batch raised ``error`` (the transaction itself did not fail)."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(error)
+        self.error = error
 
 
 class _Slot(Generic[T]):

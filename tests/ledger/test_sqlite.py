@@ -229,3 +229,38 @@ async def test_a_cancelled_writer_leaves_only_once_its_write_is_committed(
     finally:
         release.set()
         await ledger.aclose()
+
+
+@pytest.mark.anyio
+async def test_a_file_busy_past_the_timeout_fails_a_batch_after_one_wait(
+    tmp_path: Path,
+) -> None:
+    """Writes committed together that find the file locked by another process fail once
+    the busy timeout has passed, all of them: the batch is not run again write by
+    write, each waiting out the timeout anew (a batch of a hundred would wait a hundred
+    times as long as the timeout says)."""
+    import sqlite3
+
+    path = tmp_path / "ledger.sqlite3"
+    ledger = SqliteLedger(path, busy_timeout=0.25)
+    await ledger.record_baseline(ACCOUNT, [])
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+    waited: list[float] = []
+
+    async def renew(i: int) -> None:
+        started = anyio.current_time()
+        with pytest.raises(LedgerError, match="locked"):
+            await ledger.renew(ACCOUNT, f"k{i}", holder="h", lease=60)
+        waited.append(anyio.current_time() - started)
+
+    try:
+        async with anyio.create_task_group() as tg:
+            for i in range(10):
+                tg.start_soon(renew, i)
+        assert len(waited) == 10
+        assert max(waited) < 1.25  # once the timeout (and slack), not eleven times
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+        await ledger.aclose()
