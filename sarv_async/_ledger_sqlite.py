@@ -433,19 +433,25 @@ class SqliteLedger:
         if queue.flushing:
             await _committed(slot)
         else:
+            # Shielded; but a native asyncio cancellation (``task.cancel()``, as in
+            # ``asyncio.wait_for``) goes through anyio's shield: one that comes meanwhile
+            # is raised once no write is left queued (see `_carry`).
+            interrupted: BaseException | None = None
             with anyio.CancelScope(shield=True):
                 queue.flushing = True
                 try:
                     while queue.slots:
-                        await _gather(queue)
+                        interrupted = await _gather(queue) or interrupted
                         batch, queue.slots = queue.slots, []
-                        await anyio.to_thread.run_sync(self._run_batch, batch)
+                        interrupted = await self._carry(batch) or interrupted
                         for done in batch:
                             done.event.set()
                 finally:
                     queue.flushing = False
                     if not queue.slots:  # idle: forget it (and its loop)
                         self._queues.pop(id(loop), None)
+            if interrupted is not None:
+                raise interrupted
         if isinstance(slot.error, sqlite3.Error):
             raise self._failed(slot.error) from slot.error
         return slot.outcome()
@@ -467,6 +473,37 @@ class SqliteLedger:
         except sqlite3.Error as exc:
             raise self._failed(exc) from exc
         return result
+
+    async def _carry(self, batch: list[_Slot[Any]]) -> BaseException | None:
+        """Run ``batch`` in a worker thread; return an interruption that came meanwhile.
+
+        A native asyncio cancellation goes through the flusher's shield: the thread call
+        it interrupts may still run the batch, or never (a call cancelled before a
+        worker picked it up is dropped). Either way the batch is run once, and done
+        before this returns: its writers are woken by nobody else.
+        """
+        trip = _Trip(batch)
+        interrupted: BaseException | None = None
+        while not trip.finished.is_set():
+            try:
+                if trip.claimed:  # running in a thread: wait for it there
+                    await anyio.to_thread.run_sync(trip.finished.wait)
+                else:
+                    await anyio.to_thread.run_sync(self._run_trip, trip)
+            except (anyio.get_cancelled_exc_class(), KeyboardInterrupt) as exc:
+                interrupted = exc
+        return interrupted
+
+    def _run_trip(self, trip: _Trip) -> None:
+        """`_run_batch` for ``trip``, unless another thread call took it first."""
+        with trip.lock:
+            if trip.claimed:
+                return
+            trip.claimed = True
+        try:
+            self._run_batch(trip.slots)
+        finally:
+            trip.finished.set()
 
     def _run_batch(self, batch: list[_Slot[Any]]) -> None:
         """Run ``batch`` in one transaction; if an operation fails, each in its own.
@@ -629,20 +666,37 @@ async def _committed(slot: _Slot[Any]) -> None:
         raise
 
 
-async def _gather(queue: _LoopQueue) -> None:
+async def _gather(queue: _LoopQueue) -> BaseException | None:
     """Let the tasks ready to run queue their writes before a batch leaves.
 
     Tasks woken together (by the batch before, or by answers that came in together) write
     one after another: without this, the first would commit alone and the rest after it,
     two trips to the disk where one does. It waits two turns of the event loop (trio may
     run this task before the others it woke with it), and more while each brings writes.
+    Returns what interrupted it, if anything did (see `_carry`).
     """
     queued = -1
     for turn in range(_GATHER_TURNS):
-        await anyio.lowlevel.checkpoint()  # called shielded: never raises
+        try:
+            await anyio.lowlevel.checkpoint()  # shielded: a native cancellation, or Ctrl-C
+        except (anyio.get_cancelled_exc_class(), KeyboardInterrupt) as exc:
+            return exc
         if turn and len(queue.slots) == queued:
-            return
+            return None
         queued = len(queue.slots)
+    return None
+
+
+class _Trip:
+    """A batch on its way to a worker thread, run by the first thread call to claim it."""
+
+    __slots__ = ("claimed", "finished", "lock", "slots")
+
+    def __init__(self, slots: list[_Slot[Any]]) -> None:
+        self.slots = slots
+        self.lock = threading.Lock()
+        self.claimed = False
+        self.finished = threading.Event()
 
 
 class _OpFailed(Exception):

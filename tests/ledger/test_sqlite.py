@@ -264,3 +264,61 @@ async def test_a_file_busy_past_the_timeout_fails_a_batch_after_one_wait(
         other.execute("ROLLBACK")
         other.close()
         await ledger.aclose()
+
+
+def test_a_native_asyncio_cancellation_of_the_flusher_strands_no_write(tmp_path: Path) -> None:
+    """On asyncio, ``task.cancel()`` (``asyncio.wait_for``, ``asyncio.timeout``, Ctrl-C
+    under ``asyncio.run``) goes through anyio's shielded scopes. Cancelled so while its
+    batch is in the thread, the task carrying the batch still leaves only once its write
+    is committed, and the writes queued behind it are committed and their tasks woken
+    (they used to wait for ever, their writes never run)."""
+    import asyncio
+    import sqlite3
+
+    ledger = SqliteLedger(tmp_path / "ledger.sqlite3")
+    in_thread = threading.Event()
+    release = threading.Event()
+    committed: list[str] = []
+    outcomes: dict[str, str] = {}
+
+    def slow(db: sqlite3.Connection, now: float) -> None:
+        in_thread.set()
+        release.wait(10)
+        committed.append("flusher")
+
+    def counted(name: str) -> Any:
+        def op(db: sqlite3.Connection, now: float) -> None:
+            committed.append(name)
+
+        return op
+
+    async def main() -> None:
+        await ledger.record_baseline(ACCOUNT, [])
+
+        async def write(name: str, op: Any) -> None:
+            try:
+                await ledger._write(op)
+            except asyncio.CancelledError:
+                outcomes[name] = f"cancelled after {len(committed)}"
+                raise
+            outcomes[name] = f"returned after {len(committed)}"
+
+        flusher = asyncio.ensure_future(write("flusher", slow))
+        await asyncio.to_thread(in_thread.wait, 10)
+        queued = [asyncio.ensure_future(write(f"w{i}", counted(f"w{i}"))) for i in range(3)]
+        await asyncio.sleep(0.01)  # they queue behind the batch in the thread
+        flusher.cancel()  # natively, as asyncio.wait_for does
+        await asyncio.sleep(0.01)
+        release.set()
+        await asyncio.wait([flusher, *queued], timeout=5)
+        await ledger.aclose()
+
+    runner = threading.Thread(target=asyncio.run, args=(main(),), daemon=True)
+    runner.start()
+    runner.join(15)
+    release.set()
+    assert not runner.is_alive(), f"writers stranded: {outcomes}, committed {committed}"
+    assert sorted(committed) == ["flusher", "w0", "w1", "w2"]
+    assert outcomes["flusher"].startswith("cancelled after")
+    assert outcomes["flusher"] != "cancelled after 0"  # not before its write was committed
+    assert {outcomes[f"w{i}"] for i in range(3)} == {"returned after 4"}
