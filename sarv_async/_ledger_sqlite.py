@@ -22,6 +22,7 @@ against the baseline in the same transaction, which is what makes `claim` exclus
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 import os
@@ -45,7 +46,7 @@ T = TypeVar("T")
 #: Seconds an operation waits for another process's write to finish before failing.
 DEFAULT_BUSY_TIMEOUT = 30.0
 #: Turns of the event loop a batch waits at most for more writes (see `_gather`).
-_GATHER_TURNS = 4
+_GATHER_TURNS = 3
 #: A commit synced to disk (an intent to send), or one that rides on the next synced one.
 _SYNC_FULL = "PRAGMA synchronous = FULL"
 _SYNC_NORMAL = "PRAGMA synchronous = NORMAL"
@@ -671,17 +672,19 @@ async def _gather(queue: _LoopQueue) -> BaseException | None:
 
     Tasks woken together (by the batch before, or by answers that came in together) write
     one after another: without this, the first would commit alone and the rest after it,
-    two trips to the disk where one does. It waits two turns of the event loop (trio may
-    run this task before the others it woke with it), and more while each brings writes.
+    two trips to the disk where one does. It waits a turn of the event loop, and more
+    while each brings writes; no longer, or the creates' answers coming in meanwhile add
+    their claims to a batch of intents (every batch that holds an intent is synced).
+    trio may run this task before the others it woke with it: its first turn is blind.
     Returns what interrupted it, if anything did (see `_carry`).
     """
-    queued = -1
+    queued = len(queue.slots)
     for turn in range(_GATHER_TURNS):
         try:
             await anyio.lowlevel.checkpoint()  # shielded: a native cancellation, or Ctrl-C
         except (anyio.get_cancelled_exc_class(), KeyboardInterrupt) as exc:
             return exc
-        if turn and len(queue.slots) == queued:
+        if len(queue.slots) == queued and turn >= queue.blind_turns:
             return None
         queued = len(queue.slots)
     return None
@@ -730,12 +733,15 @@ class _Slot(Generic[T]):
 class _LoopQueue:
     """The writes one event loop has queued, and whether a batch of them is running."""
 
-    __slots__ = ("flushing", "loop", "slots")
+    __slots__ = ("blind_turns", "flushing", "loop", "slots")
 
     def __init__(self, loop: object) -> None:
         self.loop = loop
         self.slots: list[_Slot[Any]] = []
         self.flushing = False
+        #: Turns `_gather` waits whatever they bring: asyncio runs the tasks a batch woke
+        #: before the one that yields after them; trio's order within a turn is random.
+        self.blind_turns = 0 if isinstance(loop, asyncio.AbstractEventLoop) else 1
 
 
 def _migrate(db: sqlite3.Connection) -> None:
