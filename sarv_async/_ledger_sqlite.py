@@ -415,8 +415,8 @@ class SqliteLedger:
     ) -> T:
         """Run ``op`` in a write transaction, committed with the writes queued meanwhile.
 
-        ``durable``: the write records an intent to send, and its commit is synced to disk
-        before this returns (see the module docstring).
+        ``durable``: the write records an intent to send (or a baseline), and its commit is
+        synced to disk before this returns (see the module docstring).
 
         Writes of one event loop queue up while a batch is in the worker thread; the task
         that finds no batch running lets the tasks ready to run queue theirs (`_gather`),
@@ -717,7 +717,7 @@ class _Slot(Generic[T]):
 
     def __init__(self, op: Callable[[sqlite3.Connection, float], T], durable: bool) -> None:
         self.op = op
-        #: Whether its commit must be synced to disk (an intent to send).
+        #: Whether its commit must be synced to disk (an intent to send, a baseline).
         self.durable = durable
         self.done = False
         self.value: T | None = None
